@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/aldis-im/aldis/core/certs"
+	"github.com/aldis-im/aldis/core/config"
+	"github.com/aldis-im/aldis/core/obs"
+	"github.com/aldis-im/aldis/core/store/sqlite"
+	"github.com/aldis-im/aldis/xmppcore/accounts"
+	"github.com/aldis-im/aldis/xmppcore/c2s"
+	"github.com/aldis-im/aldis/xmppcore/router"
+)
+
+func cmdServe(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration file (default: embedded defaults)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		printConfigErr(stderr, err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := serve(ctx, cfg, *path, stdout, stderr); err != nil {
+		fmt.Fprintln(stderr, "aldis serve:", err)
+		return 1
+	}
+	return 0
+}
+
+func printConfigErr(w io.Writer, err error) {
+	var errs config.Errors
+	if errors.As(err, &errs) {
+		for _, e := range errs {
+			fmt.Fprintln(w, e)
+		}
+		return
+	}
+	fmt.Fprintln(w, err)
+}
+
+// newLogger builds the logger with a level that SIGHUP can change.
+func newLogger(w io.Writer, cfg config.Config) (*slog.Logger, *slog.LevelVar, error) {
+	// obs validates the level and format the same way the config does.
+	if _, err := obs.NewLogger(io.Discard, cfg.Log.Level, cfg.Log.Format); err != nil {
+		return nil, nil, err
+	}
+	lv := new(slog.LevelVar)
+	lv.Set(parseLevel(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts)), lv, nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), lv, nil
+}
+
+func parseLevel(s string) slog.Level {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(s))
+	return l
+}
+
+func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr io.Writer) error {
+	log, level, err := newLogger(stderr, cfg)
+	if err != nil {
+		return err
+	}
+	st, err := sqlite.Open(ctx, cfg.StoragePath())
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer st.Close()
+	src, generated, err := certs.Open(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.Server.DataDir, cfg.Domains())
+	if err != nil {
+		return err
+	}
+	if generated {
+		log.Info("generated a self-signed certificate", "file", src.CertFile())
+	}
+	m := obs.NewMetrics()
+	acc := accounts.New(st, cfg.Auth.SCRAMIterations)
+	rt, err := router.New(router.Config{
+		Domain: cfg.Server.Domain, Store: st, Accounts: acc, Log: log, Metrics: m,
+		OfflineMax: cfg.Offline.MaxPerUser, Registration: cfg.Auth.Registration, Version: version,
+	})
+	if err != nil {
+		return err
+	}
+	defer rt.Close(cfg.Server.ShutdownTimeout)
+	srv := c2s.New(c2s.Config{
+		Domain: cfg.Server.Domain, TLS: src.TLSConfig("xmpp-client"),
+		RequireTLS: cfg.C2S.RequireTLS, AllowPlainWithoutTLS: cfg.C2S.AllowPlainWithoutTLS,
+		MaxStanza: cfg.C2S.MaxStanzaSize, HandshakeTimeout: cfg.C2S.HandshakeTimeout,
+		IdleTimeout: cfg.C2S.IdleTimeout, SendQueue: cfg.C2S.SendQueue,
+		RateBytes: cfg.C2S.RateBytes, RateBurst: cfg.C2S.RateBurst,
+		Registration: cfg.Auth.Registration, Router: rt, Accounts: acc,
+		Limiter: c2s.NewAuthLimiter(cfg.Auth.MaxFailuresPerIP, cfg.Auth.MaxFailuresPerAccount, cfg.Auth.FailureWindow),
+		Log:     log, Metrics: m,
+	})
+
+	var lns []string
+	listen := func(addrs []string, direct bool, kind string) error {
+		for _, a := range addrs {
+			ln, err := net.Listen("tcp", a)
+			if err != nil {
+				// A host without IPv6 loopback should still start on IPv4.
+				if strings.HasPrefix(a, "[::1]") && len(addrs) > 1 {
+					log.Warn("listener unavailable", "addr", a, "err", err)
+					continue
+				}
+				return fmt.Errorf("listen on %s: %w", a, err)
+			}
+			lns = append(lns, fmt.Sprintf("%s (%s)", ln.Addr(), kind))
+			go func() {
+				if err := srv.Serve(ln, direct); err != nil {
+					log.Error("c2s listener stopped", "addr", a, "err", err)
+				}
+			}()
+		}
+		return nil
+	}
+	if err := listen(cfg.C2S.Listen, false, "c2s, STARTTLS"); err != nil {
+		srv.Shutdown(ctx)
+		return err
+	}
+	if err := listen(cfg.C2S.ListenTLS, true, "c2s, direct TLS"); err != nil {
+		srv.Shutdown(ctx)
+		return err
+	}
+	adminCtx, stopAdmin := context.WithCancel(context.Background())
+	defer stopAdmin()
+	if cfg.Admin.Listen != "" {
+		a, err := obs.ServeAdmin(adminCtx, cfg.Admin.Listen, obs.NewAdminHandler(m, func() error { return nil }), log)
+		if err != nil {
+			srv.Shutdown(ctx)
+			return fmt.Errorf("admin listener: %w", err)
+		}
+		lns = append(lns, fmt.Sprintf("http://%s/metrics and /healthz (admin)", a))
+	}
+
+	fmt.Fprintf(stdout, "Aldis %s serving %s (data in %s)\n", version, cfg.Server.Domain, cfg.Server.DataDir)
+	for _, l := range lns {
+		fmt.Fprintf(stdout, "  listening on %s\n", l)
+	}
+	cfgArg := ""
+	if path != "" {
+		cfgArg = " --config " + path
+	}
+	fmt.Fprintf(stdout, "Add a user with: aldis user add%s alice@%s\n", cfgArg, cfg.Server.Domain)
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			reload(log, level, src, path)
+		case <-ctx.Done():
+			log.Info("shutting down")
+			sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
+			err := srv.Shutdown(sctx)
+			cancel()
+			if err != nil {
+				log.Warn("shutdown timed out; remaining connections closed", "err", err)
+			}
+			return nil
+		}
+	}
+}
+
+// reload applies what can change without a restart: the log level and the
+// certificate files. Other settings need a restart, which the log says.
+func reload(log *slog.Logger, level *slog.LevelVar, src *certs.Source, path string) {
+	if path != "" {
+		cfg, err := config.Load(path)
+		if err != nil {
+			log.Error("reload: configuration has errors; keeping the running one", "err", err)
+			return
+		}
+		level.Set(parseLevel(cfg.Log.Level))
+	}
+	if err := src.Reload(); err != nil {
+		log.Error("reload: certificate", "err", err)
+		return
+	}
+	log.Info("reloaded log level and certificates (other settings need a restart)")
+}

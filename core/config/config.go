@@ -1,0 +1,177 @@
+// Package config loads the server's TOML configuration, decoding it strictly and validating every value.
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Config is the whole server configuration. The zero value is not useful: start from Default.
+//
+// Every field carries a `toml` tag naming its key; the decoder uses those tags as the schema, so a
+// field added here is accepted in the file with no other change (it still needs a check in Validate,
+// an entry in Default and a commented line in aldis.toml).
+type Config struct {
+	Server  Server  `toml:"server"`
+	Log     Log     `toml:"log"`
+	TLS     TLS     `toml:"tls"`
+	C2S     C2S     `toml:"c2s"`
+	Auth    Auth    `toml:"auth"`
+	Storage Storage `toml:"storage"`
+	Offline Offline `toml:"offline"`
+	Admin   Admin   `toml:"admin"`
+}
+
+// Server is the [server] table.
+type Server struct {
+	// Domain is the XMPP domain served. Use Config.Domains rather than reading it directly,
+	// so callers keep working when virtual hosts add a `domains` list.
+	Domain          string        `toml:"domain"`
+	DataDir         string        `toml:"data_dir"`
+	ShutdownTimeout time.Duration `toml:"shutdown_timeout"`
+}
+
+// Log is the [log] table.
+type Log struct {
+	Level  string `toml:"level"`  // debug, info, warn or error
+	Format string `toml:"format"` // text or json
+}
+
+// TLS is the [tls] table. Both files empty means a self-signed certificate generated into the data directory.
+type TLS struct {
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+}
+
+// C2S is the [c2s] table: client-to-server listeners and per-connection limits.
+type C2S struct {
+	Listen               []string      `toml:"listen"`     // STARTTLS listeners, host:port
+	ListenTLS            []string      `toml:"listen_tls"` // direct TLS listeners (XEP-0368), host:port
+	RequireTLS           bool          `toml:"require_tls"`
+	AllowPlainWithoutTLS bool          `toml:"allow_plain_without_tls"`
+	MaxStanzaSize        int           `toml:"max_stanza_size"` // bytes
+	HandshakeTimeout     time.Duration `toml:"handshake_timeout"`
+	IdleTimeout          time.Duration `toml:"idle_timeout"`
+	SendQueue            int           `toml:"send_queue"` // stanzas
+	RateBytes            int           `toml:"rate_bytes"` // bytes per second; 0 = unlimited
+	RateBurst            int           `toml:"rate_burst"` // bytes
+}
+
+// Auth is the [auth] table.
+type Auth struct {
+	SCRAMIterations       int           `toml:"scram_iterations"`
+	MaxFailuresPerIP      int           `toml:"max_failures_per_ip"`
+	MaxFailuresPerAccount int           `toml:"max_failures_per_account"`
+	FailureWindow         time.Duration `toml:"failure_window"`
+	Registration          bool          `toml:"registration"`
+}
+
+// Storage is the [storage] table.
+type Storage struct {
+	Driver string `toml:"driver"`
+	Path   string `toml:"path"` // empty = <data_dir>/aldis.db; use Config.StoragePath
+}
+
+// Offline is the [offline] table.
+type Offline struct {
+	MaxPerUser int `toml:"max_per_user"` // 0 disables offline storage
+}
+
+// Admin is the [admin] table.
+type Admin struct {
+	Listen string `toml:"listen"` // empty disables the admin HTTP server
+}
+
+// Default returns the configuration used when there is no file, and the base that a file's values overlay.
+func Default() Config {
+	return Config{
+		Server: Server{
+			Domain:          "localhost",
+			DataDir:         "./aldis-data",
+			ShutdownTimeout: 10 * time.Second,
+		},
+		Log: Log{Level: "info", Format: "text"},
+		C2S: C2S{
+			Listen:           []string{"127.0.0.1:5222", "[::1]:5222"},
+			ListenTLS:        []string{"127.0.0.1:5223", "[::1]:5223"},
+			RequireTLS:       true,
+			MaxStanzaSize:    256 << 10,
+			HandshakeTimeout: 30 * time.Second,
+			IdleTimeout:      10 * time.Minute,
+			SendQueue:        1024,
+			RateBytes:        128 << 10,
+			RateBurst:        512 << 10,
+		},
+		Auth: Auth{
+			SCRAMIterations:       4096,
+			MaxFailuresPerIP:      10,
+			MaxFailuresPerAccount: 10,
+			FailureWindow:         5 * time.Minute,
+		},
+		Storage: Storage{Driver: "sqlite"},
+		Offline: Offline{MaxPerUser: 1000},
+		Admin:   Admin{Listen: "127.0.0.1:5280"},
+	}
+}
+
+// Domains returns the XMPP domains served. Today that is exactly Server.Domain.
+func (c Config) Domains() []string {
+	return []string{c.Server.Domain}
+}
+
+// StoragePath returns the database path: Storage.Path, or aldis.db inside the data directory when it is empty.
+func (c Config) StoragePath() string {
+	if c.Storage.Path != "" {
+		return c.Storage.Path
+	}
+	return filepath.Join(c.Server.DataDir, "aldis.db")
+}
+
+// Load reads the file at path and returns Default overlaid with its values, validated.
+// Configuration problems are returned as Errors naming path, line and key.
+func Load(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("reading configuration: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse is Load from bytes; name is the file name used in error messages.
+// Every problem found is reported, as Errors sorted by line.
+func Parse(name string, data []byte) (Config, error) {
+	raw, err := parseTOML(name, data)
+	if err != nil {
+		return Config{}, err
+	}
+	c := Default()
+	d := decoder{}
+	d.table("", raw, &c)
+	probs := d.probs
+	for _, p := range c.problems() {
+		// A key that failed to decode kept its default; don't report a second problem against it.
+		if !d.failed[p.keys[0]] {
+			probs = append(probs, p)
+		}
+	}
+	if len(probs) == 0 {
+		return c, nil
+	}
+	return Config{}, locate(name, data, probs)
+}
+
+// Validate reports every problem with c as Errors, or returns nil.
+// Errors from a Config built in code name keys but no file or line.
+func (c Config) Validate() error {
+	probs := c.problems()
+	if len(probs) == 0 {
+		return nil
+	}
+	errs := make(Errors, len(probs))
+	for i, p := range probs {
+		errs[i] = &Error{Key: p.keys[0], Msg: p.msg}
+	}
+	return errs
+}

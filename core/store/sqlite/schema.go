@@ -1,0 +1,79 @@
+package sqlite
+
+import "github.com/aldis-im/aldis/core/store/internal/sqlstore"
+
+// migrations is the schema history. Released steps are never edited, only
+// appended to, because databases in the field have already applied them.
+// The DDL is SQLite's own (STRICT tables, AUTOINCREMENT); the queries that
+// use it are shared with other engines, so a PostgreSQL schema must keep the
+// same table and column names.
+func migrations() []sqlstore.Migration {
+	return []sqlstore.Migration{
+		{
+			Name: "initial schema",
+			Stmts: []string{
+				`CREATE TABLE accounts (
+					jid               TEXT    NOT NULL PRIMARY KEY,
+					domain            TEXT    NOT NULL,
+					sha1_salt         BLOB,
+					sha1_iterations   INTEGER NOT NULL,
+					sha1_stored_key   BLOB,
+					sha1_server_key   BLOB,
+					sha256_salt       BLOB,
+					sha256_iterations INTEGER NOT NULL,
+					sha256_stored_key BLOB,
+					sha256_server_key BLOB,
+					created           INTEGER NOT NULL -- Unix microseconds
+				) STRICT, WITHOUT ROWID`,
+				`CREATE INDEX accounts_domain ON accounts (domain)`,
+
+				`CREATE TABLE roster_versions (
+					user_jid TEXT    NOT NULL PRIMARY KEY,
+					ver      INTEGER NOT NULL
+				) STRICT, WITHOUT ROWID`,
+				`CREATE TABLE roster_items (
+					user_jid     TEXT    NOT NULL,
+					contact      TEXT    NOT NULL,
+					name         TEXT    NOT NULL,
+					subscription TEXT    NOT NULL CHECK (subscription IN ('none', 'to', 'from', 'both')),
+					ask          INTEGER NOT NULL,
+					approved     INTEGER NOT NULL,
+					group_names  TEXT    NOT NULL, -- JSON array of strings
+					PRIMARY KEY (user_jid, contact)
+				) STRICT, WITHOUT ROWID`,
+
+				// The id gives arrival order; a replaced request keeps its place.
+				`CREATE TABLE sub_requests (
+					id       INTEGER PRIMARY KEY AUTOINCREMENT,
+					user_jid TEXT    NOT NULL,
+					contact  TEXT    NOT NULL,
+					stanza   TEXT    NOT NULL,
+					UNIQUE (user_jid, contact)
+				) STRICT`,
+
+				// AUTOINCREMENT so ids are never reused: a client holding the id
+				// of a delivered message (XEP-0013) must not delete a newer one.
+				`CREATE TABLE offline (
+					id       INTEGER PRIMARY KEY AUTOINCREMENT,
+					user_jid TEXT    NOT NULL,
+					stanza   TEXT    NOT NULL,
+					stored   INTEGER NOT NULL -- Unix microseconds
+				) STRICT`,
+				`CREATE INDEX offline_user ON offline (user_jid, id)`,
+
+				`CREATE TABLE xml_blobs (
+					user_jid TEXT NOT NULL,
+					name     TEXT NOT NULL,
+					xml      TEXT NOT NULL,
+					PRIMARY KEY (user_jid, name)
+				) STRICT, WITHOUT ROWID`,
+
+				`CREATE TABLE blocklist (
+					user_jid TEXT NOT NULL,
+					jid      TEXT NOT NULL,
+					PRIMARY KEY (user_jid, jid)
+				) STRICT, WITHOUT ROWID`,
+			},
+		},
+	}
+}

@@ -1,0 +1,127 @@
+// Package store defines the protocol-free persistence interface of the server.
+//
+// Users and contacts are bare JID strings ("alice@example.org") and stanzas
+// are opaque strings. Keys are compared byte for byte: callers normalise JIDs
+// before they reach the store.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors; implementations wrap them with context, so test with errors.Is.
+var (
+	ErrNotFound = errors.New("store: not found")
+	ErrExists   = errors.New("store: already exists")
+	ErrQuota    = errors.New("store: quota exceeded")
+)
+
+// ScramKeys are stored SCRAM credentials for one hash function.
+type ScramKeys struct {
+	Salt       []byte
+	Iterations int
+	StoredKey  []byte
+	ServerKey  []byte
+}
+
+// Account is a local user account.
+type Account struct {
+	JID     string // bare JID, the key
+	SHA1    ScramKeys
+	SHA256  ScramKeys
+	Created time.Time // set to the current time by CreateAccount when zero
+}
+
+// RosterItem is one entry of a user's roster.
+type RosterItem struct {
+	Contact      string // bare JID
+	Name         string
+	Subscription string // "none", "to", "from", "both"; empty means "none"
+	Ask          bool   // pending out (we sent subscribe, no answer yet)
+	Approved     bool   // pre-approved inbound subscription (RFC 6121 §3.4)
+	Groups       []string
+}
+
+// OfflineMessage is a stanza kept for a user who was offline (XEP-0160).
+type OfflineMessage struct {
+	ID     int64
+	Stanza string
+	Stored time.Time
+}
+
+// SubRequest is a pending inbound subscription request, kept until answered.
+type SubRequest struct {
+	Contact string
+	Stanza  string
+}
+
+// Store is the server's persistent state. Implementations are safe for
+// concurrent use, and every method is atomic.
+type Store interface {
+	// CreateAccount adds an account; ErrExists if the JID is taken. Data
+	// left under the JID by writes made while no account existed is
+	// discarded, so a new account always starts empty.
+	CreateAccount(ctx context.Context, a Account) error
+	// GetAccount returns an account; ErrNotFound if absent.
+	GetAccount(ctx context.Context, jid string) (Account, error)
+	// SetCredentials replaces both sets of SCRAM keys; ErrNotFound if absent.
+	SetCredentials(ctx context.Context, jid string, sha1, sha256 ScramKeys) error
+	// DeleteAccount removes the account and all of the user's data in one
+	// transaction; ErrNotFound if absent.
+	DeleteAccount(ctx context.Context, jid string) error
+	// ListAccounts returns the bare JIDs of the domain's accounts, sorted.
+	ListAccounts(ctx context.Context, domain string) ([]string, error)
+
+	// Roster returns the roster sorted by contact and its version (0 before
+	// the first change).
+	Roster(ctx context.Context, user string) (items []RosterItem, ver int64, err error)
+	// RosterItem returns one item; ErrNotFound if absent.
+	RosterItem(ctx context.Context, user, contact string) (RosterItem, error)
+	// PutRosterItem adds or replaces an item and returns the new version.
+	PutRosterItem(ctx context.Context, user string, it RosterItem) (ver int64, err error)
+	// DeleteRosterItem removes an item and returns the new version;
+	// ErrNotFound (and no version change) if absent.
+	DeleteRosterItem(ctx context.Context, user, contact string) (ver int64, err error)
+	// RosterVersion returns the current roster version.
+	RosterVersion(ctx context.Context, user string) (int64, error)
+
+	// PutSubRequest records a pending inbound subscription request,
+	// replacing an existing one from the same contact.
+	PutSubRequest(ctx context.Context, user string, r SubRequest) error
+	// DeleteSubRequest forgets a request; no error when absent.
+	DeleteSubRequest(ctx context.Context, user, contact string) error
+	// SubRequests returns the pending requests in arrival order.
+	SubRequests(ctx context.Context, user string) ([]SubRequest, error)
+
+	// StoreOffline appends a stanza and returns its ID, which is greater
+	// than the IDs issued to the user before and never reused; ErrQuota when
+	// the user already has max messages (so max <= 0 stores nothing).
+	StoreOffline(ctx context.Context, user, stanza string, max int) (int64, error)
+	// OfflineMessages returns the user's messages in arrival order.
+	OfflineMessages(ctx context.Context, user string) ([]OfflineMessage, error)
+	// DeleteOffline removes the user's messages with these IDs; unknown IDs
+	// are ignored.
+	DeleteOffline(ctx context.Context, user string, ids []int64) error
+	// CountOffline returns how many messages the user has.
+	CountOffline(ctx context.Context, user string) (int, error)
+
+	// GetXML returns a per-user XML blob: vcard-temp (key "vcard"), private
+	// XML storage (key "private:<ns>"), anything else keyed; ErrNotFound if absent.
+	GetXML(ctx context.Context, user, key string) (string, error)
+	// PutXML stores or replaces a blob.
+	PutXML(ctx context.Context, user, key, xml string) error
+	// DeleteXML removes a blob; no error when absent.
+	DeleteXML(ctx context.Context, user, key string) error
+
+	// BlockList returns the user's blocked JIDs (XEP-0191), sorted.
+	BlockList(ctx context.Context, user string) ([]string, error)
+	// Block adds JIDs to the block list; already blocked ones are kept.
+	Block(ctx context.Context, user string, jids []string) error
+	// Unblock removes JIDs from the block list; empty jids unblocks all.
+	Unblock(ctx context.Context, user string, jids []string) error
+
+	// Close releases the store's resources.
+	Close() error
+}

@@ -1,0 +1,561 @@
+package c2s
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/router"
+	"github.com/aldis-im/aldis/xmppcore/sasl"
+	"github.com/aldis-im/aldis/xmppcore/stanza"
+	"github.com/aldis-im/aldis/xmppcore/wire"
+)
+
+// maxAuthAttempts is how many failed SASL exchanges one stream may make
+// before it is closed (RFC 6120 §6.4.5 asks for at least two).
+const maxAuthAttempts = 3
+
+// streamErr is a stream error to send before closing.
+type streamErr struct{ cond, text string }
+
+func (e *streamErr) Error() string { return e.cond + ": " + e.text }
+
+// conn is one client connection. The reader goroutine (serve) negotiates the
+// stream, then reads stanzas; after bind a writer goroutine drains the queue.
+type conn struct {
+	srv       *Server
+	raw       net.Conn
+	c         net.Conn // raw, or the TLS connection over it
+	tlsState  *tls.ConnectionState
+	directTLS bool
+	rd        *connReader
+	dec       *wire.Decoder
+	ip        string
+	ctx       context.Context
+	cancel    context.CancelFunc
+
+	user     jid.JID // authenticated bare JID
+	binding  *router.Binding
+	streamID string
+	lang     string
+
+	mu       sync.Mutex
+	queue    [][]byte
+	spare    [][]byte
+	closing  bool
+	final    []byte // stream error (or close tag) written last
+	wake     chan struct{}
+	writerUp bool
+	done     chan struct{} // closed when the writer has finished
+}
+
+func newConn(s *Server, c net.Conn, directTLS bool) *conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	ip, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+	cn := &conn{srv: s, raw: c, c: c, directTLS: directTLS, ip: ip, ctx: ctx, cancel: cancel,
+		wake: make(chan struct{}, 1), done: make(chan struct{})}
+	cn.rd = &connReader{c: c, handshake: time.Now().Add(s.cfg.HandshakeTimeout), idle: s.cfg.IdleTimeout, onIdle: cn.idlePing}
+	if s.cfg.RateBytes > 0 {
+		burst := max(s.cfg.RateBurst, s.cfg.RateBytes, s.cfg.MaxStanza)
+		cn.rd.lim = rate.NewLimiter(rate.Limit(s.cfg.RateBytes), burst)
+		cn.rd.ctx = ctx
+	}
+	return cn
+}
+
+func (c *conn) serve() {
+	defer c.srv.forget(c)
+	defer c.cancel()
+	defer func() {
+		if r := recover(); r != nil {
+			c.srv.log.Error("c2s connection panic", "panic", r, "remote", c.ip)
+			c.raw.Close()
+		}
+	}()
+	err := c.negotiate()
+	if err == nil {
+		err = c.readLoop()
+	}
+	if c.binding != nil {
+		c.binding.Unbind()
+	}
+	var se *streamErr
+	var we *wire.Error
+	switch {
+	case errors.As(err, &we):
+		c.srv.m.streamErrors.Inc()
+		c.closeWith(stanza.StreamError(we.Condition, we.Text))
+	case errors.As(err, &se):
+		c.srv.m.streamErrors.Inc()
+		c.closeWith(stanza.StreamError(se.cond, se.text))
+	case err == nil || errors.Is(err, io.EOF):
+		c.closeWith([]byte("</stream:stream>"))
+	default:
+		c.srv.log.Debug("c2s connection ended", "remote", c.ip, "err", err)
+		c.closeWith(nil)
+	}
+}
+
+// closeWith ends the connection: after the queue drains the writer sends
+// final, then the socket closes.
+func (c *conn) closeWith(final []byte) {
+	c.mu.Lock()
+	up := c.writerUp
+	if !c.closing {
+		c.closing = true
+		c.final = final
+	}
+	c.mu.Unlock()
+	if up {
+		c.signal()
+		select {
+		case <-c.done:
+		case <-time.After(5 * time.Second):
+		}
+	} else if c.final != nil {
+		c.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		c.c.Write(c.final)
+	}
+	c.raw.Close()
+}
+
+// Send queues a stanza for the client (router.Session).
+func (c *conn) Send(b []byte) bool {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return false
+	}
+	if len(c.queue) >= c.srv.cfg.SendQueue {
+		// A client that does not read must not hold the server's memory.
+		c.closing = true
+		c.final = stanza.StreamError("policy-violation", "too many stanzas waiting for this client")
+		c.mu.Unlock()
+		c.srv.m.overflows.Inc()
+		c.signal()
+		c.raw.SetReadDeadline(time.Now())
+		return false
+	}
+	c.queue = append(c.queue, b)
+	c.mu.Unlock()
+	c.srv.queued.Add(1)
+	c.signal()
+	return true
+}
+
+// Close ends the session with a stream error (router.Session).
+func (c *conn) Close(condition, text string) {
+	c.mu.Lock()
+	if !c.closing {
+		c.closing = true
+		c.final = stanza.StreamError(condition, text)
+	}
+	up := c.writerUp
+	c.mu.Unlock()
+	if up {
+		c.signal()
+	}
+	// Unblock the reader; it unbinds and finishes.
+	c.raw.SetReadDeadline(time.Now())
+}
+
+func (c *conn) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// writer drains the send queue into the socket, flushing when it runs dry.
+func (c *conn) writer() {
+	defer close(c.done)
+	w := bufio.NewWriterSize(c.c, 4096)
+	for {
+		<-c.wake
+		for {
+			c.mu.Lock()
+			q := c.queue
+			c.queue = c.spare[:0]
+			closing, final := c.closing, c.final
+			c.mu.Unlock()
+			if len(q) == 0 {
+				if closing {
+					if final != nil {
+						w.Write(final)
+					}
+					w.Flush()
+					return
+				}
+				break
+			}
+			c.c.SetWriteDeadline(time.Now().Add(c.srv.cfg.IdleTimeout))
+			for i, b := range q {
+				if _, err := w.Write(b); err != nil {
+					c.fail()
+					return
+				}
+				q[i] = nil
+			}
+			c.srv.queued.Add(-int64(len(q)))
+			c.srv.m.out.AddInt64(int64(len(q)))
+			c.mu.Lock()
+			c.spare = q[:0]
+			more := len(c.queue) > 0
+			c.mu.Unlock()
+			if !more {
+				if err := w.Flush(); err != nil {
+					c.fail()
+					return
+				}
+			}
+		}
+	}
+}
+
+// fail drops a connection whose socket no longer takes writes.
+func (c *conn) fail() {
+	c.mu.Lock()
+	c.closing = true
+	n := len(c.queue)
+	c.queue = nil
+	c.mu.Unlock()
+	c.srv.queued.Add(-int64(n))
+	c.raw.Close()
+}
+
+// write sends bytes synchronously during negotiation, before the writer runs.
+func (c *conn) write(b []byte) error {
+	c.c.SetWriteDeadline(time.Now().Add(c.srv.cfg.HandshakeTimeout))
+	_, err := c.c.Write(b)
+	return err
+}
+
+func (c *conn) writeEl(e *wire.Element) error { return c.write(e.Append(nil)) }
+
+// idlePing asks an idle client to prove it is there (XEP-0199).
+func (c *conn) idlePing() bool {
+	if c.binding == nil || c.isClosing() {
+		return false
+	}
+	iq := wire.New("iq", "")
+	iq.SetAttr("type", "get")
+	iq.SetAttr("id", "idle-ping")
+	iq.SetAttr("from", c.srv.cfg.Domain)
+	iq.SetAttr("to", c.binding.JID().String())
+	iq.AddChild(wire.New("ping", stanza.NSPing))
+	return c.Send(iq.Append(nil))
+}
+
+// negotiate runs the stream from the first header to a bound resource.
+func (c *conn) negotiate() error {
+	if c.directTLS {
+		if err := c.startTLS(); err != nil {
+			return err
+		}
+	}
+	c.dec = wire.NewDecoder(c.rd, wire.Limits{MaxStanza: c.srv.cfg.MaxStanza})
+	failures := 0
+	for {
+		if err := c.openStream(); err != nil {
+			return err
+		}
+	features:
+		for {
+			tok, err := c.dec.Next()
+			if err != nil {
+				return err
+			}
+			if tok.Kind == wire.StreamEnd {
+				return io.EOF
+			}
+			el := tok.Elem
+			switch {
+			case el.Local() == "starttls" && el.Space == stanza.NSTLS:
+				if c.tlsState != nil || c.srv.cfg.TLS == nil || c.user != (jid.JID{}) {
+					return &streamErr{"policy-violation", "STARTTLS is not available now"}
+				}
+				if c.dec.PendingData() {
+					// Bytes sent before <proceed/> could be injected plaintext.
+					return &streamErr{"policy-violation", "data pipelined after STARTTLS"}
+				}
+				if err := c.write([]byte("<proceed xmlns='" + stanza.NSTLS + "'/>")); err != nil {
+					return err
+				}
+				if err := c.startTLS(); err != nil {
+					return err
+				}
+				c.dec.Reset(c.rd)
+				break features
+			case el.Local() == "auth" && el.Space == stanza.NSSASL:
+				if c.user != (jid.JID{}) {
+					return &streamErr{"policy-violation", "already authenticated"}
+				}
+				if c.srv.cfg.RequireTLS && c.tlsState == nil {
+					return &streamErr{"policy-violation", "TLS is required before authentication"}
+				}
+				ok, err := c.authenticate(el)
+				if err != nil {
+					return err
+				}
+				if ok {
+					c.dec.Reset(c.rd)
+					break features
+				}
+				failures++
+				if failures >= maxAuthAttempts {
+					return &streamErr{"policy-violation", "too many failed authentication attempts"}
+				}
+			case el.Local() == "iq" && c.user == (jid.JID{}):
+				if err := c.preAuthIQ(el); err != nil {
+					return err
+				}
+			case el.Local() == "iq" && c.user != (jid.JID{}):
+				done, err := c.bindIQ(el)
+				if err != nil {
+					return err
+				}
+				if done {
+					return nil
+				}
+			default:
+				if c.user == (jid.JID{}) {
+					return &streamErr{"not-authorized", "authenticate first"}
+				}
+				return &streamErr{"not-authorized", "bind a resource first"}
+			}
+		}
+	}
+}
+
+func (c *conn) startTLS() error {
+	if c.srv.cfg.TLS == nil {
+		return &streamErr{"policy-violation", "TLS is not configured"}
+	}
+	t := tls.Server(c.raw, c.srv.cfg.TLS)
+	ctx, cancel := context.WithDeadline(c.ctx, c.rd.handshake)
+	defer cancel()
+	if err := t.HandshakeContext(ctx); err != nil {
+		return err // no stream to send an error on
+	}
+	st := t.ConnectionState()
+	c.tlsState = &st
+	c.c = t
+	c.rd.c = t
+	return nil
+}
+
+// openStream reads the client's stream header and answers with ours and the
+// features for the current stage.
+func (c *conn) openStream() error {
+	tok, err := c.dec.Next()
+	if err != nil {
+		var we *wire.Error
+		if errors.As(err, &we) {
+			c.writeHeader("")
+		}
+		return err
+	}
+	if tok.Kind != wire.StreamStart {
+		c.writeHeader("")
+		return &streamErr{"not-well-formed", "expected a stream header"}
+	}
+	h := tok.Elem
+	c.streamID = randomID()
+	if err := c.writeHeader(h.Attr("from")); err != nil {
+		return err
+	}
+	if ns := h.Attr("xmlns"); ns != stanza.NSClient {
+		return &streamErr{"invalid-namespace", "the content namespace must be jabber:client"}
+	}
+	if v := h.Attr("version"); v == "" || !strings.HasPrefix(v, "1.") {
+		return &streamErr{"unsupported-version", "XMPP 1.0 is required"}
+	}
+	if to := h.Attr("to"); to != "" {
+		d, err := jid.Parse(to)
+		if err != nil || d.Domain() != c.srv.cfg.Domain || d.Local() != "" || d.Resource() != "" {
+			return &streamErr{"host-unknown", "this server does not serve " + to}
+		}
+	}
+	if l := h.Attr("xml:lang"); l != "" && len(l) < 36 {
+		c.lang = l
+	}
+	return c.writeEl(c.features())
+}
+
+func (c *conn) writeHeader(to string) error {
+	h := wire.New("stream:stream", stanza.NSStream)
+	h.SetAttr("xmlns", stanza.NSClient)
+	h.SetAttr("id", c.streamID)
+	h.SetAttr("from", c.srv.cfg.Domain)
+	if to != "" {
+		if j, err := jid.Parse(to); err == nil {
+			h.SetAttr("to", j.String())
+		}
+	}
+	h.SetAttr("version", "1.0")
+	h.SetAttr("xml:lang", "en")
+	return c.write(h.AppendStart([]byte("<?xml version='1.0'?>")))
+}
+
+func (c *conn) saslConfig() sasl.Config {
+	return sasl.Config{
+		TLS:        c.tlsState,
+		AllowPlain: c.srv.cfg.AllowPlainWithoutTLS,
+		Lookup:     c.srv.cfg.Accounts.Lookup(c.srv.cfg.Domain),
+	}
+}
+
+func (c *conn) features() *wire.Element {
+	f := wire.New("stream:features", "")
+	switch {
+	case c.user == (jid.JID{}):
+		if c.tlsState == nil && c.srv.cfg.TLS != nil {
+			st := f.AddChild(wire.New("starttls", stanza.NSTLS))
+			if c.srv.cfg.RequireTLS {
+				st.AddChild(wire.New("required", ""))
+				return f
+			}
+		}
+		m := f.AddChild(wire.New("mechanisms", stanza.NSSASL))
+		for _, name := range sasl.Mechanisms(c.saslConfig()) {
+			m.AddChild(wire.New("mechanism", "")).AddText(name)
+		}
+		if cb := sasl.ChannelBindingTypes(c.saslConfig()); len(cb) > 0 {
+			x := f.AddChild(wire.New("sasl-channel-binding", stanza.NSSASLCB))
+			for _, t := range cb {
+				x.AddChild(wire.New("channel-binding", "")).SetAttr("type", t)
+			}
+		}
+		if c.srv.cfg.Registration {
+			f.AddChild(wire.New("register", stanza.NSRegFeat))
+		}
+	default:
+		f.AddChild(wire.New("bind", stanza.NSBind))
+		f.AddChild(wire.New("session", stanza.NSSession)).AddChild(wire.New("optional", ""))
+		f.AddChild(wire.New("ver", stanza.NSRosterVer))
+	}
+	return f
+}
+
+func saslFailure(cond, text string) *wire.Element {
+	f := wire.New("failure", stanza.NSSASL)
+	f.AddChild(wire.New(cond, ""))
+	if text != "" {
+		f.AddChild(wire.New("text", "")).AddText(text)
+	}
+	return f
+}
+
+// authenticate runs one SASL exchange; it reports success, or an error that
+// ends the stream.
+func (c *conn) authenticate(auth *wire.Element) (bool, error) {
+	lim := c.srv.cfg.Limiter
+	if lim.Blocked(c.ip, "") {
+		c.srv.m.authFail.Inc()
+		return false, c.writeEl(saslFailure("temporary-auth-failure", "too many failed attempts; try again later"))
+	}
+	srv, err := sasl.NewServer(auth.Attr("mechanism"), c.saslConfig())
+	if err != nil {
+		return false, c.saslFail(err, "")
+	}
+	in, err := decode64(auth.Text())
+	if err != nil {
+		return false, c.saslFail(err, "")
+	}
+	for {
+		out, done, err := srv.Step(c.ctx, in)
+		if err != nil {
+			return false, c.saslFail(err, srv.Username())
+		}
+		if done {
+			user, err := jid.New(srv.Username(), c.srv.cfg.Domain, "")
+			if err != nil {
+				return false, c.saslFail(&sasl.Failure{Condition: "not-authorized"}, "")
+			}
+			if az := srv.Authzid(); az != "" && az != user.String() {
+				return false, c.saslFail(&sasl.Failure{Condition: "invalid-authzid"}, "")
+			}
+			if lim.Blocked("", user.String()) {
+				// Refuse even a right password while the account is under attack.
+				return false, c.saslFail(&sasl.Failure{Condition: "temporary-auth-failure", Text: "too many failed attempts; try again later"}, user.String())
+			}
+			succ := wire.New("success", stanza.NSSASL)
+			if len(out) > 0 {
+				succ.AddText(base64.StdEncoding.EncodeToString(out))
+			}
+			if err := c.writeEl(succ); err != nil {
+				return false, err
+			}
+			c.user = user
+			c.srv.m.authOK.Inc()
+			return true, nil
+		}
+		ch := wire.New("challenge", stanza.NSSASL)
+		ch.AddText(base64.StdEncoding.EncodeToString(out))
+		if err := c.writeEl(ch); err != nil {
+			return false, err
+		}
+		tok, err := c.dec.Next()
+		if err != nil {
+			return false, err
+		}
+		if tok.Kind != wire.Stanza {
+			return false, io.EOF
+		}
+		switch r := tok.Elem; {
+		case r.Local() == "abort" && r.Space == stanza.NSSASL:
+			return false, c.saslFail(&sasl.Failure{Condition: "aborted"}, "")
+		case r.Local() == "response" && r.Space == stanza.NSSASL:
+			if in, err = decode64(r.Text()); err != nil {
+				return false, c.saslFail(err, srv.Username())
+			}
+		default:
+			return false, &streamErr{"not-authorized", "expected a SASL response"}
+		}
+	}
+}
+
+// saslFail sends the failure; the attempt counts against the IP and account.
+func (c *conn) saslFail(err error, username string) error {
+	var f *sasl.Failure
+	if !errors.As(err, &f) {
+		f = &sasl.Failure{Condition: "malformed-request"}
+	}
+	acct := ""
+	if username != "" {
+		if u, err := jid.New(username, c.srv.cfg.Domain, ""); err == nil {
+			acct = u.String()
+		}
+	}
+	if f.Condition != "aborted" && f.Condition != "invalid-mechanism" {
+		c.srv.cfg.Limiter.Fail(c.ip, acct)
+	}
+	c.srv.m.authFail.Inc()
+	c.srv.log.Info("authentication failed", "remote", c.ip, "account", acct, "condition", f.Condition)
+	return c.writeEl(saslFailure(f.Condition, f.Text))
+}
+
+func decode64(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, nil
+	}
+	if s == "=" {
+		return []byte{}, nil
+	}
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, &sasl.Failure{Condition: "incorrect-encoding"}
+	}
+	return b, nil
+}

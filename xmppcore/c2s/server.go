@@ -1,0 +1,186 @@
+// Package c2s accepts client connections: it negotiates the stream (STARTTLS
+// or direct TLS, SASL, resource binding) and then moves stanzas between the
+// socket and the router.
+package c2s
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/aldis-im/aldis/core/obs"
+	"github.com/aldis-im/aldis/xmppcore/accounts"
+	"github.com/aldis-im/aldis/xmppcore/router"
+)
+
+// Config configures the client listener.
+type Config struct {
+	Domain               string
+	TLS                  *tls.Config // nil: no TLS at all (tests only)
+	RequireTLS           bool
+	AllowPlainWithoutTLS bool
+	MaxStanza            int
+	HandshakeTimeout     time.Duration
+	IdleTimeout          time.Duration
+	SendQueue            int
+	RateBytes, RateBurst int
+	Registration         bool
+	Router               *router.Router
+	Accounts             *accounts.Manager
+	Limiter              *AuthLimiter
+	Log                  *slog.Logger
+	Metrics              *obs.Metrics
+}
+
+// Server serves client connections on any number of listeners.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+
+	mu        sync.Mutex
+	conns     map[*conn]struct{}
+	listeners map[net.Listener]struct{}
+	closing   bool
+	wg        sync.WaitGroup
+
+	queued atomic.Int64
+	m      serverMetrics
+}
+
+type serverMetrics struct {
+	inMessage, inPresence, inIQ *metrics.Counter
+	out                         *metrics.Counter
+	authOK, authFail            *metrics.Counter
+	streamErrors                *metrics.Counter
+	overflows                   *metrics.Counter
+}
+
+// New returns a Server.
+func New(cfg Config) *Server {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = obs.NewMetrics()
+	}
+	if cfg.MaxStanza <= 0 {
+		cfg.MaxStanza = 256 << 10
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = 30 * time.Second
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 10 * time.Minute
+	}
+	if cfg.SendQueue <= 0 {
+		cfg.SendQueue = 1024
+	}
+	if cfg.Limiter == nil {
+		cfg.Limiter = NewAuthLimiter(10, 10, 5*time.Minute)
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, conns: map[*conn]struct{}{}, listeners: map[net.Listener]struct{}{}}
+	m := cfg.Metrics
+	s.m = serverMetrics{
+		inMessage:    m.Counter(`aldis_stanzas_in_total{type="message"}`),
+		inPresence:   m.Counter(`aldis_stanzas_in_total{type="presence"}`),
+		inIQ:         m.Counter(`aldis_stanzas_in_total{type="iq"}`),
+		out:          m.Counter(`aldis_stanzas_out_total`),
+		authOK:       m.Counter(`aldis_auth_total{result="success"}`),
+		authFail:     m.Counter(`aldis_auth_total{result="failure"}`),
+		streamErrors: m.Counter(`aldis_stream_errors_total`),
+		overflows:    m.Counter(`aldis_send_queue_overflows_total`),
+	}
+	m.Gauge(`aldis_c2s_connections`, func() float64 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return float64(len(s.conns))
+	})
+	m.Gauge(`aldis_c2s_send_queue_depth`, func() float64 { return float64(s.queued.Load()) })
+	return s
+}
+
+// Serve accepts connections on ln until it is closed; directTLS selects
+// XEP-0368 direct TLS instead of STARTTLS.
+func (s *Server) Serve(ln net.Listener, directTLS bool) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return net.ErrClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Out of file descriptors and the like: back off, keep serving.
+			var ne net.Error
+			if errors.As(err, &ne) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept", "err", err, "retry_in", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		cn := newConn(s, c, directTLS)
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			c.Close()
+			continue
+		}
+		s.conns[cn] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go cn.serve()
+	}
+}
+
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// Shutdown stops accepting, ends every stream with system-shutdown, and
+// waits for the connections to finish writing or for ctx to expire.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.Close("system-shutdown", "the server is shutting down")
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for c := range s.conns {
+			c.raw.Close()
+		}
+		s.mu.Unlock()
+		return ctx.Err()
+	}
+}

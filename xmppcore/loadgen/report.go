@@ -1,0 +1,46 @@
+package loadgen
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Table renders the result as a human-readable summary.
+func (r Result) Table() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "logins: %d ok, %d failed, %.1f/s\n", r.Logins, r.LoginErrors, r.LoginsPerSec)
+	if r.MemPerConnKiB != 0 {
+		fmt.Fprintf(&b, "server memory per idle connection: %.1f KiB\n", r.MemPerConnKiB)
+	}
+	if len(r.Phases) == 0 {
+		return b.String()
+	}
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "phase\tsent\tdelivered\terrors\tdelivered/s\tp50\tp99\tserver CPU/1k\tloadgen CPU/1k\t")
+	for _, p := range r.Phases {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.1f\t%s\t%s\t%s\t%s\t\n",
+			p.Name, p.Sent, p.Delivered, p.Errors, p.DeliveredPerSec,
+			short(p.P50), short(p.P99), orDash(p.CPUPer1000), orDash(p.LoadgenPer1000))
+	}
+	tw.Flush()
+	return b.String()
+}
+
+// short rounds d to three significant digits.
+func short(d time.Duration) string {
+	for unit := time.Duration(1); unit < time.Hour; unit *= 10 {
+		if d < 1000*unit {
+			return d.Round(unit).String()
+		}
+	}
+	return d.Round(time.Second).String()
+}
+
+func orDash(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return short(d)
+}

@@ -1,0 +1,178 @@
+package router
+
+import (
+	"errors"
+	"time"
+
+	"github.com/aldis-im/aldis/core/store"
+	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/stanza"
+	"github.com/aldis-im/aldis/xmppcore/wire"
+)
+
+// route sends a stanza that a hub produced (a presence, a subscription, an
+// error) to its recipient. It never waits (see post).
+func (r *Router) route(st *wire.Element, from, to jid.JID) {
+	if to.Domain() != r.domain.Domain() || to.Local() == "" {
+		return // no federation yet; stanzas for the server itself are dropped
+	}
+	r.post(to.Bare(), event{kind: evDeliver, st: st, from: from, to: to}, false)
+}
+
+// bounce returns an error for st to its sender; errors are never bounced.
+func (r *Router) bounce(st *wire.Element, typ, condition string) {
+	if st.Attr("type") == "error" {
+		return
+	}
+	from, err := jid.Parse(st.Attr("from"))
+	if err != nil {
+		return
+	}
+	to, _ := jid.Parse(st.Attr("to"))
+	r.route(stanza.Error(st, typ, condition, ""), to, from)
+}
+
+// deliverMessage applies RFC 6121 §8.5 to a message for this user.
+func (h *hub) deliverMessage(st *wire.Element, from, to jid.JID) {
+	typ := st.Attr("type")
+	if !h.exists {
+		h.r.bounce(st, stanza.Cancel, "service-unavailable")
+		return
+	}
+	if h.blocks(from) {
+		h.r.bounce(st, stanza.Cancel, "service-unavailable")
+		return
+	}
+	if res := to.Resource(); res != "" {
+		if s := h.byResource(res); s != nil {
+			if h.send(s, st.Append(nil)) {
+				return
+			}
+		}
+		switch typ {
+		case "groupchat":
+			h.r.bounce(st, stanza.Cancel, "service-unavailable")
+			return
+		case "error", "headline":
+			return
+		}
+		// chat and normal fall back to the bare JID rules.
+	}
+	switch typ {
+	case "groupchat":
+		h.r.bounce(st, stanza.Cancel, "service-unavailable")
+	case "error":
+	case "headline":
+		b := st.Append(nil)
+		for _, s := range h.sessions {
+			if s.available && s.priority >= 0 {
+				h.send(s, b)
+			}
+		}
+	default:
+		if !h.deliverToBest(st) {
+			h.storeOffline(st)
+		}
+	}
+}
+
+// deliverToBest sends st to the available resources of highest
+// non-negative priority and reports whether any took it.
+func (h *hub) deliverToBest(st *wire.Element) bool {
+	best := -1
+	for _, s := range h.sessions {
+		if s.available && s.priority > best {
+			best = s.priority
+		}
+	}
+	if best < 0 {
+		return false
+	}
+	var b []byte
+	ok := false
+	for _, s := range h.sessions {
+		if s.available && s.priority == best {
+			if b == nil {
+				b = st.Append(nil)
+			}
+			ok = h.send(s, b) || ok
+		}
+	}
+	return ok
+}
+
+func (h *hub) storeOffline(st *wire.Element) {
+	_, err := h.r.cfg.Store.StoreOffline(h.ctx, h.bare.String(), st.String(), h.r.cfg.OfflineMax)
+	switch {
+	case err == nil:
+		h.r.offlineCount.inc()
+	case isQuota(err):
+		h.r.bounce(st, stanza.Wait, "resource-constraint")
+	default:
+		h.r.log.Error("store offline message", "user", h.bare.String(), "err", err)
+		h.r.bounce(st, stanza.Wait, "internal-server-error")
+	}
+}
+
+func isQuota(err error) bool { return errors.Is(err, store.ErrQuota) }
+
+// deliverOffline sends stored messages to a session that just became
+// available, each with an XEP-0203 delay, and deletes what was sent.
+func (h *hub) deliverOffline(s *sess) {
+	msgs, err := h.r.cfg.Store.OfflineMessages(h.ctx, h.bare.String())
+	if err != nil {
+		h.r.log.Error("read offline messages", "user", h.bare.String(), "err", err)
+		return
+	}
+	if len(msgs) == 0 {
+		return
+	}
+	ids := make([]int64, 0, len(msgs))
+	for _, m := range msgs {
+		el, err := wire.ParseElement(m.Stanza)
+		if err != nil {
+			h.r.log.Error("corrupt offline message dropped", "user", h.bare.String(), "id", m.ID, "err", err)
+			ids = append(ids, m.ID)
+			continue
+		}
+		d := el.AddChild(wire.New("delay", stanza.NSDelay))
+		d.SetAttr("from", h.r.domain.String())
+		d.SetAttr("stamp", m.Stored.UTC().Format(time.RFC3339))
+		d.AddText("Offline storage")
+		if !h.send(s, el.Append(nil)) {
+			break
+		}
+		ids = append(ids, m.ID)
+	}
+	if err := h.r.cfg.Store.DeleteOffline(h.ctx, h.bare.String(), ids); err != nil {
+		h.r.log.Error("delete offline messages", "user", h.bare.String(), "err", err)
+	}
+}
+
+// deliverIQ handles an iq for this user from another entity.
+func (h *hub) deliverIQ(st *wire.Element, from, to jid.JID) {
+	typ := st.Attr("type")
+	query := typ == "get" || typ == "set"
+	if !h.exists || h.blocks(from) {
+		if query {
+			h.r.bounce(st, stanza.Cancel, "service-unavailable")
+		}
+		return
+	}
+	if to.Resource() != "" {
+		if s := h.byResource(to.Resource()); s != nil && h.send(s, st.Append(nil)) {
+			return
+		}
+		if query {
+			h.r.bounce(st, stanza.Cancel, "service-unavailable")
+		}
+		return
+	}
+	if !query {
+		return
+	}
+	// The server answers for the account (RFC 6120 §10.5.4).
+	if reply := h.r.publicAccountIQ(h.ctx, h.bare, st); reply != nil {
+		h.r.route(reply, h.bare, from)
+	}
+}

@@ -1,0 +1,340 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aldis-im/aldis/core/store"
+	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/wire"
+)
+
+// inboxLimit is how many events a hub queues before session readers posting
+// to it wait; hubs posting to each other never wait.
+const inboxLimit = 512
+
+type evKind uint8
+
+const (
+	evBind evKind = iota + 1
+	evUnbind
+	evFromSession // a stanza one of the user's own sessions sent
+	evDeliver     // a stanza addressed to the user (or one of the user's resources)
+)
+
+type event struct {
+	kind    evKind
+	binding *Binding
+	st      *wire.Element // read-only once posted: receivers copy before changing it
+	from    jid.JID
+	to      jid.JID
+	done    chan struct{}
+}
+
+// sess is the hub's view of one bound session.
+type sess struct {
+	b               *Binding
+	available       bool // has sent initial presence
+	interested      bool // has requested the roster, so receives roster pushes
+	blockInterested bool // has requested the blocklist, so receives blocking pushes
+	priority        int
+	presence        *wire.Element // last presence broadcast, from the full JID
+	directed        map[jid.JID]struct{}
+}
+
+type blockSet map[jid.JID]struct{}
+
+// hub owns one user's state; only its run goroutine touches the fields below
+// the mutex-guarded inbox.
+type hub struct {
+	r    *Router
+	bare jid.JID
+	refs atomic.Int32
+	// blocked is published for the user's own session readers (outbound checks).
+	blocked atomic.Pointer[blockSet]
+
+	mu      sync.Mutex
+	q       []event
+	spare   []event
+	stopped bool
+	busy    bool // handling a batch
+	notFull *sync.Cond
+	wake    chan struct{}
+
+	ctx          context.Context
+	exists       bool
+	sessions     []*sess
+	roster       map[jid.JID]*store.RosterItem
+	rosterVer    int64
+	rosterLoaded bool
+}
+
+func newHub(r *Router, bare jid.JID) *hub {
+	h := &hub{r: r, bare: bare, wake: make(chan struct{}, 1), ctx: r.ctx}
+	h.notFull = sync.NewCond(&h.mu)
+	return h
+}
+
+func (h *hub) post(ev event, wait bool) {
+	h.mu.Lock()
+	for wait && len(h.q) >= inboxLimit && !h.stopped {
+		h.notFull.Wait()
+	}
+	if h.stopped {
+		h.mu.Unlock()
+		if ev.done != nil {
+			close(ev.done)
+		}
+		return
+	}
+	h.q = append(h.q, ev)
+	h.mu.Unlock()
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (h *hub) busyOrPending() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.busy || len(h.q) > 0
+}
+
+func (h *hub) pending() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.q)
+}
+
+func (h *hub) blocks(j jid.JID) bool {
+	p := h.blocked.Load()
+	if p == nil {
+		return false
+	}
+	return matchBlock(*p, j)
+}
+
+// matchBlock applies XEP-0191 JID matching: a blocked domain covers all its
+// users, a blocked bare JID all its resources.
+func matchBlock(s blockSet, j jid.JID) bool {
+	if len(s) == 0 {
+		return false
+	}
+	if _, ok := s[j]; ok {
+		return true
+	}
+	if _, ok := s[j.Bare()]; ok {
+		return true
+	}
+	d, _ := jid.New("", j.Domain(), "")
+	if _, ok := s[d]; ok {
+		return true
+	}
+	if r := j.Resource(); r != "" {
+		if dr, err := jid.New("", j.Domain(), r); err == nil {
+			if _, ok := s[dr]; ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (h *hub) run() {
+	defer h.r.wg.Done()
+	h.load()
+	idle := time.NewTimer(h.r.cfg.HubIdle)
+	defer idle.Stop()
+	for {
+		select {
+		case <-h.wake:
+		case <-idle.C:
+			if len(h.sessions) == 0 && h.r.tryRetire(h) {
+				h.stop()
+				return
+			}
+			idle.Reset(h.r.cfg.HubIdle)
+			continue
+		case <-h.ctx.Done():
+			h.stop()
+			return
+		}
+		h.mu.Lock()
+		batch := h.q
+		h.q = h.spare[:0]
+		h.busy = true
+		h.notFull.Broadcast()
+		h.mu.Unlock()
+		for i := range batch {
+			h.handle(batch[i])
+			batch[i] = event{}
+		}
+		h.spare = batch[:0]
+		h.mu.Lock()
+		h.busy = false
+		h.mu.Unlock()
+	}
+}
+
+// stop refuses further events and releases any waiters.
+func (h *hub) stop() {
+	h.mu.Lock()
+	h.stopped = true
+	q := h.q
+	h.q = nil
+	h.notFull.Broadcast()
+	h.mu.Unlock()
+	for _, ev := range q {
+		if ev.done != nil {
+			close(ev.done)
+		}
+	}
+}
+
+// load reads what every event needs: whether the account exists and its blocklist.
+func (h *hub) load() {
+	ok, err := h.r.cfg.Accounts.Exists(h.ctx, h.bare)
+	if err != nil {
+		h.r.log.Error("load account", "user", h.bare.String(), "err", err)
+	}
+	h.exists = ok
+	if !ok {
+		return
+	}
+	l, err := h.r.cfg.Store.BlockList(h.ctx, h.bare.String())
+	if err != nil {
+		h.r.log.Error("load blocklist", "user", h.bare.String(), "err", err)
+	}
+	h.publishBlocks(l)
+}
+
+func (h *hub) publishBlocks(l []string) {
+	s := make(blockSet, len(l))
+	for _, v := range l {
+		if j, err := jid.Parse(v); err == nil {
+			s[j] = struct{}{}
+		}
+	}
+	h.blocked.Store(&s)
+}
+
+// loadRoster fills the roster cache on first use.
+func (h *hub) loadRoster() error {
+	if h.rosterLoaded {
+		return nil
+	}
+	items, ver, err := h.r.cfg.Store.Roster(h.ctx, h.bare.String())
+	if err != nil {
+		return err
+	}
+	h.roster = make(map[jid.JID]*store.RosterItem, len(items))
+	for i := range items {
+		j, err := jid.Parse(items[i].Contact)
+		if err != nil {
+			continue
+		}
+		h.roster[j] = &items[i]
+	}
+	h.rosterVer = ver
+	h.rosterLoaded = true
+	return nil
+}
+
+func (h *hub) handle(ev event) {
+	switch ev.kind {
+	case evBind:
+		h.bind(ev.binding)
+		close(ev.done)
+	case evUnbind:
+		h.unbind(ev.binding)
+	case evFromSession:
+		s := h.find(ev.binding)
+		if s == nil {
+			return // the session was replaced or has gone
+		}
+		switch ev.st.Local() {
+		case "presence":
+			h.outboundPresence(s, ev.st, ev.to)
+		case "iq":
+			h.accountIQ(s, ev.st)
+		}
+	case evDeliver:
+		if !h.exists {
+			// The account may have been created since the hub started.
+			if ok, err := h.r.cfg.Accounts.Exists(h.ctx, h.bare); err == nil && ok {
+				h.load()
+			}
+		}
+		switch ev.st.Local() {
+		case "message":
+			h.deliverMessage(ev.st, ev.from, ev.to)
+		case "presence":
+			h.inboundPresence(ev.st, ev.from, ev.to)
+		case "iq":
+			h.deliverIQ(ev.st, ev.from, ev.to)
+		}
+	}
+}
+
+func (h *hub) find(b *Binding) *sess {
+	for _, s := range h.sessions {
+		if s.b == b {
+			return s
+		}
+	}
+	return nil
+}
+
+func (h *hub) byResource(res string) *sess {
+	for _, s := range h.sessions {
+		if s.b.jid.Resource() == res {
+			return s
+		}
+	}
+	return nil
+}
+
+func (h *hub) bind(b *Binding) {
+	if old := h.byResource(b.jid.Resource()); old != nil {
+		h.removeSession(old)
+		old.b.sess.Close("conflict", "replaced by a new session for the same resource")
+	}
+	h.sessions = append(h.sessions, &sess{b: b})
+}
+
+func (h *hub) unbind(b *Binding) {
+	if s := h.find(b); s != nil {
+		h.removeSession(s)
+	}
+}
+
+// removeSession drops s, telling contacts it went unavailable.
+func (h *hub) removeSession(s *sess) {
+	if s.available {
+		u := wire.New("presence", "")
+		u.SetAttr("from", s.b.jid.String())
+		u.SetAttr("type", "unavailable")
+		h.broadcastPresence(s, u)
+	}
+	for i, x := range h.sessions {
+		if x == s {
+			h.sessions = append(h.sessions[:i], h.sessions[i+1:]...)
+			break
+		}
+	}
+}
+
+// send queues bytes to a session and reports success.
+func (h *hub) send(s *sess, b []byte) bool {
+	if s.b.sess.Send(b) {
+		h.r.deliverCount.inc()
+		return true
+	}
+	return false
+}
+
+func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }

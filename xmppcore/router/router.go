@@ -1,0 +1,294 @@
+// Package router delivers stanzas between local sessions and services under the RFC 6121 rules.
+//
+// Each user (bare JID) has a hub: one goroutine that owns that user's
+// sessions, presence, roster cache and blocklist and receives events on a
+// bounded channel. Sessions and other hubs never touch that state directly,
+// so it needs no locks. The router keeps the registry of hubs.
+package router
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aldis-im/aldis/core/obs"
+	"github.com/aldis-im/aldis/core/store"
+	"github.com/aldis-im/aldis/xmppcore/accounts"
+	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/stanza"
+	"github.com/aldis-im/aldis/xmppcore/wire"
+)
+
+// Session is a bound client session as the router sees it.
+type Session interface {
+	// Send queues a serialised stanza for the client; false means the
+	// session is gone or its queue overflowed, and the stanza was not queued.
+	Send(b []byte) bool
+	// Close ends the session with a stream error condition.
+	Close(condition, text string)
+}
+
+// Config configures a Router.
+type Config struct {
+	Domain     string
+	Store      store.Store
+	Accounts   *accounts.Manager
+	Log        *slog.Logger
+	Metrics    *obs.Metrics
+	OfflineMax int
+	// Registration enables XEP-0077 password change and account removal.
+	Registration bool
+	Version      string
+	// HubIdle is how long a hub with no sessions lingers before exiting.
+	HubIdle time.Duration
+}
+
+// Router routes stanzas for one domain.
+type Router struct {
+	cfg    Config
+	domain jid.JID
+	log    *slog.Logger
+
+	mu   sync.Mutex
+	hubs map[jid.JID]*hub
+	wg   sync.WaitGroup
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	hubCount     atomic.Int64
+	sessionCount atomic.Int64
+	offlineCount *counter
+	deliverCount *counter
+}
+
+type counter struct{ inc func() }
+
+// New builds a Router; call Close to stop its hubs.
+func New(cfg Config) (*Router, error) {
+	d, err := jid.New("", cfg.Domain, "")
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = obs.NewMetrics()
+	}
+	if cfg.OfflineMax <= 0 {
+		cfg.OfflineMax = 1000
+	}
+	if cfg.HubIdle <= 0 {
+		cfg.HubIdle = 30 * time.Second
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Router{cfg: cfg, domain: d, log: cfg.Log, hubs: make(map[jid.JID]*hub), ctx: ctx, cancel: cancel}
+	off := cfg.Metrics.Counter("aldis_offline_stored_total")
+	r.offlineCount = &counter{inc: off.Inc}
+	del := cfg.Metrics.Counter("aldis_stanzas_delivered_total")
+	r.deliverCount = &counter{inc: del.Inc}
+	cfg.Metrics.Gauge("aldis_hubs", func() float64 { return float64(r.hubCount.Load()) })
+	cfg.Metrics.Gauge("aldis_sessions", func() float64 { return float64(r.sessionCount.Load()) })
+	return r, nil
+}
+
+// Domain is the domain the router serves.
+func (r *Router) Domain() jid.JID { return r.domain }
+
+// Sessions is the number of bound sessions.
+func (r *Router) Sessions() int64 { return r.sessionCount.Load() }
+
+// Close stops every hub once the queued events are processed (or after
+// timeout), so that what was accepted reaches a session or offline storage.
+// Call it after the listeners have stopped feeding it.
+func (r *Router) Close(timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for !r.quiet() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	r.cancel()
+	r.wg.Wait()
+}
+
+func (r *Router) quiet() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, h := range r.hubs {
+		if h.busyOrPending() {
+			return false
+		}
+	}
+	return true
+}
+
+// acquire returns the hub of bare, starting it if needed, with a reference
+// held so that it cannot exit until release.
+func (r *Router) acquire(bare jid.JID) *hub {
+	r.mu.Lock()
+	h := r.hubs[bare]
+	if h == nil {
+		h = newHub(r, bare)
+		r.hubs[bare] = h
+		r.hubCount.Add(1)
+		r.wg.Add(1)
+		go h.run()
+	}
+	h.refs.Add(1)
+	r.mu.Unlock()
+	return h
+}
+
+func (h *hub) release() { h.refs.Add(-1) }
+
+// tryRetire removes an idle hub from the registry; it reports whether the
+// hub may exit. Holding r.mu orders it against acquire.
+func (r *Router) tryRetire(h *hub) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if h.refs.Load() != 0 || h.pending() != 0 {
+		return false
+	}
+	delete(r.hubs, h.bare)
+	r.hubCount.Add(-1)
+	return true
+}
+
+// post delivers an event to the hub of bare. Session readers pass
+// wait=true and so feel backpressure; hubs pass false, because a hub that
+// waited on another hub could deadlock with it.
+func (r *Router) post(bare jid.JID, ev event, wait bool) {
+	h := r.acquire(bare)
+	h.post(ev, wait)
+	h.release()
+}
+
+// Binding is a session bound to a full JID; the session sends its stanzas
+// through it. It holds a reference on the user's hub for its lifetime.
+type Binding struct {
+	r    *Router
+	h    *hub
+	jid  jid.JID
+	sess Session
+	done atomic.Bool
+}
+
+// JID is the bound full JID.
+func (b *Binding) JID() jid.JID { return b.jid }
+
+// Bind binds a session of the bare JID user; an empty resource gets a
+// generated one. An existing session with the same resource is replaced and
+// closed with a conflict stream error (RFC 6120 §7.7.2.2).
+func (r *Router) Bind(ctx context.Context, user jid.JID, resource string, s Session) (*Binding, error) {
+	if resource == "" {
+		resource = randomID()
+	}
+	full, err := user.WithResource(resource)
+	if err != nil {
+		return nil, err
+	}
+	h := r.acquire(user.Bare())
+	done := make(chan struct{})
+	b := &Binding{r: r, h: h, jid: full, sess: s}
+	h.post(event{kind: evBind, binding: b, done: done}, false)
+	select {
+	case <-done:
+	case <-ctx.Done():
+		// The hub may still process the bind; undo it.
+		go func() {
+			select {
+			case <-done:
+			case <-r.ctx.Done():
+			}
+			b.Unbind()
+		}()
+		return nil, ctx.Err()
+	case <-r.ctx.Done():
+		h.release()
+		return nil, r.ctx.Err()
+	}
+	r.sessionCount.Add(1)
+	return b, nil
+}
+
+// Unbind removes the session: the user's contacts see it go unavailable.
+// It is idempotent.
+func (b *Binding) Unbind() {
+	if b.done.Swap(true) {
+		return
+	}
+	b.r.sessionCount.Add(-1)
+	b.h.post(event{kind: evUnbind, binding: b}, false)
+	b.h.release()
+}
+
+// Inbound processes a stanza the session sent. The stanza must already have
+// passed the stream-level checks; from is stamped here.
+func (b *Binding) Inbound(st *wire.Element) {
+	r := b.r
+	st.SetAttr("from", b.jid.String())
+	var to jid.JID
+	if t := st.Attr("to"); t != "" {
+		var err error
+		to, err = jid.Parse(t)
+		if err != nil {
+			b.reply(stanza.Error(st, stanza.Modify, "jid-malformed", ""))
+			return
+		}
+	}
+	name := st.Local()
+	// Outbound blocking (XEP-0191): refuse to send to a blocked entity.
+	if !to.IsZero() && name != "iq" && b.h.blocks(to) {
+		if name == "message" {
+			er := stanza.Error(st, stanza.Cancel, "not-acceptable", "")
+			er.Child("error", "").AddChild(wire.New("blocked", stanza.NSBlockErr))
+			b.reply(er)
+		}
+		return
+	}
+	switch {
+	case to.IsZero() || to == b.jid.Bare():
+		// Addressed to the user's own account.
+		switch name {
+		case "iq":
+			if b.handleAccountIQ(st, to) {
+				return
+			}
+			b.h.post(event{kind: evFromSession, binding: b, st: st}, true)
+		case "presence":
+			b.h.post(event{kind: evFromSession, binding: b, st: st, to: to}, true)
+		default:
+			// A message to one's own bare JID goes to one's resources.
+			b.h.post(event{kind: evDeliver, st: st, from: b.jid, to: b.jid.Bare()}, true)
+		}
+	case to.Domain() == r.domain.Domain() && to.Local() == "":
+		r.handleServer(b, st, to)
+	case to.Domain() == r.domain.Domain():
+		if name == "presence" {
+			// Subscriptions and directed presence change the sender's state first.
+			b.h.post(event{kind: evFromSession, binding: b, st: st, to: to}, true)
+			return
+		}
+		r.post(to.Bare(), event{kind: evDeliver, st: st, from: b.jid, to: to}, true)
+	default:
+		// No federation yet: other domains are unreachable.
+		if name != "presence" {
+			b.reply(stanza.Error(st, stanza.Cancel, "remote-server-not-found", ""))
+		}
+	}
+}
+
+// reply sends a stanza back to this session.
+func (b *Binding) reply(st *wire.Element) {
+	b.sess.Send(st.Append(nil))
+}
+
+func randomID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
