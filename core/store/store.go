@@ -1,8 +1,4 @@
 // Package store defines the protocol-free persistence interface of the server.
-//
-// Users and contacts are bare JID strings ("alice@example.org") and stanzas
-// are opaque strings. Keys are compared byte for byte: callers normalise JIDs
-// before they reach the store.
 package store
 
 import (
@@ -59,6 +55,11 @@ type SubRequest struct {
 
 // Store is the server's persistent state. Implementations are safe for
 // concurrent use, and every method is atomic.
+//
+// Users and contacts are bare JID strings ("alice@example.org") and stanzas
+// are opaque strings. Keys are compared byte for byte: callers normalise JIDs
+// before they reach the store. Reads about an unknown user return empty
+// results, not ErrNotFound, unless documented otherwise.
 type Store interface {
 	// CreateAccount adds an account; ErrExists if the JID is taken. Data
 	// left under the JID by writes made while no account existed is

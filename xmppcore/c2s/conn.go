@@ -185,7 +185,12 @@ func (c *conn) writer() {
 		for {
 			c.mu.Lock()
 			q := c.queue
-			c.queue = c.spare[:0]
+			if len(q) > 0 {
+				// Swap only a non-empty queue: swapping an empty one would
+				// leave queue and spare sharing one array, and Send would
+				// overwrite stanzas still being written.
+				c.queue = c.spare[:0]
+			}
 			closing, final := c.closing, c.final
 			c.mu.Unlock()
 			if len(q) == 0 {
@@ -475,7 +480,7 @@ func (c *conn) authenticate(auth *wire.Element) (bool, error) {
 	for {
 		out, done, err := srv.Step(c.ctx, in)
 		if err != nil {
-			return false, c.saslFail(err, srv.Username())
+			return false, c.saslFail(err, srv.Attempted())
 		}
 		if done {
 			user, err := jid.New(srv.Username(), c.srv.cfg.Domain, "")
@@ -517,7 +522,7 @@ func (c *conn) authenticate(auth *wire.Element) (bool, error) {
 			return false, c.saslFail(&sasl.Failure{Condition: "aborted"}, "")
 		case r.Local() == "response" && r.Space == stanza.NSSASL:
 			if in, err = decode64(r.Text()); err != nil {
-				return false, c.saslFail(err, srv.Username())
+				return false, c.saslFail(err, srv.Attempted())
 			}
 		default:
 			return false, &streamErr{"not-authorized", "expected a SASL response"}

@@ -162,23 +162,20 @@ func (x *xconn) openStream() (features, error) {
 // nextElement returns the next top-level element, turning stream errors
 // and closes into Go errors.
 func (x *xconn) nextElement() (item, error) {
-	for {
-		it, err := x.sc.next()
-		if err != nil {
-			return item{}, err
-		}
-		switch it.kind {
-		case kindStreamClose:
-			return item{}, errors.New("server closed the stream")
-		case kindStreamOpen:
-			return item{}, errors.New("unexpected stream header")
-		}
-		name := string(localName(it.raw))
-		if name == "error" && bytes.HasPrefix(it.raw, []byte("<stream:")) {
-			return item{}, fmt.Errorf("stream error: %s", clip(it.raw, 300))
-		}
-		return it, nil
+	it, err := x.sc.next()
+	if err != nil {
+		return item{}, err
 	}
+	switch it.kind {
+	case kindStreamClose:
+		return item{}, errors.New("server closed the stream")
+	case kindStreamOpen:
+		return item{}, errors.New("unexpected stream header")
+	}
+	if string(localName(it.raw)) == "error" && bytes.HasPrefix(it.raw, []byte("<stream:")) {
+		return item{}, fmt.Errorf("stream error: %s", clip(it.raw, 300))
+	}
+	return it, nil
 }
 
 // saslMsg is a SASL nonza: challenge, success or failure.
@@ -372,9 +369,9 @@ func (r iqResp) errText() string {
 	return strings.TrimSpace(r.Error.Inner)
 }
 
-// controlReply answers a server request that needs one: pings and roster
-// pushes get a result, other gets an error, so servers that check client
-// liveness keep the session.
+// controlReply answers a server request that needs one, so servers that
+// check client liveness keep the session: pings and sets (roster pushes in
+// practice) get a result, other gets an error.
 func controlReply(it item) []byte {
 	head := it.raw[:it.head]
 	if string(localName(head)) != "iq" {

@@ -133,8 +133,7 @@ type runner struct {
 	pad   []byte    // body padding
 	phase atomic.Pointer[phaseState]
 
-	errMu  sync.Mutex
-	errs   int
+	errs   atomic.Int64
 	logMu  sync.Mutex
 	wg     sync.WaitGroup // session reader and writer goroutines
 	closed atomic.Bool    // set while shutting down: I/O errors are expected
@@ -163,14 +162,10 @@ func (r *runner) logf(format string, args ...any) {
 	fmt.Fprintf(r.cfg.Log, "loadgen: "+format+"\n", args...)
 }
 
-// logErr logs the first few errors of a kind-agnostic stream so a broken
-// setup is visible without flooding the output.
+// logErr logs only the first few errors, so a broken setup is visible
+// without thousands of sessions flooding the output.
 func (r *runner) logErr(format string, args ...any) {
-	r.errMu.Lock()
-	r.errs++
-	n := r.errs
-	r.errMu.Unlock()
-	if n <= maxLoggedErrs {
+	if n := r.errs.Add(1); n <= maxLoggedErrs {
 		r.logf(format, args...)
 	} else if n == maxLoggedErrs+1 {
 		r.logf("further errors not shown")
@@ -185,8 +180,6 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	var tag [4]byte
 	rand.Read(tag[:])
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	r := &runner{
 		cfg:  cfg,
 		base: time.Now(),

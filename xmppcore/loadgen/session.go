@@ -21,6 +21,7 @@ type session struct {
 	prefix []byte   // "<message type='chat' to='<peer>' id='"
 
 	inbound atomic.Int64 // top-level elements received, to detect an idle server
+	dead    atomic.Bool  // the stream failed: queue nothing, wait for nothing
 
 	mu      sync.Mutex
 	pending []byte      // bytes waiting for the writer
@@ -63,15 +64,15 @@ func (r *runner) login(ctx context.Context, i int) (*session, error) {
 		wake: make(chan struct{}, 1),
 		done: make(chan struct{}),
 	}
-	r.wg.Add(2)
-	go func() { defer r.wg.Done(); s.readLoop(r) }()
-	go func() { defer r.wg.Done(); s.writeLoop(r) }()
+	r.wg.Go(func() { s.readLoop(r) })
+	r.wg.Go(func() { s.writeLoop(r) })
 	return s, nil
 }
 
 // readLoop consumes everything the server sends: benchmark messages are
 // timed, requests answered, the rest (presence, roster, headlines) dropped.
 func (s *session) readLoop(r *runner) {
+	defer s.dead.Store(true)
 	for {
 		it, err := s.x.sc.next()
 		if err != nil {
@@ -129,6 +130,9 @@ func (r *runner) onMessage(s *session, it item) {
 
 // enqueueMsg queues one benchmark message to the peer with send time ts.
 func (s *session) enqueueMsg(r *runner, ph *phaseState, ts int64) {
+	if s.dead.Load() {
+		return
+	}
 	s.mu.Lock()
 	// Bounded so a server that stops reading cannot exhaust our memory;
 	// what does not fit is never sent and so never counted.
@@ -181,6 +185,7 @@ func (s *session) writeLoop(r *runner) {
 		s.writing = false
 		s.mu.Unlock()
 		if err != nil {
+			s.dead.Store(true)
 			if !r.closed.Load() {
 				r.logErr("session %s: write: %v", s.user, err)
 			}
@@ -192,8 +197,12 @@ func (s *session) writeLoop(r *runner) {
 	}
 }
 
-// flushed reports whether everything queued has been written.
+// flushed reports whether everything queued has been written (or never
+// will be).
 func (s *session) flushed() bool {
+	if s.dead.Load() {
+		return true
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.pending) == 0 && !s.writing

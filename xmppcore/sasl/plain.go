@@ -18,11 +18,14 @@ type plainServer struct {
 	state      state
 	challenged bool
 	username   string
+	attempted  string
 	authzid    string
 }
 
 func (p *plainServer) Username() string { return p.username }
-func (p *plainServer) Authzid() string  { return p.authzid }
+
+func (p *plainServer) Attempted() string { return p.attempted }
+func (p *plainServer) Authzid() string   { return p.authzid }
 
 func (p *plainServer) Step(ctx context.Context, in []byte) ([]byte, bool, error) {
 	if p.state == stateDone {
@@ -63,6 +66,7 @@ func (p *plainServer) authenticate(ctx context.Context, in []byte) *Failure {
 	user, why := normalizeUsername(authcid)
 	var creds Credentials
 	if why == nil {
+		p.attempted = user
 		var err error
 		creds, err = p.lookup(ctx, user)
 		switch {

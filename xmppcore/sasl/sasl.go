@@ -93,6 +93,9 @@ type Server interface {
 	Step(ctx context.Context, in []byte) (out []byte, done bool, err error)
 	// Username is the authenticated localpart after success, normalised as a JID localpart.
 	Username() string
+	// Attempted is the normalised username the client tried, known even
+	// when the exchange failed, so that failures can be counted per account.
+	Attempted() string
 	// Authzid is the authorization identity the client sent, verbatim, or "". The caller must
 	// check it against the authenticated account, e.g. with CheckAuthzid, before binding.
 	Authzid() string

@@ -60,7 +60,9 @@ func newSCRAM(mech string, plus bool, cb scram.ChannelBinding, lookup Lookup) *s
 }
 
 func (s *scramServer) Username() string { return s.username }
-func (s *scramServer) Authzid() string  { return s.authzid }
+
+func (s *scramServer) Attempted() string { return s.user }
+func (s *scramServer) Authzid() string   { return s.authzid }
 
 func (s *scramServer) Step(ctx context.Context, in []byte) (out []byte, done bool, err error) {
 	if s.state == stateDone {

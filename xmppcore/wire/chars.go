@@ -70,8 +70,9 @@ const (
 	nmChar              // ASCII NameChar other than ':'
 )
 
-// nameTab classifies ASCII bytes for names; bytes >= 0x80 take the rune path.
-var nameTab = func() (t [128]uint8) {
+// nameTab classifies ASCII bytes for names; bytes >= 0x80 are 0 and take
+// the rune path.
+var nameTab = func() (t [256]uint8) {
 	for c := 'a'; c <= 'z'; c++ {
 		t[c] = nmStart | nmChar
 		t[c-'a'+'A'] = nmStart | nmChar
@@ -99,57 +100,65 @@ func isSpace(c byte) bool {
 // whether it is also a namespace-well-formed QName (NCName or NCName:NCName).
 func scanName(s string, i int) (end, colon int, qname bool) {
 	start := i
-	colon = -1
-	qname = true
+	colon, qname = -1, true
+	if i >= len(s) {
+		return start, -1, false
+	}
+	switch c := s[i]; {
+	case nameTab[c]&nmStart != 0:
+		i++
+	case c == ':':
+		colon, qname = i, false
+		i++
+	case c >= utf8.RuneSelf:
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if n == 1 || !isNameStartRune(r) {
+			return start, -1, false
+		}
+		i += n
+	default:
+		return start, -1, false
+	}
 	for i < len(s) {
 		c := s[i]
-		if c < utf8.RuneSelf {
-			if c == ':' {
-				if colon >= 0 || i == start {
-					qname = false
-				}
-				if colon < 0 {
-					colon = i
-				}
-				i++
-				continue
-			}
-			t := nameTab[c]
-			if t == 0 {
-				break
-			}
-			if t&nmStart == 0 {
-				if i == start {
-					break // not a Name at all
-				}
-				if i == colon+1 {
-					qname = false // local part must start like a name
-				}
-			}
+		if nameTab[c] != 0 {
 			i++
 			continue
 		}
-		r, n := utf8.DecodeRuneInString(s[i:])
-		if n == 1 { // invalid UTF-8 ends the name; the caller rejects the byte
-			break
-		}
-		if !isNameStartRune(r) {
-			if !isNameRune(r) || i == start {
-				break
+		if c == ':' {
+			if colon >= 0 {
+				qname = false
+			} else {
+				colon = i
 			}
-			if i == colon+1 {
+			i++
+			if !startsNCName(s, i) {
 				qname = false
 			}
+			continue
+		}
+		if c < utf8.RuneSelf {
+			break
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if n == 1 || !isNameRune(r) { // invalid UTF-8 ends the name; the caller rejects it
+			break
 		}
 		i += n
 	}
-	if i == start {
-		return start, -1, false
-	}
-	if colon == i-1 {
-		qname = false
-	}
 	return i, colon, qname
+}
+
+// startsNCName reports whether s[i:] starts with a NameStartChar other than ':'.
+func startsNCName(s string, i int) bool {
+	if i >= len(s) {
+		return false
+	}
+	if c := s[i]; c < utf8.RuneSelf {
+		return nameTab[c]&nmStart != 0
+	}
+	r, n := utf8.DecodeRuneInString(s[i:])
+	return n > 1 && isNameStartRune(r)
 }
 
 // Byte classes for the content and attribute-value scanners: 0 means an
@@ -166,3 +175,34 @@ var textTab, attrTab, cdataTab = func() (t, a, c [256]bool) {
 	a['<'], a['&'], a['\''], a['"'] = true, true, true, true
 	return t, a, c
 }()
+
+// SWAR constants for testing eight bytes at once.
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// load64 reads 8 bytes of s at i little-endian (the compiler merges the loads).
+func load64(s string, i int) uint64 {
+	s = s[i : i+8]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+// skipPlain advances i over 8-byte words of s that contain only printable
+// ASCII other than a, b and c, so the scanners' byte loops only see the
+// neighbourhood of bytes that need attention.
+func skipPlain(s string, i int, a, b, c byte) int {
+	for i+8 <= len(s) {
+		x := load64(s, i)
+		// (x - lsb*0x20) &^ x flags bytes below 0x20; x itself flags bytes
+		// of 0x80 and above; the xor terms flag a, b and c.
+		xa, xb, xc := x^(lsb*uint64(a)), x^(lsb*uint64(b)), x^(lsb*uint64(c))
+		t := (x-lsb*0x20)&^x | x | (xa-lsb)&^xa | (xb-lsb)&^xb | (xc-lsb)&^xc
+		if t&msb != 0 {
+			break
+		}
+		i += 8
+	}
+	return i
+}

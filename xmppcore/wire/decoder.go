@@ -31,9 +31,9 @@ const (
 type Kind int
 
 const (
-	StreamStart Kind = iota + 1
-	Stanza
-	StreamEnd
+	StreamStart Kind = iota + 1 // the stream header
+	Stanza                      // a complete top-level element
+	StreamEnd                   // </stream:stream>
 )
 
 func (k Kind) String() string {
@@ -71,6 +71,9 @@ const (
 	tkEnd  // </stream:stream>
 	tkBang // "<!" at stream level: an error once classified
 )
+
+// tagStop marks the bytes the framing scanner stops at inside a start tag.
+var tagStop = [256]bool{'>': true, '\'': true, '"': true}
 
 // Framing scanner states; each resumes at Decoder.pos when more bytes arrive.
 type scanState uint8
@@ -406,7 +409,7 @@ loop:
 			d.st = sText
 
 		case sTag:
-			for i < len(buf) && buf[i] != '>' && buf[i] != '\'' && buf[i] != '"' {
+			for i < len(buf) && !tagStop[buf[i]] {
 				i++
 			}
 			if i == len(buf) {
@@ -568,7 +571,7 @@ func (d *Decoder) finish(end int) (Token, *Error) {
 	case tkEnd:
 		name := strings.TrimRight(string(raw[2:len(raw)-1]), " \t\r\n")
 		if name != d.hdr.Name {
-			return Token{}, notWellFormed("end tag %s does not close <%s>", short(name), d.hdr.Name)
+			return Token{}, notWellFormed("end tag %s does not close %s", short(name), short(d.hdr.Name))
 		}
 		d.phase = phaseDone
 		return Token{Kind: StreamEnd, Size: len(raw)}, nil

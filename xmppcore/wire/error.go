@@ -5,6 +5,7 @@ import "fmt"
 // Error is a stream-level parse failure; Condition is the RFC 6120 stream error condition to send.
 type Error struct{ Condition, Text string }
 
+// Error formats the condition and the explanation.
 func (e *Error) Error() string {
 	return "wire: " + e.Condition + ": " + e.Text
 }

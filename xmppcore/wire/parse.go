@@ -14,7 +14,7 @@ const (
 
 	// maxBindings caps the namespace declarations in scope within one
 	// stanza: lookups are linear, and real stanzas use a handful.
-	maxBindings = 256
+	maxBindings = 128
 )
 
 // binding is one in-scope namespace declaration.
@@ -46,6 +46,7 @@ type parser struct {
 	hdrN  int
 	used  []bool // used[k]: the stanza relies on header binding k
 	stack []Node // children of the open elements, innermost last
+	high  int    // most entries stack held this stanza, to clear them once
 	open  []openElem
 
 	// Text accumulator: a substring s[ta:tb] while possible, else buf.
@@ -140,8 +141,8 @@ func (p *parser) release() {
 	p.s = ""
 	p.elems, p.attrs, p.nodes = nil, nil, nil
 	p.popNS(p.hdrN)
-	clear(p.stack)
-	p.stack = p.stack[:0]
+	clear(p.stack[:max(p.high, len(p.stack))])
+	p.stack, p.high = p.stack[:0], 0
 	clear(p.open)
 	p.open = p.open[:0]
 	if cap(p.buf) > 64<<10 {
@@ -180,13 +181,7 @@ func (p *parser) header(s string) (*Element, *Error) {
 // allocates, so a miscount can never corrupt the tree).
 func (p *parser) stanza(s string, elems, attrs, texts int) (*Element, *Error) {
 	p.s = s
-	p.elems = make([]Element, elems)
-	if attrs > 0 {
-		p.attrs = make([]Attr, 0, attrs)
-	}
-	if n := elems - 1 + texts; n > 0 {
-		p.nodes = make([]Node, 0, n)
-	}
+	p.slabs(elems, attrs, elems-1+texts)
 	defer p.release()
 	root, err := p.tree()
 	if err != nil {
@@ -201,6 +196,36 @@ func (p *parser) stanza(s string, elems, attrs, texts int) (*Element, *Error) {
 		}
 	}
 	return root, nil
+}
+
+// Size classes that put a stanza's elements, attributes and nodes in one
+// allocation; most stanzas fit the first two.
+type (
+	slabS struct {
+		e [4]Element
+		a [8]Attr
+		n [8]Node
+	}
+	slabM struct {
+		e [12]Element
+		a [24]Attr
+		n [24]Node
+	}
+)
+
+func (p *parser) slabs(elems, attrs, nodes int) {
+	switch {
+	case elems <= 4 && attrs <= 8 && nodes <= 8:
+		s := new(slabS)
+		p.elems, p.attrs, p.nodes = s.e[:elems], s.a[:0], s.n[:0]
+	case elems <= 12 && attrs <= 24 && nodes <= 24:
+		s := new(slabM)
+		p.elems, p.attrs, p.nodes = s.e[:elems], s.a[:0], s.n[:0]
+	default:
+		p.elems = make([]Element, elems)
+		p.attrs = make([]Attr, 0, attrs)
+		p.nodes = make([]Node, 0, nodes)
+	}
 }
 
 func (p *parser) tree() (*Element, *Error) {
@@ -261,7 +286,7 @@ func (p *parser) close(o openElem) {
 		start := len(p.nodes)
 		p.nodes = append(p.nodes, p.stack[o.nodes:]...)
 		o.e.Nodes = p.nodes[start:len(p.nodes):len(p.nodes)]
-		clear(p.stack[o.nodes:])
+		p.high = max(p.high, len(p.stack))
 		p.stack = p.stack[:o.nodes]
 	}
 	p.popNS(o.ns)
@@ -272,14 +297,14 @@ func (p *parser) endTag(i int, name string) (int, *Error) {
 	s := p.s
 	j := i + 2
 	if !strings.HasPrefix(s[j:], name) {
-		return 0, notWellFormed("end tag does not match <%s>", name)
+		return 0, notWellFormed("end tag does not match %s", short(name))
 	}
 	j += len(name)
 	for j < len(s) && isSpace(s[j]) {
 		j++
 	}
 	if j >= len(s) || s[j] != '>' {
-		return 0, notWellFormed("end tag does not match <%s>", name)
+		return 0, notWellFormed("end tag does not match %s", short(name))
 	}
 	return j + 1, nil
 }
@@ -297,13 +322,14 @@ func (p *parser) startTag(i int) (e *Element, next int, empty bool, err *Error) 
 	e = p.newElem()
 	e.Name = s[i+1 : j]
 	first := len(p.attrs)
+	decls, prefixed := false, false // facts that let bind skip its loops
 	for {
 		k := j
 		for k < len(s) && isSpace(s[k]) {
 			k++
 		}
 		if k >= len(s) {
-			return nil, 0, false, notWellFormed("unterminated start tag <%s>", e.Name)
+			return nil, 0, false, notWellFormed("unterminated start tag %s", short(e.Name))
 		}
 		if c := s[k]; c == '>' {
 			j = k + 1
@@ -313,11 +339,11 @@ func (p *parser) startTag(i int) (e *Element, next int, empty bool, err *Error) 
 				j, empty = k+2, true
 				break
 			}
-			return nil, 0, false, notWellFormed("expected /> in <%s>", e.Name)
+			return nil, 0, false, notWellFormed("expected /> in start tag %s", short(e.Name))
 		}
-		an, _, qname := scanName(s, k)
+		an, acolon, qname := scanName(s, k)
 		if an == k {
-			return nil, 0, false, notWellFormed("invalid character in start tag <%s>", e.Name)
+			return nil, 0, false, notWellFormed("invalid character in start tag %s", short(e.Name))
 		}
 		if k == j {
 			return nil, 0, false, notWellFormed("%s %s", msgAttrSpace, short(s[k:an]))
@@ -326,6 +352,14 @@ func (p *parser) startTag(i int) (e *Element, next int, empty bool, err *Error) 
 			return nil, 0, false, notWellFormed("%s %s", msgQName, short(s[k:an]))
 		}
 		name := s[k:an]
+		switch {
+		case acolon < 0:
+			decls = decls || name == "xmlns"
+		case acolon-k == len("xmlns") && strings.HasPrefix(name, "xmlns"):
+			decls = true
+		default:
+			prefixed = true
+		}
 		for k = an; k < len(s) && isSpace(s[k]); k++ {
 		}
 		if k >= len(s) || s[k] != '=' {
@@ -351,7 +385,7 @@ func (p *parser) startTag(i int) (e *Element, next int, empty bool, err *Error) 
 	if colon >= 0 {
 		colon -= i + 1 // scanName reports it as an offset in s
 	}
-	if err = p.bind(e, colon); err != nil {
+	if err = p.bind(e, colon, decls, prefixed); err != nil {
 		return nil, 0, false, err
 	}
 	return e, j, empty, nil
@@ -359,23 +393,59 @@ func (p *parser) startTag(i int) (e *Element, next int, empty bool, err *Error) 
 
 // bind applies e's namespace declarations, resolves e.Space and checks
 // attribute prefixes and uniqueness (Namespaces in XML 1.0 §3, §5, §6.3).
-func (p *parser) bind(e *Element, colon int) *Error {
-	for _, a := range e.Attrs {
-		if !strings.HasPrefix(a.Name, "xmlns") {
-			continue
+// decls says whether e has xmlns or xmlns:p attributes, prefixed whether it
+// has other prefixed ones: most elements have neither, and skip that work.
+func (p *parser) bind(e *Element, colon int, decls, prefixed bool) *Error {
+	if decls {
+		if err := p.declare(e.Attrs); err != nil {
+			return err
 		}
-		if len(a.Name) == len("xmlns") {
+	}
+	prefix := ""
+	if colon >= 0 {
+		prefix = e.Name[:colon]
+		if prefix == "xmlns" {
+			return notWellFormed("%s: element %s", msgReservedNS, short(e.Name))
+		}
+	}
+	space, ok := p.lookup(prefix)
+	if !ok {
+		return notWellFormed("%s %s", msgUndeclaredPrefix, short(prefix))
+	}
+	e.Space = space
+	if prefixed {
+		n := 0
+		for _, a := range e.Attrs {
+			if c := strings.IndexByte(a.Name, ':'); c >= 0 && a.Name[:c] != "xmlns" {
+				if _, ok := p.lookup(a.Name[:c]); !ok {
+					return notWellFormed("%s %s", msgUndeclaredPrefix, short(a.Name[:c]))
+				}
+				n++
+			}
+		}
+		if n > 1 {
+			if err := p.expandedDuplicates(e.Attrs); err != nil {
+				return err
+			}
+		}
+	}
+	return uniqueNames(e.Attrs)
+}
+
+// declare pushes the namespace declarations among attrs onto the scope.
+func (p *parser) declare(attrs []Attr) *Error {
+	for _, a := range attrs {
+		if a.Name == "xmlns" {
 			if a.Value == nsXML || a.Value == nsXMLNS {
 				return notWellFormed("%s: default namespace %s", msgReservedNS, short(a.Value))
 			}
 			p.ns = append(p.ns, binding{uri: a.Value, decl: a.Name})
 			continue
 		}
-		if a.Name[5] != ':' {
-			continue // an ordinary attribute such as "xmlnsfoo"
-		}
-		prefix := a.Name[6:]
+		prefix, ok := strings.CutPrefix(a.Name, "xmlns:")
 		switch {
+		case !ok:
+			continue
 		case prefix == "xml":
 			if a.Value != nsXML {
 				return notWellFormed("%s: xml prefix bound to %s", msgReservedNS, short(a.Value))
@@ -391,48 +461,28 @@ func (p *parser) bind(e *Element, colon int) *Error {
 	if len(p.ns)-p.hdrN > maxBindings {
 		return policy("more than %d namespace declarations in scope", maxBindings)
 	}
+	return nil
+}
 
-	prefix := ""
-	if colon >= 0 {
-		prefix = e.Name[:colon]
-		if prefix == "xmlns" {
-			return notWellFormed("%s: element %s", msgReservedNS, short(e.Name))
-		}
-	}
-	space, ok := p.lookup(prefix)
-	if !ok {
-		return notWellFormed("%s %s", msgUndeclaredPrefix, short(prefix))
-	}
-	e.Space = space
-
-	prefixed := 0
-	for i, a := range e.Attrs {
-		if c := strings.IndexByte(a.Name, ':'); c >= 0 && a.Name[:c] != "xmlns" {
-			if _, ok := p.lookup(a.Name[:c]); !ok {
-				return notWellFormed("%s %s", msgUndeclaredPrefix, short(a.Name[:c]))
-			}
-			prefixed++
-		}
-		if i < 32 {
-			for _, b := range e.Attrs[:i] {
-				if a.Name == b.Name {
-					return notWellFormed("%s %s", msgDuplicateAttr, short(a.Name))
-				}
-			}
-		}
-	}
-	if len(e.Attrs) > 32 {
+// uniqueNames rejects repeated attribute names.
+func uniqueNames(attrs []Attr) *Error {
+	if len(attrs) > 32 {
 		// Above this a quadratic scan would let a peer burn CPU.
-		seen := make(map[string]struct{}, len(e.Attrs))
-		for _, a := range e.Attrs {
+		seen := make(map[string]struct{}, len(attrs))
+		for _, a := range attrs {
 			if _, dup := seen[a.Name]; dup {
 				return notWellFormed("%s %s", msgDuplicateAttr, short(a.Name))
 			}
 			seen[a.Name] = struct{}{}
 		}
+		return nil
 	}
-	if prefixed > 1 {
-		return p.expandedDuplicates(e.Attrs)
+	for i := 1; i < len(attrs); i++ {
+		for _, b := range attrs[:i] {
+			if attrs[i].Name == b.Name {
+				return notWellFormed("%s %s", msgDuplicateAttr, short(b.Name))
+			}
+		}
 	}
 	return nil
 }
@@ -490,7 +540,14 @@ func (p *parser) attrValue(i int, q byte) (string, int, *Error) {
 	s := p.s
 	p.resetText(i)
 	seg := i
+	retry := i // where to try skipping a word at a time again
 	for i < len(s) {
+		if i >= retry {
+			if i = skipPlain(s, i, q, '<', '&'); i >= len(s) {
+				break
+			}
+			retry = i + 8 // the word at i needs attention: go byte by byte
+		}
 		c := s[i]
 		if !attrTab[c] {
 			i++
@@ -550,7 +607,14 @@ func (p *parser) content(i int) (int, *Error) {
 	s := p.s
 	p.resetText(i)
 	seg := i
+	retry := i // where to try skipping a word at a time again
 	for i < len(s) {
+		if i >= retry {
+			if i = skipPlain(s, i, '<', '&', '>'); i >= len(s) {
+				break
+			}
+			retry = i + 8 // the word at i needs attention: go byte by byte
+		}
 		c := s[i]
 		if !textTab[c] {
 			i++

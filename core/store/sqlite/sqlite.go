@@ -1,17 +1,4 @@
 // Package sqlite implements store.Store on an embedded SQLite database file.
-//
-// The database runs in WAL mode with synchronous=NORMAL. A committed
-// transaction survives the process being killed, since it is in the WAL
-// (handed to the OS) before Commit returns; a power loss or OS crash may roll
-// back the last transactions since the WAL was last synced, but never
-// corrupts the database. That costs far less than an fsync per commit, and
-// losing the last moments of roster edits or offline messages on power loss
-// is the accepted trade for a chat server.
-//
-// Several processes may open the same file (the server and the aldis CLI):
-// each has one write connection, whose transactions start with BEGIN
-// IMMEDIATE so they queue on busy_timeout instead of failing, and a small
-// pool of read connections that WAL lets run beside the writer.
 package sqlite
 
 import (
@@ -38,7 +25,8 @@ var ErrSchemaTooNew = sqlstore.ErrSchemaTooNew
 // saturate the two to four cores a typical deployment has.
 const readConns = 4
 
-// DB is a store.Store backed by SQLite.
+// DB is a store.Store backed by SQLite; its methods are those of the SQL
+// implementation shared with other engines.
 type DB struct {
 	*sqlstore.Store
 }
@@ -52,6 +40,19 @@ func dialect() sqlstore.Dialect {
 // Open opens or creates the database at path, creating missing parent
 // directories (mode 0700) and the file (mode 0600), and migrates its schema.
 // It refuses, with ErrSchemaTooNew, a database from a newer binary.
+//
+// Durability: the database runs in WAL mode with synchronous=NORMAL. A
+// committed transaction survives the process being killed, since it is in
+// the WAL (handed to the OS) before Commit returns; a power loss or OS crash
+// may roll back the transactions committed since the WAL was last synced
+// (at checkpoints), but never corrupts the database. That costs far less
+// than an fsync per commit, and losing the last moments of roster edits or
+// offline messages on power loss is the accepted trade for a chat server.
+//
+// Several processes may open the same file (the server and the aldis CLI):
+// each DB has one write connection, whose transactions start with BEGIN
+// IMMEDIATE so they queue on busy_timeout (5 s) instead of failing, and a
+// small pool of read-only connections that WAL lets run beside the writer.
 func Open(ctx context.Context, path string) (*DB, error) {
 	if path == "" {
 		return nil, errors.New("sqlite: open: empty path")

@@ -275,18 +275,31 @@ func TestTwoHandles(t *testing.T) {
 }
 
 const (
-	helperEnvDB = "ALDIS_STORE_TEST_HELPER_DB"
-	helperN     = 150
+	helperEnvDB   = "ALDIS_STORE_TEST_HELPER_DB"
+	helperEnvKill = "ALDIS_STORE_TEST_HELPER_KILL"
+	helperN       = 150
+	helperReady   = "helper: committed"
 )
 
-// TestHelperProcess is the second process of TestTwoProcesses.
+// TestHelperProcess is the second process of TestTwoProcesses and
+// TestSurvivesKill.
 func TestHelperProcess(t *testing.T) {
 	path := os.Getenv(helperEnvDB)
 	if path == "" {
-		t.Skip("helper for TestTwoProcesses")
+		t.Skip("helper for TestTwoProcesses and TestSurvivesKill")
 	}
 	db := mustOpen(t, path)
 	ctx := t.Context()
+	if os.Getenv(helperEnvKill) != "" {
+		for range helperN {
+			if _, err := db.StoreOffline(ctx, "bob@example.org", "<message>doomed</message>", 1<<20); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fmt.Println(helperReady)
+		time.Sleep(time.Minute) // until killed, without closing the database
+		return
+	}
 	for i := range helperN {
 		if _, err := db.StoreOffline(ctx, "bob@example.org", "<message>child</message>", 1<<20); err != nil {
 			t.Fatal(err)
@@ -347,5 +360,44 @@ func TestTwoProcesses(t *testing.T) {
 	}
 	if all, err := db.ListAccounts(ctx, "example.org"); err != nil || len(all) != 2*helperN {
 		t.Errorf("ListAccounts: %d accounts, %v; want %d", len(all), err, 2*helperN)
+	}
+}
+
+// TestSurvivesKill checks the durability promise of WAL with
+// synchronous=NORMAL: whatever was committed survives a SIGKILL of the
+// process that committed it.
+func TestSurvivesKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns a process")
+	}
+	path := filepath.Join(t.TempDir(), "aldis.db")
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), helperEnvDB+"="+path, helperEnvKill+"=1")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	buf := make([]byte, 4096)
+	for !strings.Contains(out.String(), helperReady) {
+		n, err := stdout.Read(buf)
+		out.Write(buf[:n])
+		if err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatalf("child ended before committing: %v\n%s", err, out.String())
+		}
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+
+	db := mustOpen(t, path)
+	if n, err := db.CountOffline(t.Context(), "bob@example.org"); err != nil || n != helperN {
+		t.Errorf("after SIGKILL: CountOffline = %d, %v; want %d", n, err, helperN)
 	}
 }
