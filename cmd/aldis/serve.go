@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -145,7 +147,13 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 	adminCtx, stopAdmin := context.WithCancel(context.Background())
 	defer stopAdmin()
 	if cfg.Admin.Listen != "" {
-		a, err := obs.ServeAdmin(adminCtx, cfg.Admin.Listen, obs.NewAdminHandler(m, func() error { return nil }), log)
+		mux := http.NewServeMux()
+		mux.Handle("/", obs.NewAdminHandler(m, func() error { return nil }))
+		// Profiles for operators diagnosing a live server; the admin
+		// listener is loopback-only unless configured otherwise.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		a, err := obs.ServeAdmin(adminCtx, cfg.Admin.Listen, mux, log)
 		if err != nil {
 			srv.Shutdown(ctx)
 			return fmt.Errorf("admin listener: %w", err)

@@ -32,7 +32,7 @@ func testServer(tb testing.TB, cfg Config, users ...string) string {
 			tb.Fatal(err)
 		}
 	}
-	rt, err := router.New(router.Config{Domain: "example.org", Store: db, Accounts: acc, Metrics: cfg.Metrics})
+	rt, err := router.New(router.Config{Domain: "example.org", Store: db, Accounts: acc, Metrics: cfg.Metrics, OfflineMax: 100})
 	if err != nil {
 		tb.Fatal(err)
 	}

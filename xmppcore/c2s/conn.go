@@ -22,8 +22,10 @@ import (
 )
 
 // maxAuthAttempts is how many failed SASL exchanges one stream may make
-// before it is closed (RFC 6120 §6.4.5 asks for at least two).
-const maxAuthAttempts = 3
+// before it is closed (RFC 6120 §6.4.5 suggests two to five). Five lets a
+// client that tries every SCRAM variant with a channel binding we do not
+// offer (tls-unique under TLS 1.3) still reach PLAIN.
+const maxAuthAttempts = 5
 
 // streamErr is a stream error to send before closing.
 type streamErr struct{ cond, text string }
@@ -542,7 +544,8 @@ func (c *conn) saslFail(err error, username string) error {
 			acct = u.String()
 		}
 	}
-	if f.Condition != "aborted" && f.Condition != "invalid-mechanism" {
+	// Only password guesses count against the IP and account.
+	if f.Condition != "aborted" && f.Condition != "invalid-mechanism" && !errors.Is(f, sasl.ErrChannelBinding) {
 		c.srv.cfg.Limiter.Fail(c.ip, acct)
 	}
 	c.srv.m.authFail.Inc()

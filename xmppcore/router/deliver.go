@@ -102,12 +102,17 @@ func (h *hub) deliverToBest(st *wire.Element) bool {
 }
 
 func (h *hub) storeOffline(st *wire.Element) {
+	if h.r.cfg.OfflineMax <= 0 {
+		// Offline storage is off (RFC 6121 §8.5.2.2.1).
+		h.r.bounce(st, stanza.Cancel, "service-unavailable")
+		return
+	}
 	_, err := h.r.cfg.Store.StoreOffline(h.ctx, h.bare.String(), st.String(), h.r.cfg.OfflineMax)
 	switch {
 	case err == nil:
 		h.r.offlineCount.inc()
 	case isQuota(err):
-		h.r.bounce(st, stanza.Wait, "resource-constraint")
+		h.r.bounce(st, stanza.Cancel, "service-unavailable") // XEP-0160 §2: the queue is full
 	default:
 		h.r.log.Error("store offline message", "user", h.bare.String(), "err", err)
 		h.r.bounce(st, stanza.Wait, "internal-server-error")

@@ -39,7 +39,7 @@ type Config struct {
 	Accounts   *accounts.Manager
 	Log        *slog.Logger
 	Metrics    *obs.Metrics
-	OfflineMax int
+	OfflineMax int // offline messages kept per user; 0 disables offline storage
 	// Registration enables XEP-0077 password change and account removal.
 	Registration bool
 	Version      string
@@ -79,9 +79,6 @@ func New(cfg Config) (*Router, error) {
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = obs.NewMetrics()
-	}
-	if cfg.OfflineMax <= 0 {
-		cfg.OfflineMax = 1000
 	}
 	if cfg.HubIdle <= 0 {
 		cfg.HubIdle = 30 * time.Second

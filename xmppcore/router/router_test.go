@@ -199,7 +199,7 @@ func TestOfflineStorage(t *testing.T) {
 		a.send(t, `<message to='bob@example.org' type='chat' id='`+id+`'><body>while you were away</body></message>`)
 	}
 	// OfflineMax is 3: the fourth bounces.
-	a.expect(t, `id='o4'`, `type='error'`, `resource-constraint`)
+	a.expect(t, `id='o4'`, `type='error'`, `service-unavailable`)
 	b := e.login("bob", "b")
 	b.send(t, `<presence/>`)
 	for _, id := range []string{"o1", "o2", "o3"} {

@@ -54,6 +54,12 @@ type Lookup func(ctx context.Context, username string) (Credentials, error)
 
 // Failure is a SASL failure carrying an RFC 6120 §6.5 condition. Condition and Text are meant
 // for the <failure/> element; the wrapped cause (see Unwrap) is for logs only.
+// ErrChannelBinding is wrapped by failures caused by the channel binding
+// alone (a type we do not support, a downgrade, a mismatch), decided before
+// the password is checked: they are no password guess.
+var ErrChannelBinding = errors.New("channel binding refused")
+
+// Failure is a SASL failure with an RFC 6120 §6.5 condition.
 type Failure struct {
 	Condition string
 	Text      string

@@ -399,6 +399,15 @@ func TestSCRAMPlus(t *testing.T) {
 			// Downgrade: we offered -PLUS, the client says it saw none.
 			err = exchange(t, mustServer(t, base, cfg), newClient(t, base, "user", "pencil", "").NewConversationAdvertisingChannelBinding())
 			wantCondition(t, err, ConditionNotAuthorized)
+			// Binding refusals come before the proof: no password guess, which
+			// callers tell apart from a wrong password.
+			if !errors.Is(err, ErrChannelBinding) {
+				t.Errorf("downgrade failure does not wrap ErrChannelBinding: %v", err)
+			}
+			err = exchange(t, mustServer(t, mech, cfg), newClient(t, base, "user", "wrong", "").NewConversationWithChannelBinding(good))
+			if errors.Is(err, ErrChannelBinding) {
+				t.Errorf("wrong password reported as a channel binding refusal: %v", err)
+			}
 
 			// Binding with a non-PLUS mechanism is refused.
 			err = exchange(t, mustServer(t, base, cfg), newClient(t, base, "user", "pencil", "").NewConversationWithChannelBinding(good))

@@ -178,7 +178,7 @@ func (s *scramServer) checkFlag(flag string) *Failure {
 	default:
 		return nil
 	}
-	return fail(ConditionNotAuthorized, fmt.Errorf("%s: %s", s.mech, why))
+	return fail(ConditionNotAuthorized, fmt.Errorf("%s: %s: %w", s.mech, why, ErrChannelBinding))
 }
 
 // validNonce checks RFC 5802 "printable": ASCII 0x21–0x7E except ','.
@@ -242,6 +242,9 @@ func (s *scramServer) final(in []byte) ([]byte, *Failure) {
 	case err != nil:
 		// Keep only the RFC 5802 error value: the library's message can embed binding data.
 		cause := fmt.Errorf("%s: %s", s.mech, out)
+		if strings.Contains(out, "channel-binding") {
+			cause = fmt.Errorf("%w: %w", cause, ErrChannelBinding)
+		}
 		if s.dummy {
 			cause = fmt.Errorf("%w (%w)", cause, s.dummyWhy)
 		}
