@@ -1,8 +1,6 @@
 package c2s
 
 import (
-	"bufio"
-	"context"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -43,8 +41,6 @@ type conn struct {
 	rd        *connReader
 	dec       *wire.Decoder
 	ip        string
-	ctx       context.Context
-	cancel    context.CancelFunc
 
 	user     jid.JID // authenticated bare JID
 	binding  *router.Binding
@@ -55,39 +51,52 @@ type conn struct {
 	queue    [][]byte
 	spare    [][]byte
 	closing  bool
-	final    []byte // stream error (or close tag) written last
-	wake     chan struct{}
-	writerUp bool
-	done     chan struct{} // closed when the writer has finished
+	final    []byte        // stream error (or close tag) written last
+	writable bool          // bound: stanzas may be queued and written
+	writing  bool          // a flush goroutine is running
+	done     chan struct{} // closed when the final bytes are written
+	doneOnce sync.Once
 }
 
 func newConn(s *Server, c net.Conn, directTLS bool) *conn {
-	ctx, cancel := context.WithCancel(context.Background())
 	ip, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-	cn := &conn{srv: s, raw: c, c: c, directTLS: directTLS, ip: ip, ctx: ctx, cancel: cancel,
-		wake: make(chan struct{}, 1), done: make(chan struct{})}
+	cn := &conn{srv: s, raw: c, c: c, directTLS: directTLS, ip: ip,
+		done: make(chan struct{})}
 	cn.rd = &connReader{c: c, handshake: time.Now().Add(s.cfg.HandshakeTimeout), idle: s.cfg.IdleTimeout, onIdle: cn.idlePing}
 	if s.cfg.RateBytes > 0 {
 		burst := max(s.cfg.RateBurst, s.cfg.RateBytes, s.cfg.MaxStanza)
 		cn.rd.lim = rate.NewLimiter(rate.Limit(s.cfg.RateBytes), burst)
-		cn.rd.ctx = ctx
+		cn.rd.ctx = s.ctx
 	}
 	return cn
 }
 
+// serve negotiates the stream, then hands the bound session to a fresh
+// goroutine: TLS and SCRAM grew this one's stack, and an idle session
+// should not keep that memory.
 func (c *conn) serve() {
-	defer c.srv.forget(c)
-	defer c.cancel()
+	if err := c.protect(c.negotiate); err != nil {
+		c.finish(err)
+		return
+	}
+	go func() { c.finish(c.protect(c.readLoop)) }()
+}
+
+// protect runs f, turning a panic into an error so one connection's bug
+// cannot take the server down.
+func (c *conn) protect(f func() error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			c.srv.log.Error("c2s connection panic", "panic", r, "remote", c.ip)
-			c.raw.Close()
+			err = &streamErr{"internal-server-error", ""}
 		}
 	}()
-	err := c.negotiate()
-	if err == nil {
-		err = c.readLoop()
-	}
+	return f()
+}
+
+// finish unbinds the session and ends the stream according to err.
+func (c *conn) finish(err error) {
+	defer c.srv.forget(c)
 	if c.binding != nil {
 		c.binding.Unbind()
 	}
@@ -108,25 +117,29 @@ func (c *conn) serve() {
 	}
 }
 
-// closeWith ends the connection: after the queue drains the writer sends
-// final, then the socket closes.
+// closeWith ends the connection: the queue drains, final is written, then
+// the socket closes.
 func (c *conn) closeWith(final []byte) {
 	c.mu.Lock()
-	up := c.writerUp
 	if !c.closing {
 		c.closing = true
 		c.final = final
 	}
+	writable := c.writable
+	start := c.kick()
+	final = c.final
 	c.mu.Unlock()
-	if up {
-		c.signal()
+	if writable {
+		if start {
+			go c.flush()
+		}
 		select {
 		case <-c.done:
 		case <-time.After(5 * time.Second):
 		}
-	} else if c.final != nil {
+	} else if final != nil {
 		c.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		c.c.Write(c.final)
+		c.c.Write(final)
 	}
 	c.raw.Close()
 }
@@ -142,16 +155,22 @@ func (c *conn) Send(b []byte) bool {
 		// A client that does not read must not hold the server's memory.
 		c.closing = true
 		c.final = stanza.StreamError("policy-violation", "too many stanzas waiting for this client")
+		start := c.kick()
 		c.mu.Unlock()
 		c.srv.m.overflows.Inc()
-		c.signal()
+		if start {
+			go c.flush()
+		}
 		c.raw.SetReadDeadline(time.Now())
 		return false
 	}
 	c.queue = append(c.queue, b)
+	start := c.kick()
 	c.mu.Unlock()
 	c.srv.queued.Add(1)
-	c.signal()
+	if start {
+		go c.flush()
+	}
 	return true
 }
 
@@ -162,70 +181,94 @@ func (c *conn) Close(condition, text string) {
 		c.closing = true
 		c.final = stanza.StreamError(condition, text)
 	}
-	up := c.writerUp
+	start := c.kick()
 	c.mu.Unlock()
-	if up {
-		c.signal()
+	if start {
+		go c.flush()
 	}
 	// Unblock the reader; it unbinds and finishes.
 	c.raw.SetReadDeadline(time.Now())
 }
 
-func (c *conn) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
+// kick reports whether the caller must start a flush goroutine: there is
+// none running and the session may be written to. Called with c.mu held.
+func (c *conn) kick() bool {
+	if !c.writable || c.writing {
+		return false
 	}
+	c.writing = true
+	return true
 }
 
-// writer drains the send queue into the socket, flushing when it runs dry.
-func (c *conn) writer() {
-	defer close(c.done)
-	w := bufio.NewWriterSize(c.c, 4096)
+// flushChunk is how many bytes of queued stanzas go into one socket write.
+const flushChunk = 16 << 10
+
+// flush drains the send queue into the socket and exits when it is empty:
+// an idle session has no writer goroutine and holds no write buffer. After
+// closing it writes the final bytes and signals done.
+func (c *conn) flush() {
+	bp := c.srv.bufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	defer func() {
+		*bp = buf[:0]
+		c.srv.bufs.Put(bp)
+	}()
 	for {
-		<-c.wake
-		for {
-			c.mu.Lock()
-			q := c.queue
-			if len(q) > 0 {
-				// Swap only a non-empty queue: swapping an empty one would
-				// leave queue and spare sharing one array, and Send would
-				// overwrite stanzas still being written.
-				c.queue = c.spare[:0]
-			}
+		c.mu.Lock()
+		q := c.queue
+		if len(q) == 0 {
 			closing, final := c.closing, c.final
+			if !closing {
+				c.writing = false
+			}
 			c.mu.Unlock()
-			if len(q) == 0 {
-				if closing {
-					if final != nil {
-						w.Write(final)
-					}
-					w.Flush()
-					return
+			if closing {
+				// writing stays true: no flush starts after the final bytes.
+				if final != nil {
+					c.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+					c.c.Write(final)
 				}
-				break
+				c.doneOnce.Do(func() { close(c.done) })
 			}
-			c.c.SetWriteDeadline(time.Now().Add(c.srv.cfg.IdleTimeout))
-			for i, b := range q {
-				if _, err := w.Write(b); err != nil {
-					c.fail()
-					return
-				}
-				q[i] = nil
-			}
-			c.srv.queued.Add(-int64(len(q)))
-			c.srv.m.out.AddInt64(int64(len(q)))
-			c.mu.Lock()
-			c.spare = q[:0]
-			more := len(c.queue) > 0
-			c.mu.Unlock()
-			if !more {
-				if err := w.Flush(); err != nil {
-					c.fail()
-					return
-				}
-			}
+			return
 		}
+		// Swap only a non-empty queue: swapping an empty one would leave
+		// queue and spare sharing one array, and Send would overwrite
+		// stanzas still being written.
+		c.queue = c.spare[:0]
+		c.mu.Unlock()
+
+		c.c.SetWriteDeadline(time.Now().Add(c.srv.cfg.IdleTimeout))
+		var err error
+		for i, b := range q {
+			if len(buf)+len(b) > flushChunk && len(buf) > 0 {
+				if _, err = c.c.Write(buf); err != nil {
+					break
+				}
+				buf = buf[:0]
+			}
+			if len(b) >= flushChunk {
+				if _, err = c.c.Write(b); err != nil {
+					break
+				}
+			} else {
+				buf = append(buf, b...)
+			}
+			q[i] = nil
+		}
+		if err == nil && len(buf) > 0 {
+			_, err = c.c.Write(buf)
+			buf = buf[:0]
+		}
+		if err != nil {
+			c.fail()
+			return
+		}
+		c.srv.queued.Add(-int64(len(q)))
+		c.srv.m.out.AddInt64(int64(len(q)))
+		c.mu.Lock()
+		c.spare = q[:0]
+		c.mu.Unlock()
 	}
 }
 
@@ -238,6 +281,7 @@ func (c *conn) fail() {
 	c.mu.Unlock()
 	c.srv.queued.Add(-int64(n))
 	c.raw.Close()
+	c.doneOnce.Do(func() { close(c.done) })
 }
 
 // write sends bytes synchronously during negotiation, before the writer runs.
@@ -349,9 +393,9 @@ func (c *conn) startTLS() error {
 		return &streamErr{"policy-violation", "TLS is not configured"}
 	}
 	t := tls.Server(c.raw, c.srv.cfg.TLS)
-	ctx, cancel := context.WithDeadline(c.ctx, c.rd.handshake)
-	defer cancel()
-	if err := t.HandshakeContext(ctx); err != nil {
+	// A socket deadline bounds the handshake without a context per connection.
+	c.raw.SetDeadline(c.rd.handshake)
+	if err := t.Handshake(); err != nil {
 		return err // no stream to send an error on
 	}
 	st := t.ConnectionState()
@@ -480,7 +524,7 @@ func (c *conn) authenticate(auth *wire.Element) (bool, error) {
 		return false, c.saslFail(err, "")
 	}
 	for {
-		out, done, err := srv.Step(c.ctx, in)
+		out, done, err := srv.Step(c.srv.ctx, in)
 		if err != nil {
 			return false, c.saslFail(err, srv.Attempted())
 		}

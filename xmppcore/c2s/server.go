@@ -49,8 +49,13 @@ type Server struct {
 	closing   bool
 	wg        sync.WaitGroup
 
+	// ctx bounds the blocking calls of every connection; Shutdown cancels
+	// it once the connections are gone.
+	ctx    context.Context
+	cancel context.CancelFunc
 	queued atomic.Int64
 	m      serverMetrics
+	bufs   sync.Pool // *[]byte of flushChunk capacity, shared by the flushes of all connections
 }
 
 type serverMetrics struct {
@@ -85,6 +90,8 @@ func New(cfg Config) *Server {
 		cfg.Limiter = NewAuthLimiter(10, 10, 5*time.Minute)
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, conns: map[*conn]struct{}{}, listeners: map[net.Listener]struct{}{}}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.bufs.New = func() any { b := make([]byte, 0, flushChunk); return &b }
 	m := cfg.Metrics
 	s.m = serverMetrics{
 		inMessage:    m.Counter(`aldis_stanzas_in_total{type="message"}`),
@@ -172,6 +179,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
+	defer s.cancel()
 	select {
 	case <-done:
 		return nil

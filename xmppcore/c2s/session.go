@@ -34,13 +34,12 @@ func (c *conn) bindIQ(iq *wire.Element) (bool, error) {
 			return false, c.writeEl(stanza.Error(iq, stanza.Modify, "bad-request", "invalid resource"))
 		}
 	}
-	ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.HandshakeTimeout)
+	ctx, cancel := context.WithTimeout(c.srv.ctx, c.srv.cfg.HandshakeTimeout)
 	defer cancel()
-	// The writer must run before the router can send to this session.
+	// The session must be writable before the router can send to it.
 	c.mu.Lock()
-	c.writerUp = true
+	c.writable = true
 	c.mu.Unlock()
-	go c.writer()
 	b, err := c.srv.cfg.Router.Bind(ctx, c.user, res, c)
 	if err != nil {
 		c.srv.log.Error("bind", "user", c.user.String(), "err", err)
@@ -88,7 +87,7 @@ func (c *conn) preAuthIQ(iq *wire.Element) error {
 	if err != nil || user.Local() == "" {
 		return c.writeEl(stanza.Error(iq, stanza.Modify, "not-acceptable", "invalid username"))
 	}
-	err = c.srv.cfg.Accounts.Create(c.ctx, user, p.ChildText("password", ""))
+	err = c.srv.cfg.Accounts.Create(c.srv.ctx, user, p.ChildText("password", ""))
 	switch {
 	case errors.Is(err, store.ErrExists):
 		return c.writeEl(stanza.Error(iq, stanza.Cancel, "conflict", "the username is taken"))

@@ -23,6 +23,7 @@ const (
 	evUnbind
 	evFromSession // a stanza one of the user's own sessions sent
 	evDeliver     // a stanza addressed to the user (or one of the user's resources)
+	evIdle        // the idle timer fired
 )
 
 type event struct {
@@ -60,11 +61,13 @@ type hub struct {
 	q       []event
 	spare   []event
 	stopped bool
-	busy    bool // handling a batch
+	running bool // a goroutine is handling the inbox
 	notFull *sync.Cond
-	wake    chan struct{}
 
 	ctx          context.Context
+	loaded       bool
+	idleArmed    bool // an evIdle is scheduled
+	active       bool // an event other than evIdle arrived since the last one
 	exists       bool
 	sessions     []*sess
 	roster       map[jid.JID]*store.RosterItem
@@ -73,11 +76,13 @@ type hub struct {
 }
 
 func newHub(r *Router, bare jid.JID) *hub {
-	h := &hub{r: r, bare: bare, wake: make(chan struct{}, 1), ctx: r.ctx}
+	h := &hub{r: r, bare: bare, ctx: r.ctx}
 	h.notFull = sync.NewCond(&h.mu)
 	return h
 }
 
+// post queues an event and starts the hub's goroutine if it is not running:
+// a hub with nothing to do holds no goroutine.
 func (h *hub) post(ev event, wait bool) {
 	h.mu.Lock()
 	for wait && len(h.q) >= inboxLimit && !h.stopped {
@@ -91,17 +96,21 @@ func (h *hub) post(ev event, wait bool) {
 		return
 	}
 	h.q = append(h.q, ev)
+	start := !h.running
+	if start {
+		h.running = true
+		h.r.wg.Add(1)
+	}
 	h.mu.Unlock()
-	select {
-	case h.wake <- struct{}{}:
-	default:
+	if start {
+		go h.run()
 	}
 }
 
 func (h *hub) busyOrPending() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.busy || len(h.q) > 0
+	return h.running || len(h.q) > 0
 }
 
 func (h *hub) pending() int {
@@ -144,29 +153,24 @@ func matchBlock(s blockSet, j jid.JID) bool {
 	return false
 }
 
+// run handles the inbox until it is empty; only one run is active per hub
+// at a time, so the state below the inbox has a single owner.
 func (h *hub) run() {
 	defer h.r.wg.Done()
-	h.load()
-	idle := time.NewTimer(h.r.cfg.HubIdle)
-	defer idle.Stop()
+	if !h.loaded {
+		h.load()
+		h.loaded = true
+	}
 	for {
-		select {
-		case <-h.wake:
-		case <-idle.C:
-			if len(h.sessions) == 0 && h.r.tryRetire(h) {
-				h.stop()
-				return
-			}
-			idle.Reset(h.r.cfg.HubIdle)
-			continue
-		case <-h.ctx.Done():
-			h.stop()
+		h.mu.Lock()
+		if len(h.q) == 0 {
+			h.running = false
+			h.mu.Unlock()
 			return
 		}
-		h.mu.Lock()
+		// Swap only a non-empty inbox, so q and spare never share an array.
 		batch := h.q
 		h.q = h.spare[:0]
-		h.busy = true
 		h.notFull.Broadcast()
 		h.mu.Unlock()
 		for i := range batch {
@@ -174,9 +178,28 @@ func (h *hub) run() {
 			batch[i] = event{}
 		}
 		h.spare = batch[:0]
-		h.mu.Lock()
-		h.busy = false
-		h.mu.Unlock()
+		if len(h.sessions) == 0 && !h.idleArmed {
+			h.idleArmed = true
+			time.AfterFunc(h.r.cfg.HubIdle, func() { h.post(event{kind: evIdle}, false) })
+		}
+	}
+}
+
+// idle retires a hub with no sessions that saw nothing for a whole idle
+// period; it keeps a hub that was active, re-arming the timer.
+func (h *hub) idle() {
+	h.idleArmed = false
+	if len(h.sessions) > 0 {
+		return
+	}
+	if h.active {
+		h.active = false
+		h.idleArmed = true
+		time.AfterFunc(h.r.cfg.HubIdle, func() { h.post(event{kind: evIdle}, false) })
+		return
+	}
+	if h.r.tryRetire(h) {
+		h.stop()
 	}
 }
 
@@ -245,6 +268,11 @@ func (h *hub) loadRoster() error {
 }
 
 func (h *hub) handle(ev event) {
+	if ev.kind == evIdle {
+		h.idle()
+		return
+	}
+	h.active = true
 	switch ev.kind {
 	case evBind:
 		h.bind(ev.binding)

@@ -108,8 +108,14 @@ func (r *Router) Close(timeout time.Duration) {
 	for !r.quiet() && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	r.cancel()
+	// Stopped hubs start no goroutine, so Wait cannot race with Add.
+	r.mu.Lock()
+	for _, h := range r.hubs {
+		h.stop()
+	}
+	r.mu.Unlock()
 	r.wg.Wait()
+	r.cancel()
 }
 
 func (r *Router) quiet() bool {
@@ -132,8 +138,6 @@ func (r *Router) acquire(bare jid.JID) *hub {
 		h = newHub(r, bare)
 		r.hubs[bare] = h
 		r.hubCount.Add(1)
-		r.wg.Add(1)
-		go h.run()
 	}
 	h.refs.Add(1)
 	r.mu.Unlock()

@@ -98,6 +98,10 @@ type env struct {
 }
 
 func newEnv(t *testing.T, users ...string) *env {
+	return newEnvIdle(t, 0, users...)
+}
+
+func newEnvIdle(t *testing.T, idle time.Duration, users ...string) *env {
 	t.Helper()
 	ctx := context.Background()
 	db, err := sqlite.OpenMemory(ctx)
@@ -110,7 +114,7 @@ func newEnv(t *testing.T, users ...string) *env {
 			t.Fatal(err)
 		}
 	}
-	r, err := New(Config{Domain: "example.org", Store: db, Accounts: acc, OfflineMax: 3, Version: "test", Registration: true})
+	r, err := New(Config{Domain: "example.org", Store: db, Accounts: acc, OfflineMax: 3, Version: "test", Registration: true, HubIdle: idle})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +209,14 @@ func TestOfflineStorage(t *testing.T) {
 	for _, id := range []string{"o1", "o2", "o3"} {
 		b.expect(t, `id='`+id+`'`, `<delay xmlns='urn:xmpp:delay'`, `stamp='`)
 	}
-	n, err := e.db.CountOffline(context.Background(), "bob@example.org")
+	// Delivered messages leave the store (just after they are queued).
+	var n int
+	var err error
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if n, err = e.db.CountOffline(context.Background(), "bob@example.org"); err != nil || n == 0 {
+			break
+		}
+	}
 	if err != nil || n != 0 {
 		t.Fatalf("offline left after delivery: %d, %v", n, err)
 	}
@@ -391,4 +402,24 @@ func TestDirectedPresence(t *testing.T) {
 	b.expect(t, `psst`)
 	a.b.Unbind()
 	b.expect(t, `type='unavailable'`, `from='alice@example.org/a'`)
+}
+
+func TestIdleHubRetiresAndReturns(t *testing.T) {
+	e := newEnvIdle(t, 20*time.Millisecond, "alice", "bob")
+	a := e.login("alice", "a")
+	a.online(t)
+	b := e.login("bob", "b")
+	b.b.Unbind()
+	deadline := time.Now().Add(3 * time.Second)
+	for e.r.hubCount.Load() != 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := e.r.hubCount.Load(); n != 1 {
+		t.Fatalf("%d hubs after bob left, want 1 (alice's)", n)
+	}
+	// A retired hub comes back for the next event: the message is stored.
+	a.send(t, `<message to='bob@example.org' type='chat' id='late'><body>x</body></message>`)
+	b2 := e.login("bob", "b")
+	b2.send(t, `<presence/>`)
+	b2.expect(t, `id='late'`, `urn:xmpp:delay`)
 }
