@@ -16,6 +16,52 @@ func subTo(it *store.RosterItem) bool {
 	return it != nil && (it.Subscription == "to" || it.Subscription == "both")
 }
 
+// Subscription transitions (RFC 6121 Appendix A): "to" is the user's
+// subscription to the contact's presence, "from" the contact's to the user's.
+func addTo(it *store.RosterItem) {
+	switch it.Subscription {
+	case "none", "":
+		it.Subscription = "to"
+	case "from":
+		it.Subscription = "both"
+	}
+}
+
+func dropTo(it *store.RosterItem) {
+	switch it.Subscription {
+	case "to":
+		it.Subscription = "none"
+	case "both":
+		it.Subscription = "from"
+	}
+}
+
+func addFrom(it *store.RosterItem) {
+	switch it.Subscription {
+	case "none", "":
+		it.Subscription = "from"
+	case "to":
+		it.Subscription = "both"
+	}
+}
+
+func dropFrom(it *store.RosterItem) {
+	switch it.Subscription {
+	case "from":
+		it.Subscription = "none"
+	case "both":
+		it.Subscription = "to"
+	}
+}
+
+// itemFor returns it, or a new item with no subscription for contact.
+func itemFor(it *store.RosterItem, contact jid.JID) *store.RosterItem {
+	if it == nil {
+		return &store.RosterItem{Contact: contact.String(), Subscription: "none"}
+	}
+	return it
+}
+
 // outboundPresence handles a presence one of the user's sessions sent.
 func (h *hub) outboundPresence(s *sess, st *wire.Element, to jid.JID) {
 	typ := st.Attr("type")
@@ -222,9 +268,7 @@ func (h *hub) outboundSubscription(s *sess, st *wire.Element, typ string, contac
 	out.SetAttr("to", contact.String())
 	switch typ {
 	case "subscribe":
-		if it == nil {
-			it = &store.RosterItem{Contact: contact.String(), Subscription: "none"}
-		}
+		it = itemFor(it, contact)
 		if !subTo(it) && !it.Ask {
 			it.Ask = true
 			h.saveItem(contact, it)
@@ -233,11 +277,7 @@ func (h *hub) outboundSubscription(s *sess, st *wire.Element, typ string, contac
 	case "unsubscribe":
 		if it != nil && (subTo(it) || it.Ask) {
 			it.Ask = false
-			if it.Subscription == "both" {
-				it.Subscription = "from"
-			} else if it.Subscription == "to" {
-				it.Subscription = "none"
-			}
+			dropTo(it)
 			h.saveItem(contact, it)
 		}
 		h.r.route(out, h.bare, contact)
@@ -247,19 +287,14 @@ func (h *hub) outboundSubscription(s *sess, st *wire.Element, typ string, contac
 		}
 		if !h.hasSubRequest(contact) {
 			// Pre-approval (RFC 6121 §3.4).
-			if it == nil {
-				it = &store.RosterItem{Contact: contact.String(), Subscription: "none"}
-			}
+			it = itemFor(it, contact)
 			if !it.Approved {
 				it.Approved = true
 				h.saveItem(contact, it)
 			}
 			return
 		}
-		if it == nil {
-			it = &store.RosterItem{Contact: contact.String(), Subscription: "none"}
-		}
-		h.grantFrom(contact, it)
+		h.grantFrom(contact, itemFor(it, contact))
 		h.r.route(out, h.bare, contact)
 		h.presenceTo(contact, false)
 	case "unsubscribed":
@@ -269,11 +304,7 @@ func (h *hub) outboundSubscription(s *sess, st *wire.Element, typ string, contac
 		}
 		if it != nil && (subFrom(it) || it.Approved) {
 			it.Approved = false
-			if it.Subscription == "both" {
-				it.Subscription = "to"
-			} else if it.Subscription == "from" {
-				it.Subscription = "none"
-			}
+			dropFrom(it)
 			h.saveItem(contact, it)
 			h.r.route(out, h.bare, contact)
 			h.presenceTo(contact, true)
@@ -285,12 +316,7 @@ func (h *hub) outboundSubscription(s *sess, st *wire.Element, typ string, contac
 
 // grantFrom records that contact may now see the user's presence.
 func (h *hub) grantFrom(contact jid.JID, it *store.RosterItem) {
-	switch it.Subscription {
-	case "none":
-		it.Subscription = "from"
-	case "to":
-		it.Subscription = "both"
-	}
+	addFrom(it)
 	it.Approved = false
 	h.saveItem(contact, it)
 	h.deleteSubRequest(contact)
@@ -325,21 +351,13 @@ func (h *hub) inboundSubscription(st *wire.Element, typ string, contact jid.JID)
 			return
 		}
 		it.Ask = false
-		if it.Subscription == "none" {
-			it.Subscription = "to"
-		} else if it.Subscription == "from" {
-			it.Subscription = "both"
-		}
+		addTo(it)
 		h.saveItem(contact, it)
 		h.toAvailable(st)
 	case "unsubscribe":
 		h.deleteSubRequest(contact)
 		if subFrom(it) {
-			if it.Subscription == "both" {
-				it.Subscription = "to"
-			} else {
-				it.Subscription = "none"
-			}
+			dropFrom(it)
 			h.saveItem(contact, it)
 			h.toAvailable(st)
 			h.presenceTo(contact, true)
@@ -347,11 +365,7 @@ func (h *hub) inboundSubscription(st *wire.Element, typ string, contact jid.JID)
 	case "unsubscribed":
 		if it != nil && (subTo(it) || it.Ask) {
 			it.Ask = false
-			if it.Subscription == "both" {
-				it.Subscription = "from"
-			} else if it.Subscription == "to" {
-				it.Subscription = "none"
-			}
+			dropTo(it)
 			h.saveItem(contact, it)
 			h.toAvailable(st)
 		}

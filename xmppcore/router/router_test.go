@@ -373,6 +373,7 @@ func TestServerAndAccountIQs(t *testing.T) {
 		{`<iq type='get' id='10'><query xmlns='jabber:iq:private'><prefs xmlns='urn:example:prefs'/></query></iq>`, `<x>1</x>`},
 		{`<iq type='get' id='11'><query xmlns='jabber:iq:private'><x xmlns='jabber:iq:roster'/></query></iq>`, `not-acceptable`},
 		{`<iq type='get' id='12' to='alice@example.org'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`, `category='account'`},
+		{`<message id='13' to='example.org'><body>hello server</body></message>`, `service-unavailable`},
 	}
 	for _, c := range cases {
 		a.send(t, c.send)

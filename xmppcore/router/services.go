@@ -45,8 +45,15 @@ func discoInfo(st *wire.Element, category, typ, name string, features []string) 
 
 // handleServer answers stanzas addressed to the server's domain.
 func (r *Router) handleServer(b *Binding, st *wire.Element, to jid.JID) {
-	if st.Local() != "iq" {
-		return // messages and presence for the server itself are dropped
+	switch st.Local() {
+	case "presence":
+		return // presence for the server itself means nothing
+	case "message":
+		// The server has no use for messages; say so rather than drop them.
+		if t := st.Attr("type"); t != "error" {
+			b.reply(stanza.Error(st, stanza.Cancel, "service-unavailable", ""))
+		}
+		return
 	}
 	typ := st.Attr("type")
 	if typ != "get" && typ != "set" {
