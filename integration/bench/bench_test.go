@@ -1,0 +1,580 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aldis-im/aldis/xmppcore/loadgen"
+)
+
+// bench is the state shared by the runs of one TestSideBySide.
+type bench struct {
+	aldisBin          string
+	certFile, keyFile string
+	users, rate       int
+	duration          time.Duration
+	cpus              string // taskset CPU list for the server, "" = none
+}
+
+// mode is a connection mode the generator logs in with.
+type mode struct {
+	key, name, tls string
+}
+
+var allModes = []mode{
+	{"starttls", "STARTTLS", loadgen.TLSStartTLS},
+	{"plain", "plain TCP", loadgen.TLSNone},
+}
+
+// row is one line of the results table: a server in a mode.
+type row struct {
+	server, mode string
+	res          loadgen.Result
+	err          error
+	srv          map[string]float64 // deltas of the server's own counters over the run (Aldis), or nil
+}
+
+func TestSideBySide(t *testing.T) {
+	if os.Getenv("ALDIS_BENCH") != "1" {
+		t.Skip("side-by-side benchmark of Aldis, ejabberd and Prosody (minutes; needs the prosody and ejabberd packages); " +
+			"run it with: ALDIS_BENCH=1 go test -run TestSideBySide -v -timeout 20m ./integration/bench/  " +
+			"(optional: ALDIS_BENCH_USERS=200 ALDIS_BENCH_RATE=5000 ALDIS_BENCH_DURATION=10s ALDIS_BENCH_SERVERS=aldis,ejabberd,prosody " +
+			"ALDIS_BENCH_MODES=starttls,plain ALDIS_BENCH_CPUS= ALDIS_BENCH_OUT=results.md)")
+	}
+	b := &bench{
+		users:    envInt(t, "ALDIS_BENCH_USERS", 200),
+		rate:     envInt(t, "ALDIS_BENCH_RATE", 5000),
+		duration: envDuration(t, "ALDIS_BENCH_DURATION", 10*time.Second),
+		cpus:     os.Getenv("ALDIS_BENCH_CPUS"),
+	}
+	if b.cpus != "" {
+		if _, err := exec.LookPath("taskset"); err != nil {
+			t.Fatal("ALDIS_BENCH_CPUS needs taskset (util-linux)")
+		}
+	}
+	servers := envList("ALDIS_BENCH_SERVERS", "aldis,ejabberd,prosody")
+	modes := envList("ALDIS_BENCH_MODES", "starttls,plain")
+	for _, s := range servers {
+		if !slices.ContainsFunc(serverDefs, func(d serverDef) bool { return d.name == s }) {
+			t.Fatalf("ALDIS_BENCH_SERVERS: unknown server %q (known: aldis, ejabberd, prosody)", s)
+		}
+	}
+	for _, m := range modes {
+		if !slices.ContainsFunc(allModes, func(x mode) bool { return x.key == m }) {
+			t.Fatalf("ALDIS_BENCH_MODES: unknown mode %q (known: starttls, plain)", m)
+		}
+	}
+
+	tmp := t.TempDir()
+	b.aldisBin = os.Getenv("ALDIS_BENCH_BIN")
+	if b.aldisBin == "" {
+		b.aldisBin = filepath.Join(tmp, "aldis")
+		build := exec.Command("go", "build", "-o", b.aldisBin, "./cmd/aldis")
+		build.Dir = filepath.Join("..", "..") // the module root
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("building aldis: %v\n%s", err, out)
+		}
+	}
+	b.certFile, b.keyFile = makeCert(t, tmp)
+
+	var rows []row
+	var versions []string
+	for _, name := range servers {
+		def := serverDefs[slices.IndexFunc(serverDefs, func(d serverDef) bool { return d.name == name })]
+		t.Run(name, func(t *testing.T) {
+			if hint := def.missing(b); hint != "" {
+				t.Skip(hint)
+			}
+			versions = append(versions, def.version(b))
+			got := b.runServer(t, def, modes)
+			// Every selected mode gets a row, failed ones too.
+			for _, m := range allModes {
+				if !slices.Contains(modes, m.key) {
+					continue
+				}
+				r, ok := got[m.name]
+				if !ok {
+					r = row{server: name, mode: m.name, err: fmt.Errorf("not run: setup failed (see the log)")}
+				}
+				rows = append(rows, r)
+			}
+		})
+	}
+
+	table := b.table(rows, versions)
+	fmt.Printf("\n%s\n", table)
+	if out := os.Getenv("ALDIS_BENCH_OUT"); out != "" {
+		if err := os.WriteFile(out, []byte(table), 0o644); err != nil {
+			t.Errorf("writing ALDIS_BENCH_OUT: %v", err)
+		} else {
+			t.Logf("results written to %s", out)
+		}
+	}
+}
+
+// runServer configures one server, creates the accounts, then runs each
+// mode against a freshly started instance, so every mode's memory and
+// login figures start from the same state. It returns the rows by mode name.
+func (b *bench) runServer(t *testing.T, def serverDef, modes []string) map[string]row {
+	dir := t.TempDir()
+	sc := def.configure(t, b, dir)
+	t.Logf("%s: c2s on %s, files in %s", def.name, sc.addr, dir)
+	got := map[string]row{}
+
+	// Setup: create the accounts by in-band registration.
+	p := b.start(t, sc)
+	if p == nil {
+		return got
+	}
+	begin := time.Now()
+	regCfg := loadgen.Config{
+		Addr: sc.addr, Domain: benchDomain, Password: benchPassword,
+		TLS: loadgen.TLSStartTLS, InsecureSkipVerify: true,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	err := loadgen.Register(ctx, regCfg, b.users)
+	if err != nil {
+		// ejabberd may accept connections a moment before every module
+		// is up; accounts already made count as created on a retry.
+		t.Logf("%s: registration: %v; retrying once", def.name, err)
+		time.Sleep(2 * time.Second)
+		err = loadgen.Register(ctx, regCfg, b.users)
+	}
+	cancel()
+	if err != nil {
+		t.Errorf("%s: registering %d accounts: %v\nserver output:\n%s", def.name, b.users, err, p.logTail(4000))
+		b.stop(t, p)
+		return got
+	}
+	t.Logf("%s: %d accounts registered in %v", def.name, b.users, time.Since(begin).Round(time.Millisecond))
+	b.stop(t, p)
+
+	for _, m := range allModes {
+		if !slices.Contains(modes, m.key) {
+			continue
+		}
+		got[m.name] = b.runMode(t, sc, m)
+	}
+	return got
+}
+
+func (b *bench) runMode(t *testing.T, sc *serverConf, m mode) row {
+	r := row{server: sc.name, mode: m.name}
+	p := b.start(t, sc)
+	if p == nil {
+		r.err = fmt.Errorf("server did not start")
+		return r
+	}
+	defer b.stop(t, p)
+	sizes := p.logSizes()
+	t.Logf("%s/%s: server PID %d (%s); load average %s", sc.name, m.key, p.pid, procName(p.pid), loadAvg())
+
+	// Warm-up: a few logins and a second of light traffic, unmeasured, so
+	// one-time costs (Erlang code loading, first TLS handshakes, allocator
+	// and cache set-up) are not billed to the measured logins and to the
+	// memory per connection.
+	wctx, wcancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	_, err := loadgen.Run(wctx, loadgen.Config{
+		Addr: sc.addr, Domain: benchDomain, Password: benchPassword,
+		Users: min(4, b.users), TLS: m.tls, InsecureSkipVerify: true,
+		Rate: 200, Duration: time.Second,
+	})
+	wcancel()
+	if err != nil {
+		r.err = fmt.Errorf("warm-up: %w", err)
+		t.Errorf("%s/%s: %v\nserver output:\n%s", sc.name, m.key, r.err, p.logsSince(sizes, 8000))
+		return r
+	}
+	time.Sleep(time.Second) // let the server finish closing the warm-up sessions
+
+	before, merr := scrape(sc.metricsURL)
+	if merr != nil {
+		t.Logf("%s/%s: reading server metrics: %v", sc.name, m.key, merr)
+	}
+
+	lw := &lineLogger{t: t, prefix: sc.name + "/" + m.key + " "}
+	cfg := loadgen.Config{
+		Addr:               sc.addr,
+		Domain:             benchDomain,
+		Password:           benchPassword,
+		Users:              b.users,
+		TLS:                m.tls,
+		InsecureSkipVerify: true,
+		Mech:               "PLAIN",
+		Rate:               b.rate,
+		Duration:           b.duration,
+		Saturate:           true,
+		ServerPID:          p.pid,
+		Log:                lw,
+	}
+	// Logins (up to 30s each), settling (up to 15s), two phases with
+	// their drains (up to 10s each), with a wide margin.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute+4*b.duration)
+	defer cancel()
+	begin := time.Now()
+	res, err := loadgen.Run(ctx, cfg)
+	lw.flush()
+	r.res, r.err = res, err
+	t.Logf("%s/%s: run took %v\n%s", sc.name, m.key, time.Since(begin).Round(time.Millisecond), res.Table())
+	if before != nil && p.running() {
+		time.Sleep(500 * time.Millisecond) // the generator has closed its sessions
+		after, merr := scrape(sc.metricsURL)
+		if merr != nil {
+			t.Logf("%s/%s: reading server metrics: %v", sc.name, m.key, merr)
+		} else {
+			r.srv = map[string]float64{}
+			for k, v := range after {
+				r.srv[k] = v - before[k]
+			}
+			sent := 0
+			for _, ph := range res.Phases {
+				sent += ph.Sent
+			}
+			t.Logf("%s/%s: server counters over the run: messages in %.0f (generator sent %d), stanzas routed %.0f, written %.0f, "+
+				"stored offline %.0f, send-queue overflows %.0f, stream errors %.0f",
+				sc.name, m.key, r.srv[mIn], sent, r.srv[mDelivered], r.srv[mOut], r.srv[mOffline], r.srv[mOverflows], r.srv[mStreamErrs])
+		}
+	}
+
+	// Everything that looks wrong is reported with the server's own
+	// account of the run.
+	var problems []string
+	if err != nil {
+		problems = append(problems, fmt.Sprintf("loadgen: %v", err))
+	}
+	if res.LoginErrors > 0 {
+		problems = append(problems, fmt.Sprintf("%d of %d logins failed", res.LoginErrors, b.users))
+	}
+	for _, ph := range res.Phases {
+		if lost := ph.Sent - ph.Delivered - ph.Errors; lost != 0 || ph.Errors != 0 {
+			problems = append(problems, fmt.Sprintf("phase %q: sent %d, delivered %d, bounced %d, lost %d",
+				ph.Name, ph.Sent, ph.Delivered, ph.Errors, lost))
+		}
+	}
+	if r.srv != nil && len(problems) > 0 {
+		if serverClean(r) {
+			// Seen with Aldis: the generator wrote the missing messages,
+			// they never reached the receiving socket, yet the server
+			// counts them as written. The counters cannot settle whose
+			// fault a shortfall is; they show the server did not notice.
+			problems = append(problems, "the server's counters account for every message as received, routed and written "+
+				"(no offline storage, overflows or stream errors), so the server did not notice the shortfall")
+		} else {
+			problems = append(problems, "the server's own counters show losses or errors (see above)")
+		}
+	}
+	if !p.running() {
+		problems = append(problems, fmt.Sprintf("server exited during the run: %v", p.err))
+	}
+	logs := p.logsSince(sizes, 8000)
+	if len(problems) > 0 {
+		t.Logf("%s/%s: PROBLEMS:\n  %s", sc.name, m.key, strings.Join(problems, "\n  "))
+	}
+	if logs != "" {
+		t.Logf("%s/%s: server output during the run:\n%s", sc.name, m.key, logs)
+	}
+	if err != nil {
+		t.Errorf("%s/%s: %v", sc.name, m.key, err)
+	}
+	return r
+}
+
+func (b *bench) start(t *testing.T, sc *serverConf) *proc {
+	t.Helper()
+	begin := time.Now()
+	p, err := startServer(sc, b.cpus)
+	if err != nil {
+		t.Errorf("%v", err)
+		return nil
+	}
+	t.Logf("%s: listening after %v", sc.name, time.Since(begin).Round(time.Millisecond))
+	return p
+}
+
+func (b *bench) stop(t *testing.T, p *proc) {
+	t.Helper()
+	if !p.running() {
+		t.Errorf("%s had already exited (%v); output:\n%s", p.conf.name, p.err, p.logTail(4000))
+		return
+	}
+	begin := time.Now()
+	if err := p.stop(); err != nil {
+		t.Errorf("%v", err)
+	}
+	t.Logf("%s: stopped in %v", p.conf.name, time.Since(begin).Round(time.Millisecond))
+}
+
+// table renders the results as markdown.
+func (b *bench) table(rows []row, versions []string) string {
+	var s strings.Builder
+	host, _ := os.Hostname()
+	fmt.Fprintf(&s, "### XMPP c2s side by side (%s)\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	online := "?"
+	if c, err := os.ReadFile("/sys/devices/system/cpu/online"); err == nil {
+		online = strings.TrimSpace(string(c))
+	}
+	fmt.Fprintf(&s, "%s; %s/%s, host %s, CPUs %s online, %d usable by the generator", strings.Join(versions, ", "),
+		runtime.GOOS, runtime.GOARCH, host, online, runtime.NumCPU())
+	if b.cpus != "" {
+		fmt.Fprintf(&s, ", server pinned to CPUs %s", b.cpus)
+	}
+	fmt.Fprintf(&s, ", load average at the end %s", loadAvg())
+	fmt.Fprintf(&s, ".\n%d sessions (SASL PLAIN, 16 parallel logins), 1:1 chat messages of 100-byte bodies between session pairs; "+
+		"fixed phase offers %d msg/s, saturating phase keeps 10 messages in flight per sender; %v per phase; "+
+		"each server freshly started per mode and warmed up with 4 sessions. "+
+		"Latency is from (scheduled) send to receipt. CPU is the server's user+system time per 1,000 delivered messages; "+
+		"memory is the server's RSS growth per idle session.\n\n", b.users, b.rate, b.duration)
+	s.WriteString("| server | mode | logins/s | fixed: delivered/s | fixed: p50 / p99 | fixed: CPU ms/1k | saturating: delivered/s | saturating: p50 / p99 | saturating: CPU ms/1k | KiB / idle conn | failures |\n")
+	s.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	for _, r := range rows {
+		var fixed, sat *loadgen.Phase
+		for i := range r.res.Phases {
+			if strings.HasPrefix(r.res.Phases[i].Name, "fixed") {
+				fixed = &r.res.Phases[i]
+			} else {
+				sat = &r.res.Phases[i]
+			}
+		}
+		cells := []string{r.server, r.mode}
+		if r.res.Logins > 0 {
+			cells = append(cells, fmt.Sprintf("%.0f", r.res.LoginsPerSec))
+		} else {
+			cells = append(cells, "–")
+		}
+		for _, ph := range []*loadgen.Phase{fixed, sat} {
+			if ph == nil {
+				cells = append(cells, "–", "–", "–")
+				continue
+			}
+			cells = append(cells,
+				fmt.Sprintf("%.0f", ph.DeliveredPerSec),
+				fmt.Sprintf("%s / %s", fmtDur(ph.P50), fmtDur(ph.P99)),
+				fmtMs(ph.CPUPer1000))
+		}
+		if r.res.Logins > 0 {
+			cells = append(cells, fmt.Sprintf("%.1f", r.res.MemPerConnKiB))
+		} else {
+			cells = append(cells, "–")
+		}
+		cells = append(cells, failures(r))
+		s.WriteString("| " + strings.Join(cells, " | ") + " |\n")
+	}
+	return s.String()
+}
+
+// failures summarises what went wrong in a run: login failures, bounced
+// and lost messages per phase, or the error that ended it.
+func failures(r row) string {
+	var f []string
+	if r.res.LoginErrors > 0 {
+		f = append(f, fmt.Sprintf("%d logins failed", r.res.LoginErrors))
+	}
+	for _, ph := range r.res.Phases {
+		short := "fixed"
+		if !strings.HasPrefix(ph.Name, "fixed") {
+			short = "sat."
+		}
+		if ph.Errors > 0 {
+			f = append(f, fmt.Sprintf("%s: %d bounced", short, ph.Errors))
+		}
+		if lost := ph.Sent - ph.Delivered - ph.Errors; lost != 0 {
+			f = append(f, fmt.Sprintf("%s: %d of %d not received", short, lost, ph.Sent))
+		}
+	}
+	if len(f) > 0 && r.srv != nil {
+		if serverClean(r) {
+			f = append(f, "server counters claim all were written")
+		} else {
+			f = append(f, fmt.Sprintf("server counters: %.0f offline, %.0f overflows, %.0f stream errors",
+				r.srv[mOffline], r.srv[mOverflows], r.srv[mStreamErrs]))
+		}
+	}
+	if r.err != nil {
+		msg := r.err.Error()
+		if len(msg) > 120 {
+			msg = msg[:120] + "…"
+		}
+		f = append(f, "error: "+strings.ReplaceAll(msg, "|", "\\|"))
+	}
+	if len(f) == 0 {
+		return "none"
+	}
+	return strings.Join(f, "; ")
+}
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "–"
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond))
+	case d < 10*time.Millisecond:
+		return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+	case d < time.Second:
+		return fmt.Sprintf("%.0fms", float64(d)/float64(time.Millisecond))
+	default:
+		return fmt.Sprintf("%.2fs", d.Seconds())
+	}
+}
+
+func fmtMs(d time.Duration) string {
+	if d <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond))
+}
+
+// lineLogger passes the generator's progress lines to t.Log.
+type lineLogger struct {
+	t      *testing.T
+	prefix string
+	mu     sync.Mutex
+	buf    []byte
+}
+
+func (l *lineLogger) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			break
+		}
+		l.t.Log(l.prefix + string(l.buf[:i]))
+		l.buf = l.buf[i+1:]
+	}
+	return len(p), nil
+}
+
+func (l *lineLogger) flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.buf) > 0 {
+		l.t.Log(l.prefix + string(l.buf))
+		l.buf = nil
+	}
+}
+
+func envInt(t *testing.T, key string, def int) int {
+	v := os.Getenv(key)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		t.Fatalf("%s=%q: want a positive integer", key, v)
+	}
+	return n
+}
+
+func envDuration(t *testing.T, key string, def time.Duration) time.Duration {
+	v := os.Getenv(key)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		t.Fatalf("%s=%q: want a positive duration such as 10s", key, v)
+	}
+	return d
+}
+
+func envList(key, def string) []string {
+	v := os.Getenv(key)
+	if v == "" {
+		v = def
+	}
+	var l []string
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(strings.ToLower(f)); f != "" {
+			l = append(l, f)
+		}
+	}
+	return l
+}
+
+// Aldis's counters (core/obs, xmppcore/c2s, xmppcore/router).
+const (
+	mIn         = `aldis_stanzas_in_total{type="message"}`
+	mDelivered  = `aldis_stanzas_delivered_total`
+	mOut        = `aldis_stanzas_out_total`
+	mOffline    = `aldis_offline_stored_total`
+	mOverflows  = `aldis_send_queue_overflows_total`
+	mStreamErrs = `aldis_stream_errors_total`
+)
+
+// scrape reads the Prometheus text at url into name → value; a nil map
+// and no error when url is "".
+func scrape(url string) (map[string]float64, error) {
+	if url == "" {
+		return nil, nil
+	}
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]float64{}
+	for line := range strings.Lines(string(body)) {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			m[line[:i]] = v
+		}
+	}
+	return m, nil
+}
+
+// serverClean reports whether the server's counters account for every
+// message the generator sent: all received, none stored offline, no
+// overflow or stream error, and at least as many stanzas routed.
+func serverClean(r row) bool {
+	sent := 0
+	for _, ph := range r.res.Phases {
+		sent += ph.Sent
+	}
+	return r.srv[mIn] == float64(sent) && r.srv[mOffline] == 0 && r.srv[mOverflows] == 0 &&
+		r.srv[mStreamErrs] == 0 && r.srv[mDelivered] >= float64(sent) && r.srv[mOut] >= float64(sent)
+}
+
+// loadAvg is the first three fields of /proc/loadavg: other work on the
+// machine skews every figure.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}

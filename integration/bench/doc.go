@@ -1,0 +1,30 @@
+// Package bench holds a side-by-side benchmark of Aldis, ejabberd and
+// Prosody, driven by the project's own load generator
+// (github.com/aldis-im/aldis/xmppcore/loadgen). It is not part of CI: it
+// takes minutes, needs the Debian packages prosody and ejabberd, and its
+// numbers only mean something on a quiet machine. Run it by hand:
+//
+//	ALDIS_BENCH=1 go test -run TestSideBySide -v -timeout 20m ./integration/bench/
+//
+// Environment:
+//
+//	ALDIS_BENCH=1             required; without it the test skips
+//	ALDIS_BENCH_USERS=200     accounts and concurrent sessions per run
+//	ALDIS_BENCH_RATE=5000     offered messages/s in the fixed-rate phase
+//	ALDIS_BENCH_DURATION=10s  length of each message phase
+//	ALDIS_BENCH_SERVERS=aldis,ejabberd,prosody   which servers, in this order
+//	ALDIS_BENCH_MODES=starttls,plain             which connection modes
+//	ALDIS_BENCH_CPUS=1        pin the server under test to these CPUs (taskset -c); default: no pinning
+//	ALDIS_BENCH_BIN=PATH      use this aldis binary instead of building ./cmd/aldis
+//	ALDIS_BENCH_OUT=FILE      also write the markdown results table there
+//
+// On a two-core machine, a per-core comparison (fair to single-threaded
+// Prosody, and free of generator/server contention) gives the server one
+// core and the generator the other:
+//
+//	ALDIS_BENCH=1 ALDIS_BENCH_CPUS=1 taskset -c 0 go test -run TestSideBySide -v -timeout 20m ./integration/bench/
+//
+// Each server is started in turn, alone, on loopback ports of its own, with
+// a configuration written into a temporary directory; see servers_test.go
+// for what each configuration sets and why.
+package bench
