@@ -15,7 +15,7 @@ import (
 // countSession counts what it is sent and discards it.
 type countSession struct{ n atomic.Int64 }
 
-func (c *countSession) Send([]byte) bool { c.n.Add(1); return true }
+func (c *countSession) Send([]byte) bool     { c.n.Add(1); return true }
 func (c *countSession) Close(string, string) {}
 
 // BenchmarkRouteMessage measures routing one 1:1 chat message to a full JID:
