@@ -13,6 +13,10 @@ import (
 // route sends a stanza that a hub produced (a presence, a subscription, an
 // error) to its recipient. It never waits (see post).
 func (r *Router) route(st *wire.Element, from, to jid.JID) {
+	if svc := r.services[to.Domain()]; svc != nil {
+		svc.Route(st, from, to)
+		return
+	}
 	if to.Domain() != r.domain.Domain() || to.Local() == "" {
 		return // no federation yet; stanzas for the server itself are dropped
 	}

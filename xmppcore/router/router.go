@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -47,11 +48,23 @@ type Config struct {
 	HubIdle time.Duration
 }
 
+// Service is a component with a domain of its own, such as the MUC
+// service on conference.<domain>.
+type Service interface {
+	// Route takes a stanza for the service's domain, from a verified
+	// sender. It must not block: a service queues internally.
+	Route(st *wire.Element, from, to jid.JID)
+	// Identity is the service's disco#info identity, for the server's
+	// disco#items listing.
+	Identity() (category, typ, name string)
+}
+
 // Router routes stanzas for one domain.
 type Router struct {
-	cfg    Config
-	domain jid.JID
-	log    *slog.Logger
+	cfg      Config
+	domain   jid.JID
+	log      *slog.Logger
+	services map[string]Service // by domain; fixed before serving starts
 
 	mu   sync.Mutex
 	hubs map[jid.JID]*hub
@@ -84,7 +97,7 @@ func New(cfg Config) (*Router, error) {
 		cfg.HubIdle = 30 * time.Second
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Router{cfg: cfg, domain: d, log: cfg.Log, hubs: make(map[jid.JID]*hub), ctx: ctx, cancel: cancel}
+	r := &Router{cfg: cfg, domain: d, log: cfg.Log, hubs: make(map[jid.JID]*hub), services: map[string]Service{}, ctx: ctx, cancel: cancel}
 	off := cfg.Metrics.Counter("aldis_offline_stored_total")
 	r.offlineCount = &counter{inc: off.Inc}
 	del := cfg.Metrics.Counter("aldis_stanzas_delivered_total")
@@ -92,6 +105,36 @@ func New(cfg Config) (*Router, error) {
 	cfg.Metrics.Gauge("aldis_hubs", func() float64 { return float64(r.hubCount.Load()) })
 	cfg.Metrics.Gauge("aldis_sessions", func() float64 { return float64(r.sessionCount.Load()) })
 	return r, nil
+}
+
+// AddService makes s handle every stanza for domain. Call it before
+// sessions are bound.
+func (r *Router) AddService(domain string, s Service) error {
+	d, err := jid.New("", domain, "")
+	if err != nil {
+		return fmt.Errorf("service domain %q: %w", domain, err)
+	}
+	if d.Domain() == r.domain.Domain() || r.services[d.Domain()] != nil {
+		return fmt.Errorf("service domain %q is already served", domain)
+	}
+	r.services[d.Domain()] = s
+	return nil
+}
+
+// Deliver sends a stanza from a service to its recipient (a local user,
+// or another service); it never blocks.
+func (r *Router) Deliver(st *wire.Element, from, to jid.JID) { r.route(st, from, to) }
+
+// Resend routes again a stanza that reached a session which then went away
+// without acknowledging it (XEP-0198): it goes to the recipient's bare JID,
+// so another resource or offline storage gets it.
+func (r *Router) Resend(st *wire.Element) {
+	to, err := jid.Parse(st.Attr("to"))
+	if err != nil {
+		return
+	}
+	from, _ := jid.Parse(st.Attr("from"))
+	r.route(st, from, to.Bare())
 }
 
 // Domain is the domain the router serves.
@@ -249,6 +292,16 @@ func (b *Binding) Inbound(st *wire.Element) {
 			er.Child("error", "").AddChild(wire.New("blocked", stanza.NSBlockErr))
 			b.reply(er)
 		}
+		return
+	}
+	if svc := r.services[to.Domain()]; svc != nil && !to.IsZero() {
+		if name == "presence" {
+			// Through the hub, which tracks directed presence so the
+			// service learns when this session goes away.
+			b.h.post(event{kind: evFromSession, binding: b, st: st, to: to}, true)
+			return
+		}
+		svc.Route(st, b.jid, to)
 		return
 	}
 	switch {

@@ -424,3 +424,56 @@ func TestIdleHubRetiresAndReturns(t *testing.T) {
 	b2.send(t, `<presence/>`)
 	b2.expect(t, `id='late'`, `urn:xmpp:delay`)
 }
+
+// echoService records what it receives and answers messages.
+type echoService struct {
+	r  *Router
+	ch chan string
+}
+
+func (s *echoService) Route(st *wire.Element, from, to jid.JID) {
+	s.ch <- st.String()
+	if st.Local() == "message" {
+		reply := wire.New("message", "")
+		reply.SetAttr("from", to.String())
+		reply.SetAttr("to", from.String())
+		reply.SetAttr("id", "echo")
+		s.r.Deliver(reply, to, from)
+	}
+}
+
+func (s *echoService) Identity() (string, string, string) { return "conference", "text", "Rooms" }
+
+func TestServiceHook(t *testing.T) {
+	e := newEnv(t, "alice")
+	svc := &echoService{r: e.r, ch: make(chan string, 16)}
+	if err := e.r.AddService("rooms.example.org", svc); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.r.AddService("example.org", svc); err == nil {
+		t.Fatal("a service took over the server's own domain")
+	}
+	a := e.login("alice", "a")
+	a.online(t)
+	a.send(t, `<iq type='get' id='items' to='example.org'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>`)
+	a.expect(t, `id='items'`, `jid='rooms.example.org'`, `name='Rooms'`)
+
+	a.send(t, `<message to='room@rooms.example.org' id='m'><body>hi</body></message>`)
+	if got := <-svc.ch; !strings.Contains(got, `from='alice@example.org/a'`) {
+		t.Errorf("service got %s", got)
+	}
+	a.expect(t, `id='echo'`, `from='room@rooms.example.org'`)
+
+	// Directed presence to the service is tracked: it hears the session go.
+	a.send(t, `<presence to='room@rooms.example.org/nick'/>`)
+	<-svc.ch
+	a.b.Unbind()
+	select {
+	case got := <-svc.ch:
+		if !strings.Contains(got, `type='unavailable'`) {
+			t.Errorf("service got %s, want unavailable", got)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("service never heard the session go away")
+	}
+}

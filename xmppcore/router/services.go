@@ -3,6 +3,8 @@ package router
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -88,7 +90,15 @@ func (r *Router) handleServer(b *Binding, st *wire.Element, to jid.JID) {
 		b.reply(discoInfo(st, "server", "im", "Aldis", r.ServerFeatures()))
 	case stanza.NSDiscoItem:
 		res := stanza.Result(st)
-		res.AddChild(wire.New("query", stanza.NSDiscoItem))
+		q := res.AddChild(wire.New("query", stanza.NSDiscoItem))
+		for _, d := range slices.Sorted(maps.Keys(r.services)) {
+			_, _, name := r.services[d].Identity()
+			it := q.AddChild(wire.New("item", ""))
+			it.SetAttr("jid", d)
+			if name != "" {
+				it.SetAttr("name", name)
+			}
+		}
 		b.reply(res)
 	case stanza.NSPing:
 		b.reply(stanza.Result(st))
