@@ -50,6 +50,7 @@ func (h *hub) deliverMessage(st *wire.Element, from, to jid.JID) {
 	if res := to.Resource(); res != "" {
 		if s := h.byResource(res); s != nil {
 			if h.send(s, st.Append(nil)) {
+				h.carbonReceived(st, func(o *sess) bool { return o == s })
 				return
 			}
 		}
@@ -74,15 +75,25 @@ func (h *hub) deliverMessage(st *wire.Element, from, to jid.JID) {
 			}
 		}
 	default:
-		if !h.deliverToBest(st) {
+		if best := h.deliverToBest(st); best >= 0 {
+			h.carbonReceived(st, func(o *sess) bool { return o.available && o.priority == best })
+		} else {
 			h.storeOffline(st)
 		}
 	}
 }
 
+// carbonReceived copies a delivered message to the user's other sessions
+// that enabled carbons.
+func (h *hub) carbonReceived(st *wire.Element, got func(*sess) bool) {
+	if h.carbonSessions.Load() > 0 && carbonEligible(st) {
+		h.carbonCopies(st, "received", got)
+	}
+}
+
 // deliverToBest sends st to the available resources of highest
-// non-negative priority and reports whether any took it.
-func (h *hub) deliverToBest(st *wire.Element) bool {
+// non-negative priority and returns that priority, or -1 when none took it.
+func (h *hub) deliverToBest(st *wire.Element) int {
 	best := -1
 	for _, s := range h.sessions {
 		if s.available && s.priority > best {
@@ -90,7 +101,7 @@ func (h *hub) deliverToBest(st *wire.Element) bool {
 		}
 	}
 	if best < 0 {
-		return false
+		return -1
 	}
 	var b []byte
 	ok := false
@@ -102,7 +113,10 @@ func (h *hub) deliverToBest(st *wire.Element) bool {
 			ok = h.send(s, b) || ok
 		}
 	}
-	return ok
+	if !ok {
+		return -1
+	}
+	return best
 }
 
 func (h *hub) storeOffline(st *wire.Element) {

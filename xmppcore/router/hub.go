@@ -24,6 +24,7 @@ const (
 	evFromSession // a stanza one of the user's own sessions sent
 	evDeliver     // a stanza addressed to the user (or one of the user's resources)
 	evIdle        // the idle timer fired
+	evSent        // a session sent a message to someone else: carbon copies
 )
 
 type event struct {
@@ -41,6 +42,7 @@ type sess struct {
 	available       bool // has sent initial presence
 	interested      bool // has requested the roster, so receives roster pushes
 	blockInterested bool // has requested the blocklist, so receives blocking pushes
+	carbons         bool // has enabled message carbons (XEP-0280)
 	priority        int
 	presence        *wire.Element // last presence broadcast, from the full JID
 	directed        map[jid.JID]struct{}
@@ -56,6 +58,9 @@ type hub struct {
 	refs atomic.Int32
 	// blocked is published for the user's own session readers (outbound checks).
 	blocked atomic.Pointer[blockSet]
+	// carbonSessions counts sessions with carbons on, so readers post sent
+	// copies only when someone wants them.
+	carbonSessions atomic.Int32
 
 	mu      sync.Mutex
 	q       []event
@@ -279,6 +284,8 @@ func (h *hub) handle(ev event) {
 		close(ev.done)
 	case evUnbind:
 		h.unbind(ev.binding)
+	case evSent:
+		h.carbonCopies(ev.st, "sent", func(s *sess) bool { return s.b == ev.binding })
 	case evFromSession:
 		s := h.find(ev.binding)
 		if s == nil {
@@ -347,6 +354,9 @@ func (h *hub) removeSession(s *sess) {
 		u.SetAttr("from", s.b.jid.String())
 		u.SetAttr("type", "unavailable")
 		h.broadcastPresence(s, u)
+	}
+	if s.carbons {
+		h.carbonSessions.Add(-1)
 	}
 	for i, x := range h.sessions {
 		if x == s {

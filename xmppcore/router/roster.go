@@ -32,6 +32,8 @@ func (h *hub) accountIQ(s *sess, st *wire.Element) {
 		h.blockingIQ(s, st, p, typ)
 	case stanza.NSRegister:
 		h.registerIQ(s, st, p, typ)
+	case stanza.NSCarbons:
+		h.carbonsIQ(s, st, p, typ)
 	default:
 		h.reply(s, stanza.Error(st, stanza.Cancel, "service-unavailable", ""))
 	}

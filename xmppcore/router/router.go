@@ -328,6 +328,9 @@ func (b *Binding) Inbound(st *wire.Element) {
 			return
 		}
 		r.post(to.Bare(), event{kind: evDeliver, st: st, from: b.jid, to: to}, true)
+		if name == "message" && b.h.carbonSessions.Load() > 0 && carbonEligible(st) {
+			b.h.post(event{kind: evSent, binding: b, st: st}, true)
+		}
 	default:
 		// No federation yet: other domains are unreachable.
 		if name != "presence" {

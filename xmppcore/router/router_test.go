@@ -477,3 +477,41 @@ func TestServiceHook(t *testing.T) {
 		t.Fatal("service never heard the session go away")
 	}
 }
+
+func TestCarbons(t *testing.T) {
+	e := newEnv(t, "alice", "bob")
+	a1 := e.login("alice", "one")
+	a2 := e.login("alice", "two")
+	a3 := e.login("alice", "three") // never enables carbons
+	b := e.login("bob", "b")
+	for _, c := range []*client{a1, a2, a3, b} {
+		c.online(t)
+	}
+	for _, c := range []*client{a1, a2} {
+		c.send(t, `<iq type='set' id='cc'><enable xmlns='urn:xmpp:carbons:2'/></iq>`)
+		c.expect(t, `id='cc'`, `type='result'`)
+	}
+	b.send(t, `<message to='alice@example.org/one' type='chat' id='in'><body>hi alice</body></message>`)
+	a1.expect(t, `id='in'`)
+	got := a2.expect(t, `<received xmlns='urn:xmpp:carbons:2'>`, `id='in'`)
+	if !strings.Contains(got, `to='alice@example.org/two'`) || !strings.Contains(got, `<forwarded xmlns='urn:xmpp:forward:0'>`) {
+		t.Errorf("received carbon: %s", got)
+	}
+	a3.quiet(t, `id='in'`)
+
+	a1.send(t, `<message to='bob@example.org' type='chat' id='out'><body>hi bob</body></message>`)
+	b.expect(t, `id='out'`)
+	a2.expect(t, `<sent xmlns='urn:xmpp:carbons:2'>`, `id='out'`, `from='alice@example.org/one'`)
+	a1.quiet(t, `<sent`)
+
+	// <private/> opts a message out.
+	a1.send(t, `<message to='bob@example.org' type='chat' id='priv'><body>x</body><private xmlns='urn:xmpp:carbons:2'/></message>`)
+	b.expect(t, `id='priv'`)
+	a2.quiet(t, `id='priv'`)
+
+	a2.send(t, `<iq type='set' id='cd'><disable xmlns='urn:xmpp:carbons:2'/></iq>`)
+	a2.expect(t, `id='cd'`, `type='result'`)
+	b.send(t, `<message to='alice@example.org/one' type='chat' id='in2'><body>again</body></message>`)
+	a1.expect(t, `id='in2'`)
+	a2.quiet(t, `id='in2'`)
+}

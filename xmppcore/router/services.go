@@ -20,7 +20,7 @@ func (r *Router) ServerFeatures() []string {
 	f := []string{
 		stanza.NSDiscoInfo, stanza.NSDiscoItem, stanza.NSPing, stanza.NSVersion, stanza.NSTime,
 		stanza.NSVCard, stanza.NSPrivate, stanza.NSBlocking, stanza.NSRoster, stanza.NSOffline,
-		stanza.NSDelay, "iq", "presence",
+		stanza.NSDelay, stanza.NSCarbons, "iq", "presence",
 	}
 	if r.cfg.Registration {
 		f = append(f, stanza.NSRegister)
@@ -135,7 +135,7 @@ func (b *Binding) handleAccountIQ(st *wire.Element, to jid.JID) bool {
 	ctx := r.ctx
 	user := b.jid.Bare().String()
 	switch p.Space {
-	case stanza.NSRoster, stanza.NSBlocking, stanza.NSRegister:
+	case stanza.NSRoster, stanza.NSBlocking, stanza.NSRegister, stanza.NSCarbons:
 		return false
 	case stanza.NSVCard:
 		if typ == "get" {

@@ -32,6 +32,9 @@ const (
 	NSRegFeat   = "http://jabber.org/features/iq-register"
 	NSSASLCB    = "urn:xmpp:sasl-cb:0"
 	NSOffline   = "msgoffline"
+	NSCarbons   = "urn:xmpp:carbons:2"
+	NSForward   = "urn:xmpp:forward:0"
+	NSHints     = "urn:xmpp:hints"
 )
 
 // Error types (RFC 6120 §8.3.2).
