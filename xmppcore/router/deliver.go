@@ -128,7 +128,7 @@ func (h *hub) storeOffline(st *wire.Element) {
 	_, err := h.r.cfg.Store.StoreOffline(h.ctx, h.bare.String(), st.String(), h.r.cfg.OfflineMax)
 	switch {
 	case err == nil:
-		h.r.offlineCount.inc()
+		h.r.offlineCount.Inc()
 	case isQuota(err):
 		h.r.bounce(st, stanza.Cancel, "service-unavailable") // XEP-0160 §2: the queue is full
 	default:

@@ -369,7 +369,15 @@ func (h *hub) removeSession(s *sess) {
 // send queues bytes to a session and reports success.
 func (h *hub) send(s *sess, b []byte) bool {
 	if s.b.sess.Send(b) {
-		h.r.deliverCount.inc()
+		// Top-level stanzas are serialised unprefixed: b[1] tells the kind.
+		switch b[1] {
+		case 'm':
+			h.r.delivered[0].Inc()
+		case 'p':
+			h.r.delivered[1].Inc()
+		case 'i':
+			h.r.delivered[2].Inc()
+		}
 		return true
 	}
 	return false

@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/VictoriaMetrics/metrics"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -75,11 +76,10 @@ type Router struct {
 
 	hubCount     atomic.Int64
 	sessionCount atomic.Int64
-	offlineCount *counter
-	deliverCount *counter
+	offlineCount *metrics.Counter
+	// delivered counts stanzas handed to sessions: message, presence, iq.
+	delivered [3]*metrics.Counter
 }
-
-type counter struct{ inc func() }
 
 // New builds a Router; call Close to stop its hubs.
 func New(cfg Config) (*Router, error) {
@@ -98,10 +98,10 @@ func New(cfg Config) (*Router, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Router{cfg: cfg, domain: d, log: cfg.Log, hubs: make(map[jid.JID]*hub), services: map[string]Service{}, ctx: ctx, cancel: cancel}
-	off := cfg.Metrics.Counter("aldis_offline_stored_total")
-	r.offlineCount = &counter{inc: off.Inc}
-	del := cfg.Metrics.Counter("aldis_stanzas_delivered_total")
-	r.deliverCount = &counter{inc: del.Inc}
+	r.offlineCount = cfg.Metrics.Counter("aldis_offline_stored_total")
+	for i, kind := range []string{"message", "presence", "iq"} {
+		r.delivered[i] = cfg.Metrics.Counter(`aldis_stanzas_delivered_total{type="` + kind + `"}`)
+	}
 	cfg.Metrics.Gauge("aldis_hubs", func() float64 { return float64(r.hubCount.Load()) })
 	cfg.Metrics.Gauge("aldis_sessions", func() float64 { return float64(r.sessionCount.Load()) })
 	return r, nil
