@@ -120,12 +120,13 @@ func (h *hub) deliverToBest(st *wire.Element) int {
 }
 
 func (h *hub) storeOffline(st *wire.Element) {
-	if h.r.cfg.OfflineMax <= 0 {
+	max := int(h.r.offlineMax.Load())
+	if max <= 0 {
 		// Offline storage is off (RFC 6121 §8.5.2.2.1).
 		h.r.bounce(st, stanza.Cancel, "service-unavailable")
 		return
 	}
-	_, err := h.r.cfg.Store.StoreOffline(h.ctx, h.bare.String(), st.String(), h.r.cfg.OfflineMax)
+	_, err := h.r.cfg.Store.StoreOffline(h.ctx, h.bare.String(), st.String(), max)
 	switch {
 	case err == nil:
 		h.r.offlineCount.Inc()

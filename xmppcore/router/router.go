@@ -74,6 +74,10 @@ type Router struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	// Settings SIGHUP may change while running (see SetPolicy).
+	offlineMax   atomic.Int64
+	registration atomic.Bool
+
 	hubCount     atomic.Int64
 	sessionCount atomic.Int64
 	offlineCount *metrics.Counter
@@ -98,6 +102,7 @@ func New(cfg Config) (*Router, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Router{cfg: cfg, domain: d, log: cfg.Log, hubs: make(map[jid.JID]*hub), services: map[string]Service{}, ctx: ctx, cancel: cancel}
+	r.SetPolicy(cfg.OfflineMax, cfg.Registration)
 	r.offlineCount = cfg.Metrics.Counter("aldis_offline_stored_total")
 	for i, kind := range []string{"message", "presence", "iq"} {
 		r.delivered[i] = cfg.Metrics.Counter(`aldis_stanzas_delivered_total{type="` + kind + `"}`)
@@ -105,6 +110,13 @@ func New(cfg Config) (*Router, error) {
 	cfg.Metrics.Gauge("aldis_hubs", func() float64 { return float64(r.hubCount.Load()) })
 	cfg.Metrics.Gauge("aldis_sessions", func() float64 { return float64(r.sessionCount.Load()) })
 	return r, nil
+}
+
+// SetPolicy changes the offline quota and whether accounts may remove
+// themselves (XEP-0077), for a configuration reload.
+func (r *Router) SetPolicy(offlineMax int, registration bool) {
+	r.offlineMax.Store(int64(offlineMax))
+	r.registration.Store(registration)
 }
 
 // AddService makes s handle every stanza for domain. Call it before

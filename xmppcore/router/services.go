@@ -22,7 +22,7 @@ func (r *Router) ServerFeatures() []string {
 		stanza.NSVCard, stanza.NSPrivate, stanza.NSBlocking, stanza.NSRoster, stanza.NSOffline,
 		stanza.NSDelay, stanza.NSCarbons, "iq", "presence",
 	}
-	if r.cfg.Registration {
+	if r.registration.Load() {
 		f = append(f, stanza.NSRegister)
 	}
 	return f
@@ -261,7 +261,7 @@ func (h *hub) registerIQ(s *sess, st, q *wire.Element, typ string) {
 		return
 	}
 	if q.Child("remove", "") != nil {
-		if !h.r.cfg.Registration {
+		if !h.r.registration.Load() {
 			h.reply(s, stanza.Error(st, stanza.Cancel, "not-allowed", "account removal is disabled"))
 			return
 		}
