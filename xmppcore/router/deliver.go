@@ -196,7 +196,13 @@ func (h *hub) deliverIQ(st *wire.Element, from, to jid.JID) {
 		return
 	}
 	// The server answers for the account (RFC 6120 §10.5.4).
-	if reply := h.r.publicAccountIQ(h.ctx, h.bare, st); reply != nil {
+	var reply *wire.Element
+	if p := stanza.Payload(st); p != nil && (p.Space == nsPubsub || p.Space == nsPubsubOwner) {
+		reply = h.pepIQ(st, p, from)
+	} else {
+		reply = h.r.publicAccountIQ(h.ctx, h.bare, st)
+	}
+	if reply != nil {
 		h.r.route(reply, h.bare, from)
 	}
 }

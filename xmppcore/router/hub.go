@@ -25,6 +25,7 @@ const (
 	evDeliver     // a stanza addressed to the user (or one of the user's resources)
 	evIdle        // the idle timer fired
 	evSent        // a session sent a message to someone else: carbon copies
+	evCaps        // the features of a caps version were learnt
 )
 
 type event struct {
@@ -34,15 +35,18 @@ type event struct {
 	from    jid.JID
 	to      jid.JID
 	done    chan struct{}
+	capsVer string          // evCaps
+	feats   map[string]bool // evCaps
 }
 
 // sess is the hub's view of one bound session.
 type sess struct {
 	b               *Binding
-	available       bool // has sent initial presence
-	interested      bool // has requested the roster, so receives roster pushes
-	blockInterested bool // has requested the blocklist, so receives blocking pushes
-	carbons         bool // has enabled message carbons (XEP-0280)
+	available       bool     // has sent initial presence
+	interested      bool     // has requested the roster, so receives roster pushes
+	blockInterested bool     // has requested the blocklist, so receives blocking pushes
+	carbons         bool     // has enabled message carbons (XEP-0280)
+	res             resource // entity capabilities, for PEP notifications
 	priority        int
 	presence        *wire.Element // last presence broadcast, from the full JID
 	directed        map[jid.JID]struct{}
@@ -78,6 +82,8 @@ type hub struct {
 	roster       map[jid.JID]*store.RosterItem
 	rosterVer    int64
 	rosterLoaded bool
+	pep          map[string]*pepNode   // nil until loaded
+	contacts     map[jid.JID]*resource // contacts' available resources with caps
 }
 
 func newHub(r *Router, bare jid.JID) *hub {
@@ -284,6 +290,8 @@ func (h *hub) handle(ev event) {
 		close(ev.done)
 	case evUnbind:
 		h.unbind(ev.binding)
+	case evCaps:
+		h.capsLearnt(ev.from, ev.capsVer, ev.feats)
 	case evSent:
 		h.carbonCopies(ev.st, "sent", func(s *sess) bool { return s.b == ev.binding })
 	case evFromSession:

@@ -72,7 +72,7 @@ func (h *hub) outboundPresence(s *sess, st *wire.Element, to jid.JID) {
 		case "unavailable":
 			if s.available {
 				h.broadcastPresence(s, st)
-				s.available, s.presence, s.directed = false, nil, nil
+				s.available, s.presence, s.directed, s.res = false, nil, nil, resource{}
 			}
 		}
 		return
@@ -109,6 +109,7 @@ func (h *hub) available(s *sess, st *wire.Element) {
 	}
 	s.presence = st
 	h.broadcastPresence(s, st)
+	h.trackOwn(s, st)
 	if !initial {
 		return
 	}
@@ -185,6 +186,7 @@ func (h *hub) inboundPresence(st *wire.Element, from, to jid.JID) {
 	case "probe":
 		h.answerProbe(from)
 	default:
+		h.trackContact(st, from)
 		if res := to.Resource(); res != "" {
 			if s := h.byResource(res); s != nil {
 				h.send(s, st.Append(nil))

@@ -34,6 +34,8 @@ func (h *hub) accountIQ(s *sess, st *wire.Element) {
 		h.registerIQ(s, st, p, typ)
 	case stanza.NSCarbons:
 		h.carbonsIQ(s, st, p, typ)
+	case nsPubsub, nsPubsubOwner:
+		h.reply(s, h.pepIQ(st, p, s.b.jid))
 	default:
 		h.reply(s, stanza.Error(st, stanza.Cancel, "service-unavailable", ""))
 	}

@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/aldis-im/aldis/xmppcore/caps"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -69,7 +70,11 @@ type Router struct {
 
 	mu   sync.Mutex
 	hubs map[jid.JID]*hub
-	wg   sync.WaitGroup
+
+	qmu     sync.Mutex
+	queries map[string]pendingQuery // iqs the server sent, by id
+	caps    *caps.Cache
+	wg      sync.WaitGroup
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -101,7 +106,8 @@ func New(cfg Config) (*Router, error) {
 		cfg.HubIdle = 30 * time.Second
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Router{cfg: cfg, domain: d, log: cfg.Log, hubs: make(map[jid.JID]*hub), services: map[string]Service{}, ctx: ctx, cancel: cancel}
+	r := &Router{cfg: cfg, domain: d, log: cfg.Log, hubs: make(map[jid.JID]*hub), services: map[string]Service{}, ctx: ctx, cancel: cancel,
+		queries: map[string]pendingQuery{}, caps: caps.NewCache()}
 	r.SetPolicy(cfg.OfflineMax, cfg.Registration)
 	r.offlineCount = cfg.Metrics.Counter("aldis_offline_stored_total")
 	for i, kind := range []string{"message", "presence", "iq"} {

@@ -20,7 +20,7 @@ func (r *Router) ServerFeatures() []string {
 	f := []string{
 		stanza.NSDiscoInfo, stanza.NSDiscoItem, stanza.NSPing, stanza.NSVersion, stanza.NSTime,
 		stanza.NSVCard, stanza.NSPrivate, stanza.NSBlocking, stanza.NSRoster, stanza.NSOffline,
-		stanza.NSDelay, stanza.NSCarbons, "iq", "presence",
+		stanza.NSDelay, stanza.NSCarbons, "iq", "presence", "http://jabber.org/protocol/caps",
 	}
 	if r.registration.Load() {
 		f = append(f, stanza.NSRegister)
@@ -28,7 +28,12 @@ func (r *Router) ServerFeatures() []string {
 	return f
 }
 
-var accountFeatures = []string{stanza.NSDiscoInfo, stanza.NSDiscoItem, stanza.NSPing, stanza.NSVCard}
+var accountFeatures = []string{stanza.NSDiscoInfo, stanza.NSDiscoItem, stanza.NSPing, stanza.NSVCard,
+	nsPubsub + "#publish", nsPubsub + "#publish-options", nsPubsub + "#retrieve-items",
+	nsPubsub + "#retract-items", nsPubsub + "#delete-nodes", nsPubsub + "#purge-nodes",
+	nsPubsub + "#config-node", nsPubsub + "#auto-create", nsPubsub + "#last-published",
+	nsPubsub + "#persistent-items", nsPubsub + "#access-presence", nsPubsub + "#access-open",
+	nsPubsub + "#access-whitelist"}
 
 func discoInfo(st *wire.Element, category, typ, name string, features []string) *wire.Element {
 	res := stanza.Result(st)
@@ -59,6 +64,7 @@ func (r *Router) handleServer(b *Binding, st *wire.Element, to jid.JID) {
 	}
 	typ := st.Attr("type")
 	if typ != "get" && typ != "set" {
+		r.answer(st, b.jid) // an answer to one of the server's own queries
 		return
 	}
 	p := stanza.Payload(st)
@@ -135,7 +141,7 @@ func (b *Binding) handleAccountIQ(st *wire.Element, to jid.JID) bool {
 	ctx := r.ctx
 	user := b.jid.Bare().String()
 	switch p.Space {
-	case stanza.NSRoster, stanza.NSBlocking, stanza.NSRegister, stanza.NSCarbons:
+	case stanza.NSRoster, stanza.NSBlocking, stanza.NSRegister, stanza.NSCarbons, nsPubsub, nsPubsubOwner:
 		return false
 	case stanza.NSVCard:
 		if typ == "get" {
@@ -175,7 +181,13 @@ func (r *Router) publicAccountIQ(ctx context.Context, user jid.JID, st *wire.Ele
 		if p.Attr("node") != "" {
 			return stanza.Error(st, stanza.Cancel, "item-not-found", "")
 		}
-		return discoInfo(st, "account", "registered", "", accountFeatures)
+		res := discoInfo(st, "account", "registered", "", accountFeatures)
+		pep := wire.New("identity", "")
+		pep.SetAttr("category", "pubsub")
+		pep.SetAttr("type", "pep")
+		q := res.Child("query", stanza.NSDiscoInfo)
+		q.Nodes = append([]wire.Node{{Elem: pep}}, q.Nodes...)
+		return res
 	case p.Space == stanza.NSDiscoItem && get:
 		res := stanza.Result(st)
 		res.AddChild(wire.New("query", stanza.NSDiscoItem))
