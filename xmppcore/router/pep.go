@@ -251,12 +251,12 @@ func (h *hub) pepItems(st *wire.Element, n *pepNode, op *wire.Element) *wire.Ele
 		if len(want) > 0 && !want[it.id] {
 			continue
 		}
-		items.AddChild(itemElement2(it))
+		items.AddChild(pepItemElement(it))
 	}
 	return res
 }
 
-func itemElement2(it pepItem) *wire.Element {
+func pepItemElement(it pepItem) *wire.Element {
 	e := wire.New("item", "")
 	e.SetAttr("id", it.id)
 	if it.payload != nil {
@@ -316,7 +316,7 @@ func (h *hub) pepPublish(st, ps, op *wire.Element, name string, n *pepNode) *wir
 	}
 	ev := wire.New("items", "")
 	ev.SetAttr("node", name)
-	ev.AddChild(itemElement2(item))
+	ev.AddChild(pepItemElement(item))
 	h.pepNotify(n, ev)
 	res := stanza.Result(st)
 	pub := res.AddChild(wire.New("pubsub", nsPubsub)).AddChild(wire.New("publish", ""))
@@ -448,7 +448,7 @@ func (h *hub) sendLast(to jid.JID, feats map[string]bool, own *sess) {
 		}
 		ev := wire.New("items", "")
 		ev.SetAttr("node", n.name)
-		ev.AddChild(itemElement2(*last))
+		ev.AddChild(pepItemElement(*last))
 		m := h.eventMessage(ev, to)
 		if own != nil {
 			h.send(own, m.Append(nil))
