@@ -21,6 +21,8 @@ import (
 	"github.com/aldis-im/aldis/core/store/sqlite"
 	"github.com/aldis-im/aldis/xmppcore/accounts"
 	"github.com/aldis-im/aldis/xmppcore/c2s"
+	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/muc"
 	"github.com/aldis-im/aldis/xmppcore/router"
 )
 
@@ -104,6 +106,34 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 		return err
 	}
 	defer rt.Close(cfg.Server.ShutdownTimeout)
+	var rooms *muc.Service
+	if cfg.MUC.Enabled {
+		admins := make([]jid.JID, 0, len(cfg.MUC.Admins))
+		for _, a := range cfg.MUC.Admins {
+			j, err := jid.Parse(a)
+			if err != nil {
+				return fmt.Errorf("muc.admins: %q: %w", a, err)
+			}
+			admins = append(admins, j)
+		}
+		rooms, err = muc.New(ctx, muc.Config{
+			Domain: cfg.MUCDomain(), ServerDomain: cfg.Server.Domain, Router: rt, Store: st, Log: log, Metrics: m,
+			MaxRooms: cfg.MUC.MaxRooms, MaxOccupants: cfg.MUC.MaxOccupants, History: cfg.MUC.History,
+			AdminsOnly: cfg.MUC.Creators == "admins", Admins: admins,
+		})
+		if err != nil {
+			return err
+		}
+		if err := rt.AddService(cfg.MUCDomain(), rooms); err != nil {
+			return err
+		}
+		// Before the router and the store close; a no-op after the shutdown below.
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
+			defer cancel()
+			_ = rooms.Close(cctx)
+		}()
+	}
 	srv := c2s.New(c2s.Config{
 		Domain: cfg.Server.Domain, TLS: src.TLSConfig("xmpp-client"),
 		RequireTLS: cfg.C2S.RequireTLS, AllowPlainWithoutTLS: cfg.C2S.AllowPlainWithoutTLS,
@@ -181,6 +211,12 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 		case <-ctx.Done():
 			log.Info("shutting down")
 			sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
+			if rooms != nil {
+				// While sessions can still hear it: occupants get status 332.
+				if err := rooms.Close(sctx); err != nil {
+					log.Warn("chat rooms did not close in time", "err", err)
+				}
+			}
 			err := srv.Shutdown(sctx)
 			cancel()
 			if err != nil {

@@ -22,6 +22,7 @@ type Config struct {
 	Storage Storage `toml:"storage"`
 	Offline Offline `toml:"offline"`
 	Admin   Admin   `toml:"admin"`
+	MUC     MUC     `toml:"muc"`
 }
 
 // Server is the [server] table.
@@ -84,6 +85,22 @@ type Admin struct {
 	Listen string `toml:"listen"` // empty disables the admin HTTP server
 }
 
+// MUC is the [muc] table: the multi-user chat service (XEP-0045).
+type MUC struct {
+	Enabled bool   `toml:"enabled"`
+	Domain  string `toml:"domain"` // empty = "conference." + server.domain; use Config.MUCDomain
+	// MaxRooms bounds the rooms that exist at once, persistent ones included.
+	MaxRooms int `toml:"max_rooms"`
+	// MaxOccupants is the occupant limit of a new room, and the most a room's owner may set.
+	MaxOccupants int `toml:"max_occupants"`
+	// History is how many recent messages a room keeps for people who join.
+	History int `toml:"history"`
+	// Creators is who may create rooms: "local" (any user of server.domain) or "admins".
+	Creators string `toml:"creators"`
+	// Admins are bare JIDs of service administrators: they may always create rooms.
+	Admins []string `toml:"admins"`
+}
+
 // Default returns the configuration used when there is no file, and the base that a file's values overlay.
 func Default() Config {
 	return Config{
@@ -113,7 +130,24 @@ func Default() Config {
 		Storage: Storage{Driver: "sqlite"},
 		Offline: Offline{MaxPerUser: 1000},
 		Admin:   Admin{Listen: "127.0.0.1:5280"},
+		MUC: MUC{
+			Enabled:      true,
+			MaxRooms:     10000,
+			MaxOccupants: 200,
+			History:      20,
+			Creators:     "local",
+			Admins:       []string{},
+		},
 	}
+}
+
+// MUCDomain returns the domain of the multi-user chat service: MUC.Domain, or
+// "conference." + the server's domain when it is empty.
+func (c Config) MUCDomain() string {
+	if c.MUC.Domain != "" {
+		return c.MUC.Domain
+	}
+	return "conference." + c.Server.Domain
 }
 
 // Domains returns the XMPP domains served. Today that is exactly Server.Domain.

@@ -347,3 +347,47 @@ func TestErrorFormat(t *testing.T) {
 		}
 	}
 }
+
+func TestMUC(t *testing.T) {
+	tests := []struct {
+		name   string
+		src    string
+		domain string // MUCDomain() after a successful parse
+		errs   []string
+	}{
+		{"default", ``, "conference.localhost", nil},
+		{"derived", "[server]\ndomain = \"example.com\"\n", "conference.example.com", nil},
+		{"explicit", "[muc]\ndomain = \"chat.example.com\"\n", "chat.example.com", nil},
+		{"same as server", "[server]\ndomain = \"example.com\"\n[muc]\ndomain = \"example.com\"\n", "",
+			[]string{"aldis.toml:4: muc.domain: must differ from server.domain: the service needs a domain of its own"}},
+		{"bad domain", "[muc]\ndomain = \"Chat\"\n", "", []string{`aldis.toml:2: muc.domain: "Chat" must be lowercase`}},
+		{"admins only", "[muc]\ncreators = \"admins\"\nadmins = [\"root@localhost\"]\n", "conference.localhost", nil},
+		{"admins only, none", "[muc]\ncreators = \"admins\"\n", "",
+			[]string{`aldis.toml:2: muc.creators: is "admins" but muc.admins is empty, so nobody could create a room`}},
+		{"bad creators", "[muc]\ncreators = \"everyone\"\n", "",
+			[]string{`aldis.toml:2: muc.creators: "everyone" is not one of local, admins`}},
+		{"bad admin", "[muc]\nadmins = [\"root\", \"a@b/c\"]\n", "", []string{
+			`aldis.toml:2: muc.admins[0]: "root" must be a bare JID such as "alice@example.com"`,
+			`aldis.toml:2: muc.admins[1]: "a@b/c" must be a bare JID: no resource, no spaces`}},
+		{"limits", "[muc]\nmax_rooms = 0\nmax_occupants = -1\nhistory = 10001\n", "", []string{
+			"aldis.toml:2: muc.max_rooms: must be between 1 and 1000000",
+			"aldis.toml:3: muc.max_occupants: must be between 1 and 1000000",
+			"aldis.toml:4: muc.history: must be between 0 and 10000"}},
+		{"disabled", "[muc]\nenabled = false\nhistory = 0\n", "conference.localhost", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse("aldis.toml", []byte(tc.src))
+			if tc.errs != nil {
+				assertErrors(t, err, tc.errs...)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.MUCDomain(); got != tc.domain {
+				t.Errorf("MUCDomain() = %q, want %q", got, tc.domain)
+			}
+		})
+	}
+}

@@ -131,6 +131,30 @@ func (c Config) problems() []problem {
 	if c.Admin.Listen != "" {
 		listener("admin.listen", c.Admin.Listen)
 	}
+
+	if c.MUC.Domain != "" {
+		if msg := checkHostname(c.MUC.Domain); msg != "" {
+			ck.add(msg, "muc.domain")
+		} else if c.MUC.Domain == c.Server.Domain {
+			ck.add("must differ from server.domain: the service needs a domain of its own", "muc.domain")
+		}
+	} else if c.MUC.Enabled && checkHostname(c.Server.Domain) == "" {
+		if msg := checkHostname(c.MUCDomain()); msg != "" {
+			ck.add(fmt.Sprintf("is empty, and the default %s", msg), "muc.domain")
+		}
+	}
+	ck.intRange("muc.max_rooms", c.MUC.MaxRooms, 1, maxCount)
+	ck.intRange("muc.max_occupants", c.MUC.MaxOccupants, 1, maxCount)
+	ck.intRange("muc.history", c.MUC.History, 0, 10000)
+	ck.oneOf("muc.creators", c.MUC.Creators, "local", "admins")
+	for i, a := range c.MUC.Admins {
+		if msg := checkBareJID(a); msg != "" {
+			ck.add(msg, indexKey("muc.admins", i))
+		}
+	}
+	if c.MUC.Enabled && c.MUC.Creators == "admins" && len(c.MUC.Admins) == 0 {
+		ck.add(`is "admins" but muc.admins is empty, so nobody could create a room`, "muc.creators", "muc.admins")
+	}
 	return ck.probs
 }
 
@@ -189,6 +213,21 @@ func checkHostname(name string) string {
 				return fmt.Sprintf("%q must be a hostname: invalid character %q (write internationalized names in xn-- form)", name, r)
 			}
 		}
+	}
+	return ""
+}
+
+// checkBareJID returns why s is not a plausible bare JID (local@domain), or "". The XMPP rules
+// proper (stringprep, PRECIS) are applied by the server, which refuses to start on a JID they reject.
+func checkBareJID(s string) string {
+	local, domain, ok := strings.Cut(s, "@")
+	switch {
+	case s == "":
+		return "must not be empty"
+	case !ok || local == "" || domain == "":
+		return fmt.Sprintf("%q must be a bare JID such as \"alice@example.com\"", s)
+	case strings.ContainsAny(s, "/ "):
+		return fmt.Sprintf("%q must be a bare JID: no resource, no spaces", s)
 	}
 	return ""
 }

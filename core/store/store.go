@@ -53,6 +53,21 @@ type SubRequest struct {
 	Stanza  string
 }
 
+// Room is a persistent multi-user chat room. Config and Subject are opaque
+// to the store: the MUC service encodes them.
+type Room struct {
+	JID     string // bare JID of the room, the key
+	Config  string
+	Subject string
+}
+
+// RoomAffiliation is a user's long-lived standing in a room (XEP-0045 §5.2).
+type RoomAffiliation struct {
+	JID         string // bare JID of the user (or a domain, for a domain ban)
+	Affiliation string // "owner", "admin", "member" or "outcast"
+	Reason      string
+}
+
 // Store is the server's persistent state. Implementations are safe for
 // concurrent use, and every method is atomic.
 //
@@ -122,6 +137,20 @@ type Store interface {
 	Block(ctx context.Context, user string, jids []string) error
 	// Unblock removes JIDs from the block list; empty jids unblocks all.
 	Unblock(ctx context.Context, user string, jids []string) error
+
+	// PutRoom creates a room or replaces its configuration and subject,
+	// keeping its affiliations.
+	PutRoom(ctx context.Context, r Room) error
+	// DeleteRoom removes a room with its affiliations; ErrNotFound if absent.
+	DeleteRoom(ctx context.Context, room string) error
+	// Rooms returns the rooms of a MUC service domain, sorted by JID.
+	Rooms(ctx context.Context, domain string) ([]Room, error)
+	// SetRoomAffiliation adds or replaces a user's affiliation with a room;
+	// an empty affiliation or "none" removes it. ErrNotFound if the room
+	// does not exist.
+	SetRoomAffiliation(ctx context.Context, room string, a RoomAffiliation) error
+	// RoomAffiliations returns a room's affiliations sorted by JID.
+	RoomAffiliations(ctx context.Context, room string) ([]RoomAffiliation, error)
 
 	// Close releases the store's resources.
 	Close() error

@@ -75,5 +75,24 @@ func migrations() []sqlstore.Migration {
 				) STRICT, WITHOUT ROWID`,
 			},
 		},
+		{
+			Name: "multi-user chat rooms",
+			Stmts: []string{
+				`CREATE TABLE muc_rooms (
+					jid     TEXT NOT NULL PRIMARY KEY,
+					domain  TEXT NOT NULL,
+					config  TEXT NOT NULL,
+					subject TEXT NOT NULL
+				) STRICT, WITHOUT ROWID`,
+				`CREATE INDEX muc_rooms_domain ON muc_rooms (domain)`,
+				`CREATE TABLE muc_affiliations (
+					room_jid    TEXT NOT NULL REFERENCES muc_rooms (jid) ON DELETE CASCADE,
+					jid         TEXT NOT NULL,
+					affiliation TEXT NOT NULL CHECK (affiliation IN ('owner', 'admin', 'member', 'outcast')),
+					reason      TEXT NOT NULL,
+					PRIMARY KEY (room_jid, jid)
+				) STRICT, WITHOUT ROWID`,
+			},
+		},
 	}
 }

@@ -47,6 +47,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OfflineQuotaConcurrent", testOfflineQuotaConcurrent},
 		{"XML", testXML},
 		{"Blocking", testBlocking},
+		{"Rooms", testRooms},
+		{"RoomAffiliations", testRoomAffiliations},
 		{"CanceledContext", testCanceledContext},
 	}
 	for _, tc := range tests {
@@ -697,6 +699,8 @@ func testCanceledContext(t *testing.T, s store.Store) {
 		"PutRosterItem": func() error { _, err := s.PutRosterItem(ctx, user, store.RosterItem{Contact: "b@x"}); return err },
 		"StoreOffline":  func() error { _, err := s.StoreOffline(ctx, user, "<m/>", 10); return err },
 		"Block":         func() error { return s.Block(ctx, user, []string{"b@x"}) },
+		"PutRoom":       func() error { return s.PutRoom(ctx, store.Room{JID: "r@muc.x"}) },
+		"Rooms":         func() error { _, err := s.Rooms(ctx, "muc.x"); return err },
 	}
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, context.Canceled) {
@@ -706,5 +710,111 @@ func testCanceledContext(t *testing.T, s store.Store) {
 	// Nothing was written.
 	if _, err := s.GetAccount(t.Context(), user); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("GetAccount after canceled create: %v", err)
+	}
+	if rooms, err := s.Rooms(t.Context(), "muc.x"); err != nil || len(rooms) != 0 {
+		t.Errorf("Rooms after canceled PutRoom = %v, %v; want none", rooms, err)
+	}
+}
+
+func testRooms(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	rooms := func(domain string) []store.Room {
+		t.Helper()
+		got, err := s.Rooms(ctx, domain)
+		noErr(t, "Rooms", err)
+		return got
+	}
+	if got := rooms("conference.example.org"); len(got) != 0 {
+		t.Fatalf("Rooms on an empty store = %v", got)
+	}
+	steps := []struct {
+		put  store.Room
+		want []store.Room // rooms of conference.example.org afterwards
+	}{
+		{store.Room{JID: "coven@conference.example.org", Config: `{"name":"Coven"}`},
+			[]store.Room{{JID: "coven@conference.example.org", Config: `{"name":"Coven"}`}}},
+		{store.Room{JID: "abbey@conference.example.org", Config: "{}", Subject: "Vows ✓"},
+			[]store.Room{{JID: "abbey@conference.example.org", Config: "{}", Subject: "Vows ✓"},
+				{JID: "coven@conference.example.org", Config: `{"name":"Coven"}`}}},
+		// Other services' rooms are not listed.
+		{store.Room{JID: "elsewhere@muc.example.net", Config: "{}"},
+			[]store.Room{{JID: "abbey@conference.example.org", Config: "{}", Subject: "Vows ✓"},
+				{JID: "coven@conference.example.org", Config: `{"name":"Coven"}`}}},
+		// Replacing keeps the place and changes both fields.
+		{store.Room{JID: "coven@conference.example.org", Config: `{"name":"Witches"}`, Subject: "Cauldron"},
+			[]store.Room{{JID: "abbey@conference.example.org", Config: "{}", Subject: "Vows ✓"},
+				{JID: "coven@conference.example.org", Config: `{"name":"Witches"}`, Subject: "Cauldron"}}},
+	}
+	for i, st := range steps {
+		noErr(t, fmt.Sprintf("step %d: PutRoom", i), s.PutRoom(ctx, st.put))
+		if got := rooms("conference.example.org"); !reflect.DeepEqual(got, st.want) {
+			t.Errorf("step %d: Rooms = %+v, want %+v", i, got, st.want)
+		}
+	}
+	if got := rooms("muc.example.net"); len(got) != 1 || got[0].JID != "elsewhere@muc.example.net" {
+		t.Errorf("Rooms(muc.example.net) = %+v", got)
+	}
+	noErr(t, "DeleteRoom", s.DeleteRoom(ctx, "abbey@conference.example.org"))
+	if got := rooms("conference.example.org"); len(got) != 1 || got[0].JID != "coven@conference.example.org" {
+		t.Errorf("Rooms after DeleteRoom = %+v", got)
+	}
+	wantErr(t, "DeleteRoom(absent)", s.DeleteRoom(ctx, "abbey@conference.example.org"), store.ErrNotFound)
+	if err := s.PutRoom(ctx, store.Room{}); err == nil {
+		t.Error("PutRoom with an empty JID succeeded")
+	}
+}
+
+func testRoomAffiliations(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	const room = "coven@conference.example.org"
+	wantErr(t, "SetRoomAffiliation(no room)",
+		s.SetRoomAffiliation(ctx, room, store.RoomAffiliation{JID: "a@example.org", Affiliation: "owner"}), store.ErrNotFound)
+	noErr(t, "PutRoom", s.PutRoom(ctx, store.Room{JID: room, Config: "{}"}))
+	noErr(t, "PutRoom(other)", s.PutRoom(ctx, store.Room{JID: "other@conference.example.org", Config: "{}"}))
+	noErr(t, "SetRoomAffiliation(other)", s.SetRoomAffiliation(ctx, "other@conference.example.org",
+		store.RoomAffiliation{JID: "x@example.org", Affiliation: "member"}))
+	steps := []struct {
+		set  store.RoomAffiliation
+		want []store.RoomAffiliation
+	}{
+		{store.RoomAffiliation{JID: "crone@example.org", Affiliation: "owner"},
+			[]store.RoomAffiliation{{JID: "crone@example.org", Affiliation: "owner"}}},
+		{store.RoomAffiliation{JID: "bad@example.org", Affiliation: "outcast", Reason: "Treason"},
+			[]store.RoomAffiliation{{JID: "bad@example.org", Affiliation: "outcast", Reason: "Treason"},
+				{JID: "crone@example.org", Affiliation: "owner"}}},
+		{store.RoomAffiliation{JID: "bad@example.org", Affiliation: "member"},
+			[]store.RoomAffiliation{{JID: "bad@example.org", Affiliation: "member"},
+				{JID: "crone@example.org", Affiliation: "owner"}}},
+		{store.RoomAffiliation{JID: "bad@example.org", Affiliation: "none"},
+			[]store.RoomAffiliation{{JID: "crone@example.org", Affiliation: "owner"}}},
+		{store.RoomAffiliation{JID: "never@example.org", Affiliation: ""},
+			[]store.RoomAffiliation{{JID: "crone@example.org", Affiliation: "owner"}}},
+		{store.RoomAffiliation{JID: "example.net", Affiliation: "outcast"},
+			[]store.RoomAffiliation{{JID: "crone@example.org", Affiliation: "owner"},
+				{JID: "example.net", Affiliation: "outcast"}}},
+	}
+	for i, st := range steps {
+		noErr(t, fmt.Sprintf("step %d: SetRoomAffiliation", i), s.SetRoomAffiliation(ctx, room, st.set))
+		got, err := s.RoomAffiliations(ctx, room)
+		noErr(t, "RoomAffiliations", err)
+		if !reflect.DeepEqual(got, st.want) {
+			t.Errorf("step %d: RoomAffiliations = %+v, want %+v", i, got, st.want)
+		}
+	}
+	if err := s.SetRoomAffiliation(ctx, room, store.RoomAffiliation{JID: "a@example.org", Affiliation: "king"}); err == nil {
+		t.Error("SetRoomAffiliation with an unknown affiliation succeeded")
+	}
+	// Replacing the room keeps its affiliations; deleting it removes them.
+	noErr(t, "PutRoom again", s.PutRoom(ctx, store.Room{JID: room, Config: `{"v":2}`}))
+	if got, _ := s.RoomAffiliations(ctx, room); len(got) != 2 {
+		t.Errorf("affiliations after PutRoom = %+v, want them kept", got)
+	}
+	noErr(t, "DeleteRoom", s.DeleteRoom(ctx, room))
+	noErr(t, "PutRoom after delete", s.PutRoom(ctx, store.Room{JID: room, Config: "{}"}))
+	if got, err := s.RoomAffiliations(ctx, room); err != nil || len(got) != 0 {
+		t.Errorf("a re-created room has affiliations %+v, %v", got, err)
+	}
+	if got, err := s.RoomAffiliations(ctx, "other@conference.example.org"); err != nil || len(got) != 1 {
+		t.Errorf("other room's affiliations = %+v, %v", got, err)
 	}
 }

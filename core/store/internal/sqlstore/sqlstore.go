@@ -729,3 +729,135 @@ func (s *Store) Unblock(ctx context.Context, user string, jids []string) error {
 	}
 	return nil
 }
+
+// --- multi-user chat rooms ---
+
+// PutRoom implements store.Store.
+func (s *Store) PutRoom(ctx context.Context, r store.Room) error {
+	const op = "put room"
+	if err := checkKey("room", r.JID); err != nil {
+		return s.fail(op, r.JID, err)
+	}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		// An upsert, not a replace: replacing the row would cascade to the
+		// room's affiliations.
+		_, err := tx.ExecContext(ctx, `INSERT INTO muc_rooms (jid, domain, config, subject) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (jid) DO UPDATE SET config = excluded.config, subject = excluded.subject`,
+			r.JID, domainOf(r.JID), r.Config, r.Subject)
+		return err
+	})
+	if err != nil {
+		return s.fail(op, r.JID, err)
+	}
+	return nil
+}
+
+// DeleteRoom implements store.Store.
+func (s *Store) DeleteRoom(ctx context.Context, room string) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		// Explicitly, so engines without cascading deletes behave the same.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM muc_affiliations WHERE room_jid = $1`, room); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM muc_rooms WHERE jid = $1`, room)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return store.ErrNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return s.fail("delete room", room, err)
+	}
+	return nil
+}
+
+// Rooms implements store.Store.
+func (s *Store) Rooms(ctx context.Context, domain string) ([]store.Room, error) {
+	rooms, err := func() ([]store.Room, error) {
+		rows, err := s.r.QueryContext(ctx, `SELECT jid, config, subject FROM muc_rooms WHERE domain = $1`, domain)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		var out []store.Room
+		for rows.Next() {
+			var r store.Room
+			if err := rows.Scan(&r.JID, &r.Config, &r.Subject); err != nil {
+				return nil, err
+			}
+			out = append(out, r)
+		}
+		return out, rows.Err()
+	}()
+	if err != nil {
+		return nil, s.fail("rooms", domain, err)
+	}
+	slices.SortFunc(rooms, func(a, b store.Room) int { return cmp.Compare(a.JID, b.JID) })
+	return rooms, nil
+}
+
+// SetRoomAffiliation implements store.Store.
+func (s *Store) SetRoomAffiliation(ctx context.Context, room string, a store.RoomAffiliation) error {
+	const op = "set room affiliation"
+	key := room + " " + a.JID
+	if err := errors.Join(checkKey("room", room), checkKey("jid", a.JID)); err != nil {
+		return s.fail(op, key, err)
+	}
+	switch a.Affiliation {
+	case "", "none", "owner", "admin", "member", "outcast":
+	default:
+		return s.fail(op, key, fmt.Errorf("invalid affiliation %q", a.Affiliation))
+	}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var one int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM muc_rooms WHERE jid = $1`, room).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return store.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if a.Affiliation == "" || a.Affiliation == "none" {
+			_, err = tx.ExecContext(ctx, `DELETE FROM muc_affiliations WHERE room_jid = $1 AND jid = $2`, room, a.JID)
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO muc_affiliations (room_jid, jid, affiliation, reason) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (room_jid, jid) DO UPDATE SET affiliation = excluded.affiliation, reason = excluded.reason`,
+			room, a.JID, a.Affiliation, a.Reason)
+		return err
+	})
+	if err != nil {
+		return s.fail(op, key, err)
+	}
+	return nil
+}
+
+// RoomAffiliations implements store.Store.
+func (s *Store) RoomAffiliations(ctx context.Context, room string) ([]store.RoomAffiliation, error) {
+	affs, err := func() ([]store.RoomAffiliation, error) {
+		rows, err := s.r.QueryContext(ctx, `SELECT jid, affiliation, reason FROM muc_affiliations WHERE room_jid = $1`, room)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		var out []store.RoomAffiliation
+		for rows.Next() {
+			var a store.RoomAffiliation
+			if err := rows.Scan(&a.JID, &a.Affiliation, &a.Reason); err != nil {
+				return nil, err
+			}
+			out = append(out, a)
+		}
+		return out, rows.Err()
+	}()
+	if err != nil {
+		return nil, s.fail("room affiliations", room, err)
+	}
+	slices.SortFunc(affs, func(a, b store.RoomAffiliation) int { return cmp.Compare(a.JID, b.JID) })
+	return affs, nil
+}

@@ -1,0 +1,103 @@
+package muc
+
+import (
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/wire"
+)
+
+// history is a ring of the room's last messages, kept in memory only.
+type history struct {
+	max   int
+	buf   []histEntry
+	start int // index of the oldest entry once the ring is full
+}
+
+type histEntry struct {
+	m     *wire.Element // as reflected, without to
+	from  jid.JID
+	stamp time.Time
+	size  int // characters of the stanza, for maxchars
+}
+
+func (h *history) add(m *wire.Element, from jid.JID, now time.Time) {
+	if h.max <= 0 {
+		return
+	}
+	e := histEntry{m: m, from: from, stamp: now, size: utf8.RuneCountInString(m.String())}
+	if len(h.buf) < h.max {
+		h.buf = append(h.buf, e)
+		return
+	}
+	h.buf[h.start] = e
+	h.start = (h.start + 1) % len(h.buf)
+}
+
+// at returns the i-th entry, oldest first.
+func (h *history) at(i int) histEntry { return h.buf[(h.start+i)%len(h.buf)] }
+
+// select returns the entries a <history/> request asks for (XEP-0045
+// §7.2.15), oldest first: the newest messages that satisfy every limit
+// given. No request means all of them.
+func (h *history) pick(req *wire.Element, now time.Time) []histEntry {
+	n := len(h.buf)
+	maxStanzas, maxChars := n, -1
+	var since time.Time
+	if req != nil {
+		if v, ok := nonNegative(req.Attr("maxstanzas")); ok {
+			maxStanzas = min(v, n)
+		}
+		if v, ok := nonNegative(req.Attr("maxchars")); ok {
+			maxChars = v
+		}
+		if v, ok := nonNegative(req.Attr("seconds")); ok {
+			since = now.Add(-time.Duration(v) * time.Second)
+		}
+		if v := req.Attr("since"); v != "" {
+			if t, err := time.Parse(time.RFC3339Nano, v); err == nil && t.After(since) {
+				since = t
+			}
+		}
+	}
+	first, chars := n, 0
+	for first > 0 && n-first < maxStanzas {
+		e := h.at(first - 1)
+		if !since.IsZero() && !e.stamp.After(since) {
+			break
+		}
+		if maxChars >= 0 && chars+e.size > maxChars {
+			break
+		}
+		chars += e.size
+		first--
+	}
+	out := make([]histEntry, 0, n-first)
+	for i := first; i < n; i++ {
+		out = append(out, h.at(i))
+	}
+	return out
+}
+
+func nonNegative(s string) (int, bool) {
+	if s == "" {
+		return 0, false
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 0 {
+		return 0, false
+	}
+	return v, true
+}
+
+// sendHistory sends a joining session the history it asked for, each
+// message with an XEP-0203 delay from the room.
+func (r *room) sendHistory(to jid.JID, req *wire.Element) {
+	for _, e := range r.hist.pick(req, r.now()) {
+		m := withTo(e.m, to)
+		m.AddChild(r.delay(e.stamp)) // m's children are capped: this copies them
+		r.deliver(m, e.from, to)
+	}
+}
