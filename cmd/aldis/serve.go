@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/aldis-im/aldis/core/certs"
 	"github.com/aldis-im/aldis/core/config"
@@ -138,7 +139,7 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 		Domain: cfg.Server.Domain, TLS: src.TLSConfig("xmpp-client"),
 		RequireTLS: cfg.C2S.RequireTLS, AllowPlainWithoutTLS: cfg.C2S.AllowPlainWithoutTLS,
 		MaxStanza: cfg.C2S.MaxStanzaSize, HandshakeTimeout: cfg.C2S.HandshakeTimeout,
-		IdleTimeout: cfg.C2S.IdleTimeout, SendQueue: cfg.C2S.SendQueue,
+		IdleTimeout: cfg.C2S.IdleTimeout, SendQueue: cfg.C2S.SendQueue, ResumeTimeout: resumeTimeout(cfg.C2S.ResumeTimeout),
 		RateBytes: cfg.C2S.RateBytes, RateBurst: cfg.C2S.RateBurst,
 		Registration: cfg.Auth.Registration, Router: rt, Accounts: acc,
 		Limiter: c2s.NewAuthLimiter(cfg.Auth.MaxFailuresPerIP, cfg.Auth.MaxFailuresPerAccount, cfg.Auth.FailureWindow),
@@ -207,7 +208,7 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 	for {
 		select {
 		case <-hup:
-			reload(log, level, src, path)
+			reload(log, level, src, rt, path)
 		case <-ctx.Done():
 			log.Info("shutting down")
 			sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
@@ -216,6 +217,8 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 				if err := rooms.Close(sctx); err != nil {
 					log.Warn("chat rooms did not close in time", "err", err)
 				}
+				// Let the routed 332 presences reach the session queues.
+				rt.Drain(time.Second)
 			}
 			err := srv.Shutdown(sctx)
 			cancel()
@@ -227,9 +230,19 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 	}
 }
 
-// reload applies what can change without a restart: the log level and the
+// resumeTimeout maps the configured window to c2s's convention, where 0
+// means its default and a negative value disables resumption.
+func resumeTimeout(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
+// reload applies what can change without a restart: the log level, the
+// offline quota, whether accounts may remove themselves, and the
 // certificate files. Other settings need a restart, which the log says.
-func reload(log *slog.Logger, level *slog.LevelVar, src *certs.Source, path string) {
+func reload(log *slog.Logger, level *slog.LevelVar, src *certs.Source, rt *router.Router, path string) {
 	if path != "" {
 		cfg, err := config.Load(path)
 		if err != nil {
@@ -237,10 +250,11 @@ func reload(log *slog.Logger, level *slog.LevelVar, src *certs.Source, path stri
 			return
 		}
 		level.Set(parseLevel(cfg.Log.Level))
+		rt.SetPolicy(cfg.Offline.MaxPerUser, cfg.Auth.Registration)
 	}
 	if err := src.Reload(); err != nil {
 		log.Error("reload: certificate", "err", err)
 		return
 	}
-	log.Info("reloaded log level and certificates (other settings need a restart)")
+	log.Info("reloaded log level, offline quota, account removal and certificates (other settings need a restart)")
 }

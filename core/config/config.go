@@ -55,9 +55,10 @@ type C2S struct {
 	MaxStanzaSize        int           `toml:"max_stanza_size"` // bytes
 	HandshakeTimeout     time.Duration `toml:"handshake_timeout"`
 	IdleTimeout          time.Duration `toml:"idle_timeout"`
-	SendQueue            int           `toml:"send_queue"` // stanzas
-	RateBytes            int           `toml:"rate_bytes"` // bytes per second; 0 = unlimited
-	RateBurst            int           `toml:"rate_burst"` // bytes
+	SendQueue            int           `toml:"send_queue"`     // stanzas
+	ResumeTimeout        time.Duration `toml:"resume_timeout"` // XEP-0198 resumption window; 0 disables resumption
+	RateBytes            int           `toml:"rate_bytes"`     // bytes per second; 0 = unlimited
+	RateBurst            int           `toml:"rate_burst"`     // bytes
 }
 
 // Auth is the [auth] table.
@@ -118,6 +119,7 @@ func Default() Config {
 			HandshakeTimeout: 30 * time.Second,
 			IdleTimeout:      10 * time.Minute,
 			SendQueue:        1024,
+			ResumeTimeout:    5 * time.Minute,
 			RateBytes:        128 << 10,
 			RateBurst:        512 << 10,
 		},

@@ -102,6 +102,7 @@ func (c Config) problems() []problem {
 	ck.durRange("c2s.handshake_timeout", c.C2S.HandshakeTimeout, time.Second, 10*time.Minute)
 	ck.durRange("c2s.idle_timeout", c.C2S.IdleTimeout, 10*time.Second, 24*time.Hour)
 	ck.intRange("c2s.send_queue", c.C2S.SendQueue, 1, maxQueue)
+	ck.durRange("c2s.resume_timeout", c.C2S.ResumeTimeout, 0, time.Hour)
 	ck.intRange("c2s.rate_bytes", c.C2S.RateBytes, 0, maxRate)
 	ck.intRange("c2s.rate_burst", c.C2S.RateBurst, 0, maxRate)
 	if c.C2S.RateBytes > 0 && c.C2S.RateBurst < c.C2S.MaxStanzaSize &&

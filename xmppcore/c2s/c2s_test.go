@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +21,28 @@ import (
 
 // testServer runs a plaintext c2s server (tests only) for example.org.
 func testServer(tb testing.TB, cfg Config, users ...string) string {
+	tb.Helper()
+	_, addr := startTestServer(tb, cfg, users...)
+	return addr
+}
+
+// startTestServer is testServer for tests that look at the Server too.
+func startTestServer(tb testing.TB, cfg Config, users ...string) (*Server, string) {
+	tb.Helper()
+	e := newTestEnv(tb, cfg, users...)
+	return e.srv, e.addr
+}
+
+// testEnv is a running test server with its router and store.
+type testEnv struct {
+	srv  *Server
+	rt   *router.Router
+	db   *sqlite.DB
+	addr string
+	once sync.Once
+}
+
+func newTestEnv(tb testing.TB, cfg Config, users ...string) *testEnv {
 	tb.Helper()
 	ctx := context.Background()
 	db, err := sqlite.OpenMemory(ctx)
@@ -44,14 +67,22 @@ func testServer(tb testing.TB, cfg Config, users ...string) string {
 		tb.Fatal(err)
 	}
 	go srv.Serve(ln, false)
+	e := &testEnv{srv: srv, rt: rt, db: db, addr: ln.Addr().String()}
 	tb.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-		rt.Close(time.Second)
+		e.stop()
 		db.Close()
 	})
-	return ln.Addr().String()
+	return e
+}
+
+// stop shuts the server down as SIGTERM does, leaving the store open.
+func (e *testEnv) stop() {
+	e.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		e.srv.Shutdown(ctx)
+		e.rt.Close(time.Second)
+	})
 }
 
 // rawClient is a minimal hand-driven client for protocol-level tests.

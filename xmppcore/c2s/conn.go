@@ -13,7 +13,6 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/aldis-im/aldis/xmppcore/jid"
-	"github.com/aldis-im/aldis/xmppcore/router"
 	"github.com/aldis-im/aldis/xmppcore/sasl"
 	"github.com/aldis-im/aldis/xmppcore/stanza"
 	"github.com/aldis-im/aldis/xmppcore/wire"
@@ -30,8 +29,17 @@ type streamErr struct{ cond, text string }
 
 func (e *streamErr) Error() string { return e.cond + ": " + e.text }
 
+var (
+	// errBroken ends the reader of a connection whose socket failed.
+	errBroken = errors.New("c2s: connection broken")
+	// errGone refuses a resumption of a session that ended meanwhile.
+	errGone = errors.New("c2s: session ended")
+)
+
 // conn is one client connection. The reader goroutine (serve) negotiates the
 // stream, then reads stanzas; after bind a writer goroutine drains the queue.
+// The bound session (sess) is what the router sees; a resumed session
+// moves from one conn to the next (XEP-0198).
 type conn struct {
 	srv       *Server
 	raw       net.Conn
@@ -42,15 +50,18 @@ type conn struct {
 	dec       *wire.Decoder
 	ip        string
 
-	user     jid.JID // authenticated bare JID
-	binding  *router.Binding
+	user     jid.JID  // authenticated bare JID
+	sess     *session // set by bind or resumption, on the reader goroutine
+	smIn     bool     // stream management enabled here: count the client's stanzas
 	streamID string
 	lang     string
+	stopped  chan struct{} // closed when the reader has stopped reading
 
 	mu       sync.Mutex
 	queue    [][]byte
 	spare    [][]byte
 	closing  bool
+	broken   bool          // the socket failed
 	final    []byte        // stream error (or close tag) written last
 	writable bool          // bound: stanzas may be queued and written
 	writing  bool          // a flush goroutine is running
@@ -61,7 +72,7 @@ type conn struct {
 func newConn(s *Server, c net.Conn, directTLS bool) *conn {
 	ip, _, _ := net.SplitHostPort(c.RemoteAddr().String())
 	cn := &conn{srv: s, raw: c, c: c, directTLS: directTLS, ip: ip,
-		done: make(chan struct{})}
+		done: make(chan struct{}), stopped: make(chan struct{})}
 	cn.rd = &connReader{c: c, handshake: time.Now().Add(s.cfg.HandshakeTimeout), idle: s.cfg.IdleTimeout, onIdle: cn.idlePing}
 	if s.cfg.RateBytes > 0 {
 		burst := max(s.cfg.RateBurst, s.cfg.RateBytes, s.cfg.MaxStanza)
@@ -76,10 +87,15 @@ func newConn(s *Server, c net.Conn, directTLS bool) *conn {
 // should not keep that memory.
 func (c *conn) serve() {
 	if err := c.protect(c.negotiate); err != nil {
+		close(c.stopped)
 		c.finish(err)
 		return
 	}
-	go func() { c.finish(c.protect(c.readLoop)) }()
+	go func() {
+		err := c.protect(c.readLoop)
+		close(c.stopped)
+		c.finish(err)
+	}()
 }
 
 // protect runs f, turning a panic into an error so one connection's bug
@@ -94,27 +110,39 @@ func (c *conn) protect(f func() error) (err error) {
 	return f()
 }
 
-// finish unbinds the session and ends the stream according to err.
+// finish ends the stream according to err, and the session with it
+// unless the connection was lost and the client may resume the session.
 func (c *conn) finish(err error) {
 	defer c.srv.forget(c)
-	if c.binding != nil {
-		c.binding.Unbind()
-	}
 	var se *streamErr
 	var we *wire.Error
+	var he *handledCountErr
+	var final []byte
+	lost := false // the transport failed, rather than either side ending the stream
 	switch {
 	case errors.As(err, &we):
 		c.srv.m.streamErrors.Inc()
-		c.closeWith(stanza.StreamError(we.Condition, we.Text))
+		final = stanza.StreamError(we.Condition, we.Text)
 	case errors.As(err, &se):
 		c.srv.m.streamErrors.Inc()
-		c.closeWith(stanza.StreamError(se.cond, se.text))
-	case err == nil || errors.Is(err, io.EOF):
-		c.closeWith([]byte("</stream:stream>"))
+		final = stanza.StreamError(se.cond, se.text)
+	case errors.As(err, &he):
+		c.srv.m.streamErrors.Inc()
+		final = he.bytes()
+	case err == nil:
+		final = []byte("</stream:stream>")
+	case errors.Is(err, io.EOF):
+		// Closed without </stream:stream>: XEP-0198 lets the client resume.
+		lost = true
+		final = []byte("</stream:stream>")
 	default:
+		lost = true
 		c.srv.log.Debug("c2s connection ended", "remote", c.ip, "err", err)
-		c.closeWith(nil)
 	}
+	if c.sess != nil {
+		c.sess.leave(c, lost)
+	}
+	c.closeWith(final)
 }
 
 // closeWith ends the connection: the queue drains, final is written, then
@@ -144,14 +172,24 @@ func (c *conn) closeWith(final []byte) {
 	c.raw.Close()
 }
 
-// Send queues a stanza for the client (router.Session).
-func (c *conn) Send(b []byte) bool {
+// enqueueResult says what became of bytes given to enqueue.
+type enqueueResult uint8
+
+const (
+	queued     enqueueResult = iota
+	closed                   // the connection is closing: dropped
+	overflowed               // the queue is full: dropped, and the connection closes
+)
+
+// enqueue queues bytes for the client; force skips the queue bound, for
+// bytes bounded elsewhere.
+func (c *conn) enqueue(b []byte, force bool) enqueueResult {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
-		return false
+		return closed
 	}
-	if len(c.queue) >= c.srv.cfg.SendQueue {
+	if len(c.queue) >= c.srv.cfg.SendQueue && !force {
 		// A client that does not read must not hold the server's memory.
 		c.closing = true
 		c.final = stanza.StreamError("policy-violation", "too many stanzas waiting for this client")
@@ -162,7 +200,7 @@ func (c *conn) Send(b []byte) bool {
 			go c.flush()
 		}
 		c.raw.SetReadDeadline(time.Now())
-		return false
+		return overflowed
 	}
 	c.queue = append(c.queue, b)
 	start := c.kick()
@@ -171,10 +209,10 @@ func (c *conn) Send(b []byte) bool {
 	if start {
 		go c.flush()
 	}
-	return true
+	return queued
 }
 
-// Close ends the session with a stream error (router.Session).
+// Close ends the connection with a stream error.
 func (c *conn) Close(condition, text string) {
 	c.mu.Lock()
 	if !c.closing {
@@ -276,6 +314,7 @@ func (c *conn) flush() {
 func (c *conn) fail() {
 	c.mu.Lock()
 	c.closing = true
+	c.broken = true
 	n := len(c.queue)
 	c.queue = nil
 	c.mu.Unlock()
@@ -293,18 +332,48 @@ func (c *conn) write(b []byte) error {
 
 func (c *conn) writeEl(e *wire.Element) error { return c.write(e.Append(nil)) }
 
+// replace ends a connection whose session a resumption takes over: what
+// it still had queued is retransmitted on the new stream instead.
+func (c *conn) replace() {
+	c.mu.Lock()
+	if !c.closing {
+		c.closing = true
+		c.final = stanza.StreamError("conflict", "replaced by a resumed stream")
+	}
+	n := len(c.queue)
+	c.queue = nil
+	start := c.kick()
+	c.mu.Unlock()
+	c.srv.queued.Add(-int64(n))
+	if start {
+		go c.flush()
+	}
+	c.raw.SetReadDeadline(time.Now())
+}
+
+// closedErr is what the reader returns once the connection is closing:
+// nil when the server ended the stream, errBroken when the socket failed.
+func (c *conn) closedErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.broken {
+		return errBroken
+	}
+	return nil
+}
+
 // idlePing asks an idle client to prove it is there (XEP-0199).
 func (c *conn) idlePing() bool {
-	if c.binding == nil || c.isClosing() {
+	if c.sess == nil || c.isClosing() {
 		return false
 	}
 	iq := wire.New("iq", "")
 	iq.SetAttr("type", "get")
 	iq.SetAttr("id", "idle-ping")
 	iq.SetAttr("from", c.srv.cfg.Domain)
-	iq.SetAttr("to", c.binding.JID().String())
+	iq.SetAttr("to", c.sess.binding.JID().String())
 	iq.AddChild(wire.New("ping", stanza.NSPing))
-	return c.Send(iq.Append(nil))
+	return c.sess.Send(iq.Append(nil))
 }
 
 // negotiate runs the stream from the first header to a bound resource.
@@ -378,6 +447,25 @@ func (c *conn) negotiate() error {
 				if done {
 					return nil
 				}
+			case el.Space == nsSM && c.user != (jid.JID{}):
+				switch el.Local() {
+				case "resume":
+					done, err := c.resume(el)
+					if err != nil {
+						return err
+					}
+					if done {
+						return nil
+					}
+				case "enable":
+					// XEP-0198 §3: stream management is enabled after bind.
+					if err := c.write(smFailed("unexpected-request")); err != nil {
+						return err
+					}
+				}
+			case el.Space == nsCSI && c.user != (jid.JID{}):
+				// A state before bind has no session to apply to; a new
+				// session starts active.
 			default:
 				if c.user == (jid.JID{}) {
 					return &streamErr{"not-authorized", "authenticate first"}
@@ -494,6 +582,8 @@ func (c *conn) features() *wire.Element {
 		f.AddChild(wire.New("bind", stanza.NSBind))
 		f.AddChild(wire.New("session", stanza.NSSession)).AddChild(wire.New("optional", ""))
 		f.AddChild(wire.New("ver", stanza.NSRosterVer))
+		f.AddChild(wire.New("sm", nsSM))
+		f.AddChild(wire.New("csi", nsCSI))
 	}
 	return f
 }

@@ -1,6 +1,8 @@
 // Package c2s accepts client connections: it negotiates the stream (STARTTLS
 // or direct TLS, SASL, resource binding) and then moves stanzas between the
-// socket and the router.
+// socket and the router. It implements XEP-0198 stream management (acks and
+// resumption: a session outlives a dropped connection for ResumeTimeout) and
+// XEP-0352 client state indication (see csi.go for what waits).
 package c2s
 
 import (
@@ -28,7 +30,7 @@ type Config struct {
 	MaxStanza            int
 	HandshakeTimeout     time.Duration
 	IdleTimeout          time.Duration
-	SendQueue            int
+	SendQueue            int // stanzas waiting to be written; with XEP-0198 also those waiting for an ack
 	RateBytes, RateBurst int
 	Registration         bool
 	Router               *router.Router
@@ -36,6 +38,10 @@ type Config struct {
 	Limiter              *AuthLimiter
 	Log                  *slog.Logger
 	Metrics              *obs.Metrics
+	// ResumeTimeout is how long a session that enabled XEP-0198
+	// resumption stays bound after its connection dropped, waiting for the
+	// client to resume it; 0 means 5 minutes, negative disables resumption.
+	ResumeTimeout time.Duration
 }
 
 // Server serves client connections on any number of listeners.
@@ -46,8 +52,12 @@ type Server struct {
 	mu        sync.Mutex
 	conns     map[*conn]struct{}
 	listeners map[net.Listener]struct{}
+	resumable map[string]*session // XEP-0198 resumption ids
 	closing   bool
 	wg        sync.WaitGroup
+	// stopping is closing for the sessions, which must not take mu.
+	stopping atomic.Bool
+	detached atomic.Int64 // sessions waiting for their client to resume them
 
 	// ctx bounds the blocking calls of every connection; Shutdown cancels
 	// it once the connections are gone.
@@ -64,6 +74,8 @@ type serverMetrics struct {
 	authOK, authFail            *metrics.Counter
 	streamErrors                *metrics.Counter
 	overflows                   *metrics.Counter
+	resumed, resumeFailed       *metrics.Counter
+	expired, resent             *metrics.Counter
 }
 
 // New returns a Server.
@@ -86,10 +98,14 @@ func New(cfg Config) *Server {
 	if cfg.SendQueue <= 0 {
 		cfg.SendQueue = 1024
 	}
+	if cfg.ResumeTimeout == 0 {
+		cfg.ResumeTimeout = 5 * time.Minute
+	}
 	if cfg.Limiter == nil {
 		cfg.Limiter = NewAuthLimiter(10, 10, 5*time.Minute)
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, conns: map[*conn]struct{}{}, listeners: map[net.Listener]struct{}{}}
+	s := &Server{cfg: cfg, log: cfg.Log, conns: map[*conn]struct{}{}, listeners: map[net.Listener]struct{}{},
+		resumable: map[string]*session{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.bufs.New = func() any { b := make([]byte, 0, flushChunk); return &b }
 	m := cfg.Metrics
@@ -102,6 +118,10 @@ func New(cfg Config) *Server {
 		authFail:     m.Counter(`aldis_auth_total{result="failure"}`),
 		streamErrors: m.Counter(`aldis_stream_errors_total`),
 		overflows:    m.Counter(`aldis_send_queue_overflows_total`),
+		resumed:      m.Counter(`aldis_sm_resumed_total`),
+		resumeFailed: m.Counter(`aldis_sm_resume_failures_total`),
+		expired:      m.Counter(`aldis_sm_expired_total`),
+		resent:       m.Counter(`aldis_sm_resent_total`),
 	}
 	m.Gauge(`aldis_c2s_connections`, func() float64 {
 		s.mu.Lock()
@@ -109,6 +129,7 @@ func New(cfg Config) *Server {
 		return float64(len(s.conns))
 	})
 	m.Gauge(`aldis_c2s_send_queue_depth`, func() float64 { return float64(s.queued.Load()) })
+	m.Gauge(`aldis_c2s_detached_sessions`, func() float64 { return float64(s.detached.Load()) })
 	return s
 }
 
@@ -164,6 +185,7 @@ func (s *Server) forget(c *conn) {
 // Shutdown stops accepting, ends every stream with system-shutdown, and
 // waits for the connections to finish writing or for ctx to expire.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopping.Store(true)
 	s.mu.Lock()
 	s.closing = true
 	for ln := range s.listeners {
@@ -180,6 +202,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	defer s.cancel()
+	// Sessions waiting for their client end last, when no connection can
+	// resume them any more: their unacknowledged messages go to offline
+	// storage while the router still runs.
+	defer s.endDetached()
 	select {
 	case <-done:
 		return nil
@@ -191,4 +217,36 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 		return ctx.Err()
 	}
+}
+
+func (s *Server) endDetached() {
+	s.mu.Lock()
+	sessions := make([]*session, 0, len(s.resumable))
+	for _, ss := range s.resumable {
+		sessions = append(sessions, ss)
+	}
+	s.mu.Unlock()
+	for _, ss := range sessions {
+		ss.end()
+	}
+}
+
+// addResumable registers a resumption id.
+func (s *Server) addResumable(id string, ss *session) {
+	s.mu.Lock()
+	s.resumable[id] = ss
+	s.mu.Unlock()
+}
+
+// lookupResumable returns the session with a resumption id, or nil.
+func (s *Server) lookupResumable(id string) *session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.resumable[id]
+}
+
+func (s *Server) dropResumable(id string) {
+	s.mu.Lock()
+	delete(s.resumable, id)
+	s.mu.Unlock()
 }

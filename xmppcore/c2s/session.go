@@ -40,18 +40,22 @@ func (c *conn) bindIQ(iq *wire.Element) (bool, error) {
 	c.mu.Lock()
 	c.writable = true
 	c.mu.Unlock()
-	b, err := c.srv.cfg.Router.Bind(ctx, c.user, res, c)
+	s := &session{srv: c.srv, user: c.user, c: c}
+	b, err := c.srv.cfg.Router.Bind(ctx, c.user, res, s)
 	if err != nil {
 		c.srv.log.Error("bind", "user", c.user.String(), "err", err)
-		c.Send(stanza.Error(iq, stanza.Wait, "internal-server-error", "").Append(nil))
+		c.enqueue(stanza.Error(iq, stanza.Wait, "internal-server-error", "").Append(nil), false)
 		return false, &streamErr{"internal-server-error", "could not bind"}
 	}
-	c.binding = b
+	s.mu.Lock()
+	s.binding = b
+	s.mu.Unlock()
+	c.sess = s
 	r := stanza.Result(iq)
 	r.RemoveAttr("from")
 	r.RemoveAttr("to")
 	r.AddChild(wire.New("bind", stanza.NSBind)).AddChild(wire.New("jid", "")).AddText(b.JID().String())
-	c.Send(r.Append(nil))
+	s.Send(r.Append(nil))
 	c.rd.bound()
 	c.srv.log.Debug("session bound", "jid", b.JID().String(), "remote", c.ip)
 	return true, nil
@@ -106,11 +110,12 @@ func (c *conn) preAuthIQ(iq *wire.Element) error {
 
 // readLoop moves stanzas from the bound client to the router.
 func (c *conn) readLoop() error {
+	s := c.sess
 	for {
 		tok, err := c.dec.Next()
 		if err != nil {
 			if c.isClosing() {
-				return nil // the server or the router ended the stream
+				return c.closedErr() // the server, the router or a resumption ended the stream
 			}
 			return err
 		}
@@ -121,9 +126,24 @@ func (c *conn) readLoop() error {
 			return &streamErr{"not-well-formed", "unexpected stream header"}
 		}
 		st := tok.Elem
-		if st.Space != stanza.NSClient {
+		switch st.Space {
+		case stanza.NSClient:
+		case nsSM:
+			if err := c.smElement(st); err != nil {
+				return err
+			}
+			continue
+		case nsCSI:
+			switch st.Local() {
+			case "active", "inactive":
+				s.setInactive(st.Local() == "inactive")
+				continue
+			}
+			return &streamErr{"unsupported-stanza-type", "unknown element " + st.Local()}
+		default:
 			return &streamErr{"invalid-namespace", "stanzas must be in jabber:client"}
 		}
+		route := true
 		switch st.Local() {
 		case "message":
 			c.srv.m.inMessage.Inc()
@@ -131,14 +151,41 @@ func (c *conn) readLoop() error {
 			c.srv.m.inPresence.Inc()
 		case "iq":
 			c.srv.m.inIQ.Inc()
-			if !c.checkIQ(st) {
-				continue
-			}
+			route = c.checkIQ(st)
 		default:
 			return &streamErr{"unsupported-stanza-type", "unknown element " + st.Local()}
 		}
-		c.binding.Inbound(st)
+		if route {
+			s.binding.Inbound(st)
+		}
+		if c.smIn {
+			s.handled()
+		}
 	}
+}
+
+// smElement handles an XEP-0198 element after bind.
+func (c *conn) smElement(el *wire.Element) error {
+	s := c.sess
+	switch el.Local() {
+	case "enable":
+		if s.enable(c, el) {
+			c.smIn = true
+		}
+	case "r":
+		if c.smIn {
+			s.answer(c)
+		}
+	case "a":
+		if c.smIn {
+			return s.acked(el)
+		}
+	case "resume":
+		c.enqueue(smFailed("unexpected-request"), false) // only instead of bind
+	default:
+		return &streamErr{"unsupported-stanza-type", "unknown element " + el.Local()}
+	}
+	return nil
 }
 
 // checkIQ enforces RFC 6120 §8.2.3 and answers the legacy session iq; it
@@ -149,18 +196,18 @@ func (c *conn) checkIQ(iq *wire.Element) bool {
 	case "get", "set":
 		p := stanza.Payload(iq)
 		if iq.Attr("id") == "" || p == nil {
-			c.Send(stanza.Error(iq, stanza.Modify, "bad-request", "an iq get or set needs an id and exactly one child").Append(nil))
+			c.sess.Send(stanza.Error(iq, stanza.Modify, "bad-request", "an iq get or set needs an id and exactly one child").Append(nil))
 			return false
 		}
 		if typ == "set" && p.Space == stanza.NSSession && (iq.Attr("to") == "" || iq.Attr("to") == c.srv.cfg.Domain) {
 			r := stanza.Result(iq)
 			r.RemoveAttr("to")
 			r.RemoveAttr("from")
-			c.Send(r.Append(nil))
+			c.sess.Send(r.Append(nil))
 			return false
 		}
 		if p.Space == stanza.NSBind {
-			c.Send(stanza.Error(iq, stanza.Cancel, "not-allowed", "a resource is already bound").Append(nil))
+			c.sess.Send(stanza.Error(iq, stanza.Cancel, "not-allowed", "a resource is already bound").Append(nil))
 			return false
 		}
 	case "result", "error":
@@ -168,7 +215,7 @@ func (c *conn) checkIQ(iq *wire.Element) bool {
 			return false
 		}
 	default:
-		c.Send(stanza.Error(iq, stanza.Modify, "bad-request", "unknown iq type").Append(nil))
+		c.sess.Send(stanza.Error(iq, stanza.Modify, "bad-request", "unknown iq type").Append(nil))
 		return false
 	}
 	return true

@@ -54,11 +54,13 @@ func (h *hub) deliverMessage(st *wire.Element, from, to jid.JID) {
 				return
 			}
 		}
-		switch typ {
-		case "groupchat":
-			h.r.bounce(st, stanza.Cancel, "service-unavailable")
+		switch {
+		case typ == "error" || typ == "headline":
 			return
-		case "error", "headline":
+		case typ == "groupchat" || h.r.isService(from.Domain()):
+			// A room's messages, private ones included, are for the session
+			// that joined: the bounce tells the room that occupant is gone.
+			h.r.bounce(st, stanza.Cancel, "service-unavailable")
 			return
 		}
 		// chat and normal fall back to the bare JID rules.
@@ -159,10 +161,13 @@ func (h *hub) deliverOffline(s *sess) {
 			ids = append(ids, m.ID)
 			continue
 		}
-		d := el.AddChild(wire.New("delay", stanza.NSDelay))
-		d.SetAttr("from", h.r.domain.String())
-		d.SetAttr("stamp", m.Stored.UTC().Format(time.RFC3339))
-		d.AddText("Offline storage")
+		// A message resent after a lost session may carry our delay already.
+		if d := el.Child("delay", stanza.NSDelay); d == nil || d.Attr("from") != h.r.domain.String() {
+			d := el.AddChild(wire.New("delay", stanza.NSDelay))
+			d.SetAttr("from", h.r.domain.String())
+			d.SetAttr("stamp", m.Stored.UTC().Format(time.RFC3339))
+			d.AddText("Offline storage")
+		}
 		if !h.send(s, el.Append(nil)) {
 			break
 		}

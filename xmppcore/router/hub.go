@@ -26,6 +26,7 @@ const (
 	evIdle        // the idle timer fired
 	evSent        // a session sent a message to someone else: carbon copies
 	evCaps        // the features of a caps version were learnt
+	evToService   // a session sent a stanza to a service: forwarded in order
 )
 
 type event struct {
@@ -290,6 +291,16 @@ func (h *hub) handle(ev event) {
 		close(ev.done)
 	case evUnbind:
 		h.unbind(ev.binding)
+	case evToService:
+		s := h.find(ev.binding)
+		if s == nil {
+			return
+		}
+		if ev.st.Local() == "presence" {
+			h.outboundPresence(s, ev.st, ev.to)
+			return
+		}
+		h.r.route(ev.st, s.b.jid, ev.to)
 	case evCaps:
 		h.capsLearnt(ev.from, ev.capsVer, ev.feats)
 	case evSent:
@@ -357,11 +368,16 @@ func (h *hub) unbind(b *Binding) {
 
 // removeSession drops s, telling contacts it went unavailable.
 func (h *hub) removeSession(s *sess) {
+	u := wire.New("presence", "")
+	u.SetAttr("from", s.b.jid.String())
+	u.SetAttr("type", "unavailable")
 	if s.available {
-		u := wire.New("presence", "")
-		u.SetAttr("from", s.b.jid.String())
-		u.SetAttr("type", "unavailable")
 		h.broadcastPresence(s, u)
+	} else {
+		// Rooms joined before initial presence still hear the session go.
+		for d := range s.directed {
+			h.r.route(withTo(u, d), s.b.jid, d)
+		}
 	}
 	if s.carbons {
 		h.carbonSessions.Add(-1)

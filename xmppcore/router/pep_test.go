@@ -60,7 +60,7 @@ func TestPEP(t *testing.T) {
 	a.expect(t, `id='pub'`, `type='result'`, `<item id='abc'/>`)
 	b.expect(t, `<event xmlns='http://jabber.org/protocol/pubsub#event'>`, `node='urn:xmpp:avatar:metadata'`, `from='alice@example.org'`)
 	a2.expect(t, `<event`, `<item id='abc'>`) // the owner's other resource asked too
-	c.quiet(t, `<event`)                    // not a contact: presence access model
+	c.quiet(t, `<event`)                      // not a contact: presence access model
 
 	// Retrieval: contacts may, strangers may not.
 	b.send(t, `<iq type='get' id='get' to='alice@example.org'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:xmpp:avatar:metadata'/></pubsub></iq>`)

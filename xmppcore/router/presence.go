@@ -82,8 +82,9 @@ func (h *hub) outboundPresence(s *sess, st *wire.Element, to jid.JID) {
 		h.outboundSubscription(s, st, typ, to.Bare())
 	case "", "unavailable":
 		// Directed presence (RFC 6121 §4.6): remember it so the recipient
-		// learns when this session goes away.
-		if typ == "" && s.available {
+		// learns when this session goes away. A service (a room joined
+		// before initial presence) is remembered regardless.
+		if typ == "" && (s.available || h.r.isService(to.Domain())) {
 			if s.directed == nil {
 				s.directed = make(map[jid.JID]struct{})
 			}

@@ -155,6 +155,19 @@ func (r *Router) Resend(st *wire.Element) {
 	r.route(st, from, to.Bare())
 }
 
+// Drain waits until every hub has processed its queued events, or until
+// timeout: what services and sessions sent last reaches its recipients
+// before the listeners shut down.
+func (r *Router) Drain(timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for !r.quiet() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// isService reports whether a domain belongs to a service.
+func (r *Router) isService(domain string) bool { return r.services[domain] != nil }
+
 // Domain is the domain the router serves.
 func (r *Router) Domain() jid.JID { return r.domain }
 
@@ -165,10 +178,7 @@ func (r *Router) Sessions() int64 { return r.sessionCount.Load() }
 // timeout), so that what was accepted reaches a session or offline storage.
 // Call it after the listeners have stopped feeding it.
 func (r *Router) Close(timeout time.Duration) {
-	deadline := time.Now().Add(timeout)
-	for !r.quiet() && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	r.Drain(timeout)
 	// Stopped hubs start no goroutine, so Wait cannot race with Add.
 	r.mu.Lock()
 	for _, h := range r.hubs {
@@ -312,14 +322,11 @@ func (b *Binding) Inbound(st *wire.Element) {
 		}
 		return
 	}
-	if svc := r.services[to.Domain()]; svc != nil && !to.IsZero() {
-		if name == "presence" {
-			// Through the hub, which tracks directed presence so the
-			// service learns when this session goes away.
-			b.h.post(event{kind: evFromSession, binding: b, st: st, to: to}, true)
-			return
-		}
-		svc.Route(st, b.jid, to)
+	if r.services[to.Domain()] != nil && !to.IsZero() {
+		// Through the hub, in order: it tracks directed presence so the
+		// service learns when this session goes away, and a join must not
+		// be overtaken by the message sent right after it.
+		b.h.post(event{kind: evToService, binding: b, st: st, to: to}, true)
 		return
 	}
 	switch {

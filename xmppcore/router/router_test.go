@@ -433,7 +433,7 @@ type echoService struct {
 
 func (s *echoService) Route(st *wire.Element, from, to jid.JID) {
 	s.ch <- st.String()
-	if st.Local() == "message" {
+	if st.Local() == "message" && st.Attr("type") != "error" {
 		reply := wire.New("message", "")
 		reply.SetAttr("from", to.String())
 		reply.SetAttr("to", from.String())
@@ -514,4 +514,34 @@ func TestCarbons(t *testing.T) {
 	b.send(t, `<message to='alice@example.org/one' type='chat' id='in2'><body>again</body></message>`)
 	a1.expect(t, `id='in2'`)
 	a2.quiet(t, `id='in2'`)
+}
+
+func TestServiceEdgeCases(t *testing.T) {
+	e := newEnv(t, "alice")
+	svc := &echoService{r: e.r, ch: make(chan string, 16)}
+	if err := e.r.AddService("rooms.example.org", svc); err != nil {
+		t.Fatal(err)
+	}
+	a := e.login("alice", "a")
+	// A join before initial presence is still tracked.
+	a.send(t, `<presence to='room@rooms.example.org/nick'/>`)
+	<-svc.ch
+	a.b.Unbind()
+	if got := <-svc.ch; !strings.Contains(got, `type='unavailable'`) {
+		t.Fatalf("service got %s, want unavailable", got)
+	}
+	// A room's private message to a resource that has gone bounces to the
+	// room instead of reaching another resource or offline storage.
+	a2 := e.login("alice", "other")
+	a2.online(t)
+	pm := wire.New("message", "")
+	pm.SetAttr("from", "room@rooms.example.org/bob")
+	pm.SetAttr("to", "alice@example.org/a")
+	pm.SetAttr("type", "chat")
+	pm.AddChild(wire.New("body", "")).AddText("psst")
+	e.r.Deliver(pm, jid.MustParse("room@rooms.example.org/bob"), jid.MustParse("alice@example.org/a"))
+	if got := <-svc.ch; !strings.Contains(got, `type='error'`) || !strings.Contains(got, `service-unavailable`) {
+		t.Fatalf("service got %s, want a service-unavailable bounce", got)
+	}
+	a2.quiet(t, `psst`)
 }
