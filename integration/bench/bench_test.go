@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -27,6 +28,21 @@ type bench struct {
 	users, rate       int
 	duration          time.Duration
 	cpus              string // taskset CPU list for the server, "" = none
+
+	// Multi-user chat, when ALDIS_BENCH_MODES includes "muc".
+	muc                       bool
+	mucMode                   mode // connection mode of the MUC run
+	rooms, occupants, mucRate int
+	bigRoom, bigRoomRate      int
+}
+
+// accounts is how many accounts the selected runs need.
+func (b *bench) accounts() int {
+	n := b.users
+	if b.muc {
+		n = max(n, b.rooms*b.occupants, b.bigRoom)
+	}
+	return n
 }
 
 // mode is a connection mode the generator logs in with.
@@ -47,19 +63,37 @@ type row struct {
 	srv          map[string]float64 // deltas of the server's own counters over the run (Aldis), or nil
 }
 
+// mucRow is the multi-user chat run of one server.
+type mucRow struct {
+	server string
+	res    loadgen.Result
+	err    error
+	skip   string // why the server was not measured (Aldis without a working MUC service)
+}
+
 func TestSideBySide(t *testing.T) {
 	if os.Getenv("ALDIS_BENCH") != "1" {
 		t.Skip("side-by-side benchmark of Aldis, ejabberd and Prosody (minutes; needs the prosody and ejabberd packages); " +
 			"run it with: ALDIS_BENCH=1 go test -run TestSideBySide -v -timeout 20m ./integration/bench/  " +
 			"(optional: ALDIS_BENCH_USERS=200 ALDIS_BENCH_RATE=5000 ALDIS_BENCH_DURATION=10s ALDIS_BENCH_SERVERS=aldis,ejabberd,prosody " +
-			"ALDIS_BENCH_MODES=starttls,plain ALDIS_BENCH_CPUS= ALDIS_BENCH_OUT=results.md)")
+			"ALDIS_BENCH_MODES=starttls,plain,muc ALDIS_BENCH_CPUS= ALDIS_BENCH_OUT=results.md; see doc.go for the MUC settings)")
 	}
 	b := &bench{
-		users:    envInt(t, "ALDIS_BENCH_USERS", 200),
-		rate:     envInt(t, "ALDIS_BENCH_RATE", 5000),
-		duration: envDuration(t, "ALDIS_BENCH_DURATION", 10*time.Second),
-		cpus:     os.Getenv("ALDIS_BENCH_CPUS"),
+		users:       envInt(t, "ALDIS_BENCH_USERS", 200),
+		rate:        envInt(t, "ALDIS_BENCH_RATE", 5000),
+		duration:    envDuration(t, "ALDIS_BENCH_DURATION", 10*time.Second),
+		cpus:        os.Getenv("ALDIS_BENCH_CPUS"),
+		rooms:       envInt(t, "ALDIS_BENCH_ROOMS", 10),
+		occupants:   envInt(t, "ALDIS_BENCH_OCCUPANTS", 20),
+		mucRate:     envInt(t, "ALDIS_BENCH_MUC_RATE", 600),
+		bigRoom:     envIntOrZero(t, "ALDIS_BENCH_BIG_ROOM", 1000),
+		bigRoomRate: envInt(t, "ALDIS_BENCH_BIG_ROOM_RATE", 2),
 	}
+	mucTLS := envList("ALDIS_BENCH_MUC_TLS", "starttls")
+	if len(mucTLS) != 1 || !slices.ContainsFunc(allModes, func(x mode) bool { return x.key == mucTLS[0] }) {
+		t.Fatalf("ALDIS_BENCH_MUC_TLS=%q: want starttls or plain", os.Getenv("ALDIS_BENCH_MUC_TLS"))
+	}
+	b.mucMode = allModes[slices.IndexFunc(allModes, func(x mode) bool { return x.key == mucTLS[0] })]
 	if b.cpus != "" {
 		if _, err := exec.LookPath("taskset"); err != nil {
 			t.Fatal("ALDIS_BENCH_CPUS needs taskset (util-linux)")
@@ -73,8 +107,12 @@ func TestSideBySide(t *testing.T) {
 		}
 	}
 	for _, m := range modes {
+		if m == "muc" {
+			b.muc = true
+			continue
+		}
 		if !slices.ContainsFunc(allModes, func(x mode) bool { return x.key == m }) {
-			t.Fatalf("ALDIS_BENCH_MODES: unknown mode %q (known: starttls, plain)", m)
+			t.Fatalf("ALDIS_BENCH_MODES: unknown mode %q (known: starttls, plain, muc)", m)
 		}
 	}
 
@@ -91,6 +129,7 @@ func TestSideBySide(t *testing.T) {
 	b.certFile, b.keyFile = makeCert(t, tmp)
 
 	var rows []row
+	var mucRows []mucRow
 	var versions []string
 	for _, name := range servers {
 		def := serverDefs[slices.IndexFunc(serverDefs, func(d serverDef) bool { return d.name == name })]
@@ -99,7 +138,13 @@ func TestSideBySide(t *testing.T) {
 				t.Skip(hint)
 			}
 			versions = append(versions, def.version(b))
-			got := b.runServer(t, def, modes)
+			got, mr := b.runServer(t, def, modes)
+			if b.muc {
+				if mr == nil {
+					mr = &mucRow{server: name, err: fmt.Errorf("not run: setup failed (see the log)")}
+				}
+				mucRows = append(mucRows, *mr)
+			}
 			// Every selected mode gets a row, failed ones too.
 			for _, m := range allModes {
 				if !slices.Contains(modes, m.key) {
@@ -114,7 +159,7 @@ func TestSideBySide(t *testing.T) {
 		})
 	}
 
-	table := b.table(rows, versions)
+	table := b.table(rows, mucRows, versions)
 	fmt.Printf("\n%s\n", table)
 	if out := os.Getenv("ALDIS_BENCH_OUT"); out != "" {
 		if err := os.WriteFile(out, []byte(table), 0o644); err != nil {
@@ -127,8 +172,9 @@ func TestSideBySide(t *testing.T) {
 
 // runServer configures one server, creates the accounts, then runs each
 // mode against a freshly started instance, so every mode's memory and
-// login figures start from the same state. It returns the rows by mode name.
-func (b *bench) runServer(t *testing.T, def serverDef, modes []string) map[string]row {
+// login figures start from the same state. It returns the rows by mode name,
+// and the multi-user chat run when selected (nil if setup failed).
+func (b *bench) runServer(t *testing.T, def serverDef, modes []string) (map[string]row, *mucRow) {
 	dir := t.TempDir()
 	sc := def.configure(t, b, dir)
 	t.Logf("%s: c2s on %s, files in %s", def.name, sc.addr, dir)
@@ -137,7 +183,7 @@ func (b *bench) runServer(t *testing.T, def serverDef, modes []string) map[strin
 	// Setup: create the accounts by in-band registration.
 	p := b.start(t, sc)
 	if p == nil {
-		return got
+		return got, nil
 	}
 	begin := time.Now()
 	regCfg := loadgen.Config{
@@ -145,21 +191,22 @@ func (b *bench) runServer(t *testing.T, def serverDef, modes []string) map[strin
 		TLS: loadgen.TLSStartTLS, InsecureSkipVerify: true,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	err := loadgen.Register(ctx, regCfg, b.users)
+	accounts := b.accounts()
+	err := loadgen.Register(ctx, regCfg, accounts)
 	if err != nil {
 		// ejabberd may accept connections a moment before every module
 		// is up; accounts already made count as created on a retry.
 		t.Logf("%s: registration: %v; retrying once", def.name, err)
 		time.Sleep(2 * time.Second)
-		err = loadgen.Register(ctx, regCfg, b.users)
+		err = loadgen.Register(ctx, regCfg, accounts)
 	}
 	cancel()
 	if err != nil {
-		t.Errorf("%s: registering %d accounts: %v\nserver output:\n%s", def.name, b.users, err, p.logTail(4000))
+		t.Errorf("%s: registering %d accounts: %v\nserver output:\n%s", def.name, accounts, err, p.logTail(4000))
 		b.stop(t, p)
-		return got
+		return got, nil
 	}
-	t.Logf("%s: %d accounts registered in %v", def.name, b.users, time.Since(begin).Round(time.Millisecond))
+	t.Logf("%s: %d accounts registered in %v", def.name, accounts, time.Since(begin).Round(time.Millisecond))
 	b.stop(t, p)
 
 	for _, m := range allModes {
@@ -168,7 +215,144 @@ func (b *bench) runServer(t *testing.T, def serverDef, modes []string) map[strin
 		}
 		got[m.name] = b.runMode(t, sc, m)
 	}
-	return got
+	if !b.muc {
+		return got, nil
+	}
+	mr := b.runMUC(t, sc)
+	return got, &mr
+}
+
+// runMUC measures multi-user chat against a freshly started instance with
+// its MUC service configured. Aldis is skipped, not failed, when its build
+// has no working MUC service yet.
+func (b *bench) runMUC(t *testing.T, sc *serverConf) mucRow {
+	r := mucRow{server: sc.name}
+	msc := *sc
+	if sc.mucCmd != nil {
+		msc.cmd = sc.mucCmd
+	}
+	begin := time.Now()
+	p, err := startServer(&msc, b.cpus)
+	if err != nil {
+		if sc.name == "aldis" {
+			r.skip = "aldis serve did not start with a [muc] section (a build without MUC configuration?)"
+			t.Logf("aldis/muc: SKIPPED: %s: %v", r.skip, err)
+			return r
+		}
+		r.err = err
+		t.Errorf("%v", err)
+		return r
+	}
+	t.Logf("%s/muc: listening after %v", sc.name, time.Since(begin).Round(time.Millisecond))
+	defer b.stop(t, p)
+	sizes := p.logSizes()
+	t.Logf("%s/muc: server PID %d (%s); load average %s", sc.name, p.pid, procName(p.pid), loadAvg())
+
+	// The same unmeasured warm-up as the 1:1 runs.
+	wctx, wcancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	_, err = loadgen.Run(wctx, loadgen.Config{
+		Addr: sc.addr, Domain: benchDomain, Password: benchPassword,
+		Users: min(4, b.users), TLS: b.mucMode.tls, InsecureSkipVerify: true,
+		Rate: 200, Duration: time.Second,
+	})
+	wcancel()
+	if err != nil {
+		r.err = fmt.Errorf("warm-up: %w", err)
+		t.Errorf("%s/muc: %v\nserver output:\n%s", sc.name, r.err, p.logsSince(sizes, 8000))
+		return r
+	}
+	time.Sleep(time.Second)
+	before, merr := scrape(sc.metricsURL)
+	if merr != nil {
+		t.Logf("%s/muc: reading server metrics: %v", sc.name, merr)
+	}
+
+	lw := &lineLogger{t: t, prefix: sc.name + "/muc "}
+	cfg := loadgen.Config{
+		Addr:               sc.addr,
+		Domain:             benchDomain,
+		Password:           benchPassword,
+		TLS:                b.mucMode.tls,
+		InsecureSkipVerify: true,
+		Mech:               "PLAIN",
+		Duration:           b.duration,
+		Saturate:           true,
+		Window:             1,
+		ServerPID:          p.pid,
+		Log:                lw,
+		Rooms:              b.rooms,
+		Occupants:          b.occupants,
+		MUCDomain:          mucDomain,
+		MUCRate:            b.mucRate,
+		BigRoom:            b.bigRoom,
+		BigRoomRate:        b.bigRoomRate,
+	}
+	// Logins, joins (a big room's join storm can take minutes at a slow
+	// server), three phases with drains of up to a minute each.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute+3*b.duration)
+	defer cancel()
+	begin = time.Now()
+	res, err := loadgen.RunMUC(ctx, cfg)
+	lw.flush()
+	r.res, r.err = res, err
+	t.Logf("%s/muc: run took %v\n%s", sc.name, time.Since(begin).Round(time.Millisecond), res.Table())
+	// Every occupant leaving is broadcast to those still in the room: a
+	// big room's departures keep a slow server busy for a while, during
+	// which it may not act on SIGTERM. Let it finish first.
+	idle := time.Now()
+	if err := waitIdle(p.pid, 5*time.Minute); err != nil {
+		t.Logf("%s/muc: %v", sc.name, err)
+	} else {
+		t.Logf("%s/muc: idle %v after the sessions closed", sc.name, time.Since(idle).Round(100*time.Millisecond))
+	}
+	if sc.name == "aldis" && errors.Is(err, loadgen.ErrNoMUC) {
+		r.skip = "Aldis's MUC service does not answer in this build (xmppcore/muc not wired into the server yet?)"
+		r.err = nil
+		t.Logf("aldis/muc: SKIPPED: %s: %v", r.skip, err)
+		return r
+	}
+	if before != nil && p.running() {
+		time.Sleep(500 * time.Millisecond)
+		if after, merr := scrape(sc.metricsURL); merr != nil {
+			t.Logf("%s/muc: reading server metrics: %v", sc.name, merr)
+		} else {
+			t.Logf("%s/muc: server counters over the run: messages in %.0f, stanzas routed %.0f, written %.0f, "+
+				"send-queue overflows %.0f, stream errors %.0f", sc.name, after[mIn]-before[mIn], after[mDelivered]-before[mDelivered],
+				after[mOut]-before[mOut], after[mOverflows]-before[mOverflows], after[mStreamErrs]-before[mStreamErrs])
+		}
+	}
+
+	var problems []string
+	if err != nil {
+		problems = append(problems, fmt.Sprintf("loadgen: %v", err))
+	}
+	if res.LoginErrors > 0 {
+		problems = append(problems, fmt.Sprintf("%d logins failed", res.LoginErrors))
+	}
+	for _, s := range res.RoomSets {
+		if s.NotJoined > 0 {
+			problems = append(problems, fmt.Sprintf("%s: %d of %d sessions did not join", s.Name, s.NotJoined, s.Sessions))
+		}
+	}
+	for _, ph := range res.Phases {
+		if ph.Lost() != 0 || ph.Errors != 0 {
+			problems = append(problems, fmt.Sprintf("phase %q: sent %d, deliveries %d of %d, bounced %d",
+				ph.Name, ph.Sent, ph.Delivered, ph.Expected, ph.Errors))
+		}
+	}
+	if !p.running() {
+		problems = append(problems, fmt.Sprintf("server exited during the run: %v", p.err))
+	}
+	if len(problems) > 0 {
+		t.Logf("%s/muc: PROBLEMS:\n  %s", sc.name, strings.Join(problems, "\n  "))
+	}
+	if logs := p.logsSince(sizes, 8000); logs != "" {
+		t.Logf("%s/muc: server output during the run:\n%s", sc.name, logs)
+	}
+	if err != nil {
+		t.Errorf("%s/muc: %v", sc.name, err)
+	}
+	return r
 }
 
 func (b *bench) runMode(t *testing.T, sc *serverConf, m mode) row {
@@ -318,7 +502,7 @@ func (b *bench) stop(t *testing.T, p *proc) {
 }
 
 // table renders the results as markdown.
-func (b *bench) table(rows []row, versions []string) string {
+func (b *bench) table(rows []row, mucRows []mucRow, versions []string) string {
 	var s strings.Builder
 	host, _ := os.Hostname()
 	fmt.Fprintf(&s, "### XMPP c2s side by side (%s)\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
@@ -331,8 +515,18 @@ func (b *bench) table(rows []row, versions []string) string {
 	if b.cpus != "" {
 		fmt.Fprintf(&s, ", server pinned to CPUs %s", b.cpus)
 	}
-	fmt.Fprintf(&s, ", load average at the end %s", loadAvg())
-	fmt.Fprintf(&s, ".\n%d sessions (SASL PLAIN, 16 parallel logins), 1:1 chat messages of 100-byte bodies between session pairs; "+
+	fmt.Fprintf(&s, ", load average at the end %s.\n", loadAvg())
+	if len(rows) > 0 {
+		b.chatTable(&s, rows)
+	}
+	if len(mucRows) > 0 {
+		b.mucTable(&s, mucRows)
+	}
+	return s.String()
+}
+
+func (b *bench) chatTable(s *strings.Builder, rows []row) {
+	fmt.Fprintf(s, "\n%d sessions (SASL PLAIN, 16 parallel logins), 1:1 chat messages of 100-byte bodies between session pairs; "+
 		"fixed phase offers %d msg/s, saturating phase keeps 10 messages in flight per sender; %v per phase; "+
 		"each server freshly started per mode and warmed up with 4 sessions. "+
 		"Latency is from (scheduled) send to receipt. CPU is the server's user+system time per 1,000 delivered messages; "+
@@ -372,7 +566,110 @@ func (b *bench) table(rows []row, versions []string) string {
 		cells = append(cells, failures(r))
 		s.WriteString("| " + strings.Join(cells, " | ") + " |\n")
 	}
-	return s.String()
+}
+
+func (b *bench) mucTable(s *strings.Builder, rows []mucRow) {
+	fmt.Fprintf(s, "\nMulti-user chat (XEP-0045), %s: %d rooms × %d occupants (one session each, SASL PLAIN), joined with "+
+		"history maxstanzas='0'; each new room created by its first joiner (and unlocked with an instant configuration when "+
+		"created locked). Fixed phase offers %d room messages/s (100-byte bodies) spread over rooms and senders, which is "+
+		"%d deliveries/s since every occupant receives each message, the sender's echo included; the saturating phase keeps "+
+		"one message in flight per occupant (refilled on its echo); %v per phase. ",
+		b.mucMode.name, b.rooms, b.occupants, b.mucRate, b.mucRate*b.occupants, b.duration)
+	if b.bigRoom > 0 {
+		fmt.Fprintf(s, "Big room: one room of %d occupants offered %d messages/s (%d deliveries/s) for %v. ",
+			b.bigRoom, b.bigRoomRate, b.bigRoom*b.bigRoomRate, b.duration)
+	}
+	s.WriteString("Latency runs from the scheduled send to receipt at each occupant; CPU is the server's user+system time per " +
+		"1,000 deliveries, the generator's own likewise. Join time is from the first join sent to the last self-presence.\n\n")
+	s.WriteString("| server | joined (time) | fixed: deliveries/s | fixed: p50 / p99 | fixed: CPU ms/1k | saturating: deliveries/s | " +
+		"saturating: p50 / p99 | saturating: CPU ms/1k | big room: joined (time) | big room: p50 / p99 | big room: CPU ms/1k | " +
+		"generator CPU ms/1k (fixed) | failures |\n")
+	s.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	for _, r := range rows {
+		var fixed, sat, big *loadgen.Phase
+		for i := range r.res.Phases {
+			ph := &r.res.Phases[i]
+			switch {
+			case strings.HasPrefix(ph.Name, "big room"):
+				big = ph
+			case ph.Saturating:
+				sat = ph
+			default:
+				fixed = ph
+			}
+		}
+		var rooms, bigSet *loadgen.RoomSet
+		for i := range r.res.RoomSets {
+			if strings.HasPrefix(r.res.RoomSets[i].Name, "big room") {
+				bigSet = &r.res.RoomSets[i]
+			} else {
+				rooms = &r.res.RoomSets[i]
+			}
+		}
+		joined := func(set *loadgen.RoomSet) string {
+			if set == nil || set.Joined == 0 {
+				return "–"
+			}
+			return fmt.Sprintf("%d (%s)", set.Joined, fmtDur(set.JoinTime))
+		}
+		cells := []string{r.server, joined(rooms)}
+		for _, ph := range []*loadgen.Phase{fixed, sat} {
+			if ph == nil {
+				cells = append(cells, "–", "–", "–")
+				continue
+			}
+			cells = append(cells, fmt.Sprintf("%.0f", ph.DeliveredPerSec),
+				fmt.Sprintf("%s / %s", fmtDur(ph.P50), fmtDur(ph.P99)), fmtMs(ph.CPUPer1000))
+		}
+		cells = append(cells, joined(bigSet))
+		if big == nil {
+			cells = append(cells, "–", "–")
+		} else {
+			cells = append(cells, fmt.Sprintf("%s / %s", fmtDur(big.P50), fmtDur(big.P99)), fmtMs(big.CPUPer1000))
+		}
+		if fixed == nil {
+			cells = append(cells, "–")
+		} else {
+			cells = append(cells, fmtMs(fixed.LoadgenPer1000))
+		}
+		cells = append(cells, mucFailures(r))
+		s.WriteString("| " + strings.Join(cells, " | ") + " |\n")
+	}
+}
+
+// mucFailures summarises what went wrong in a MUC run.
+func mucFailures(r mucRow) string {
+	if r.skip != "" {
+		return "skipped: " + r.skip
+	}
+	var f []string
+	if r.res.LoginErrors > 0 {
+		f = append(f, fmt.Sprintf("%d logins failed", r.res.LoginErrors))
+	}
+	for _, set := range r.res.RoomSets {
+		if set.NotJoined > 0 {
+			f = append(f, fmt.Sprintf("%s: %d not joined", set.Name, set.NotJoined))
+		}
+	}
+	for _, ph := range r.res.Phases {
+		if ph.Errors > 0 {
+			f = append(f, fmt.Sprintf("%s: %d bounced", ph.Name, ph.Errors))
+		}
+		if lost := ph.Lost(); lost != 0 {
+			f = append(f, fmt.Sprintf("%s: %d of %d deliveries not received", ph.Name, lost, ph.Expected))
+		}
+	}
+	if r.err != nil {
+		msg := r.err.Error()
+		if len(msg) > 160 {
+			msg = msg[:160] + "…"
+		}
+		f = append(f, "error: "+strings.ReplaceAll(msg, "|", "\\|"))
+	}
+	if len(f) == 0 {
+		return "none"
+	}
+	return strings.Join(f, "; ")
 }
 
 // failures summarises what went wrong in a run: login failures, bounced
@@ -481,6 +778,19 @@ func envInt(t *testing.T, key string, def int) int {
 	return n
 }
 
+// envIntOrZero is envInt that also accepts 0 (to switch something off).
+func envIntOrZero(t *testing.T, key string, def int) int {
+	v := os.Getenv(key)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		t.Fatalf("%s=%q: want a non-negative integer", key, v)
+	}
+	return n
+}
+
 func envDuration(t *testing.T, key string, def time.Duration) time.Duration {
 	v := os.Getenv(key)
 	if v == "" {
@@ -563,6 +873,50 @@ func serverClean(r row) bool {
 	}
 	return r.srv[mIn] == float64(sent) && r.srv[mOffline] == 0 && r.srv[mOverflows] == 0 &&
 		r.srv[mStreamErrs] == 0 && r.srv[mDelivered] >= float64(sent) && r.srv[mOut] >= float64(sent)
+}
+
+// waitIdle waits until process pid uses less than a tenth of a core over
+// a second, for at most limit.
+func waitIdle(pid int, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	prev, err := cpuTime(pid)
+	if err != nil {
+		return err
+	}
+	for time.Now().Before(deadline) {
+		time.Sleep(time.Second)
+		cur, err := cpuTime(pid)
+		if err != nil {
+			return err
+		}
+		if cur-prev < 100*time.Millisecond {
+			return nil
+		}
+		prev = cur
+	}
+	return fmt.Errorf("still busy %v after the run", limit)
+}
+
+// cpuTime is the user+system CPU time of pid from /proc (USER_HZ = 100).
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	f := bytes.Fields(b[i+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
+	}
+	ut, err1 := strconv.ParseInt(string(f[11]), 10, 64)
+	st, err2 := strconv.ParseInt(string(f[12]), 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("parse /proc/%d/stat: utime/stime", pid)
+	}
+	return time.Duration(ut+st) * 10 * time.Millisecond, nil
 }
 
 // loadAvg is the first three fields of /proc/loadavg: other work on the

@@ -13,10 +13,29 @@
 //	ALDIS_BENCH_RATE=5000     offered messages/s in the fixed-rate phase
 //	ALDIS_BENCH_DURATION=10s  length of each message phase
 //	ALDIS_BENCH_SERVERS=aldis,ejabberd,prosody   which servers, in this order
-//	ALDIS_BENCH_MODES=starttls,plain             which connection modes
+//	ALDIS_BENCH_MODES=starttls,plain             which runs: connection modes for 1:1 chat, and
+//	                          "muc" for multi-user chat (not in the default; add it: starttls,plain,muc)
 //	ALDIS_BENCH_CPUS=1        pin the server under test to these CPUs (taskset -c); default: no pinning
 //	ALDIS_BENCH_BIN=PATH      use this aldis binary instead of building ./cmd/aldis
 //	ALDIS_BENCH_OUT=FILE      also write the markdown results table there
+//
+// Multi-user chat ("muc" in ALDIS_BENCH_MODES; each server's MUC service
+// on conference.bench.test, see servers_test.go):
+//
+//	ALDIS_BENCH_ROOMS=10         rooms in the fan-out phases
+//	ALDIS_BENCH_OCCUPANTS=20     occupants per room (one session each)
+//	ALDIS_BENCH_MUC_RATE=600     offered room messages/s in the fixed phase (× occupants = deliveries/s)
+//	ALDIS_BENCH_BIG_ROOM=1000    occupants of the big-room probe; 0 skips it
+//	ALDIS_BENCH_BIG_ROOM_RATE=2  offered messages/s in the big room
+//	ALDIS_BENCH_MUC_TLS=starttls connection mode of the MUC run: starttls or plain
+//
+// For example, the MUC comparison alone, server pinned to CPU 1:
+//
+//	ALDIS_BENCH=1 ALDIS_BENCH_MODES=muc ALDIS_BENCH_CPUS=1 taskset -c 0 \
+//	    go test -run TestSideBySide -v -timeout 60m ./integration/bench/
+//
+// Aldis's row is skipped, not failed, when its build cannot start with a
+// [muc] section or its MUC service does not answer.
 //
 // On a two-core machine, a per-core comparison (fair to single-threaded
 // Prosody, and free of generator/server contention) gives the server one

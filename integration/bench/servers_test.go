@@ -43,11 +43,19 @@ import (
 //   - logging at warning level to a file in the temporary directory;
 //   - a minimal module set: roster, disco, ping, registration and offline
 //     storage where it is a module; no MAM, carbons, stream management,
-//     CSI or PEP, none of which the generator uses.
+//     CSI or PEP, none of which the generator uses;
+//   - for the "muc" mode only, each server's own MUC service on mucDomain
+//     with its default options (rooms created by any local user, history
+//     kept but not requested: the generator joins with maxstanzas='0'),
+//     except for the occupant limit, which is raised to 2000 so that the
+//     big room (1,000 occupants by default) fits: ejabberd's and Aldis's
+//     default limit is 200 per room; Prosody has none.
 
 const (
 	benchDomain   = "bench.test"
 	benchPassword = "bench-password-1"
+	mucDomain     = "conference." + benchDomain
+	mucMaxUsers   = 2000
 )
 
 // serverDef describes how to run one server implementation.
@@ -75,6 +83,9 @@ type serverConf struct {
 	// metricsURL, when set, serves Prometheus text with the server's own
 	// message counters (Aldis only).
 	metricsURL string
+	// mucCmd starts the server for the "muc" mode when that needs another
+	// configuration; nil: cmd.
+	mucCmd func() *exec.Cmd
 }
 
 var serverDefs = []serverDef{aldisDef, ejabberdDef, prosodyDef}
@@ -141,6 +152,17 @@ registration = true
 listen = %q
 `, benchDomain, filepath.Join(dir, "data"), b.certFile, b.keyFile, addr, adminAddr)
 		writeFile(t, cfgPath, conf)
+		// The MUC run gets its own file with a [muc] section, so that the
+		// 1:1 runs still work with a build that rejects it. Defaults
+		// (enabled, history 20, creators "local") except the occupant
+		// limit, which the big room needs raised.
+		mucPath := filepath.Join(dir, "aldis-muc.toml")
+		writeFile(t, mucPath, conf+fmt.Sprintf(`
+[muc]
+enabled = true
+domain = %q
+max_occupants = %d
+`, mucDomain, mucMaxUsers))
 		return &serverConf{
 			name:    "aldis",
 			dir:     dir,
@@ -148,6 +170,9 @@ listen = %q
 			outFile: filepath.Join(dir, "aldis.log"),
 			cmd: func() *exec.Cmd {
 				return exec.Command(b.aldisBin, "serve", "--config", cfgPath)
+			},
+			mucCmd: func() *exec.Cmd {
+				return exec.Command(b.aldisBin, "serve", "--config", mucPath)
 			},
 			startMax:   30 * time.Second,
 			metricsURL: "http://" + adminAddr + "/metrics",
@@ -199,7 +224,20 @@ var ejabberdDef = serverDef{
 		//  - max_user_sessions: 10, offline storage 5000 (irrelevant here:
 		//    one session per account, all online);
 		//  - loglevel: warning; no s2s, HTTP, STUN or MQTT listeners;
-		//  - default Mnesia storage in the private spool directory.
+		//  - default Mnesia storage in the private spool directory;
+		//  - "muc" mode: mod_muc on conference.@HOST@ (the default host)
+		//    with default options but max_users (the service's limit) and
+		//    default_room_options max_users raised for the big room; room
+		//    creation is open to all by default (access_create: all).
+		muc := ""
+		if b.muc {
+			muc = fmt.Sprintf(`  mod_muc:
+    host: %q
+    max_users: %d
+    default_room_options:
+      max_users: %d
+`, mucDomain, mucMaxUsers, mucMaxUsers)
+		}
 		yml := fmt.Sprintf(`# Written by integration/bench (TestSideBySide).
 hosts:
   - %q
@@ -245,7 +283,7 @@ modules:
     access: register
     ip_access: all
   mod_roster: {}
-`, benchDomain, pemPath, port)
+%s`, benchDomain, pemPath, port, muc)
 		cfgPath := filepath.Join(dir, "ejabberd.yml")
 		writeFile(t, cfgPath, yml)
 		// ejabberdctl settings: a private node with its own cookie that
@@ -326,7 +364,18 @@ var prosodyDef = serverDef{
 		//  - "s2s" disabled, no HTTP; offline storage is auto-loaded;
 		//  - run_as_root so it can run as root in a container, and -F
 		//    (foreground) without mod_posix;
-		//  - log level warn, to a file.
+		//  - log level warn, to a file;
+		//  - "muc" mode: the muc component on mucDomain with
+		//    restrict_room_creation = false (any user may create rooms) and
+		//    otherwise default options (rooms locked until configured,
+		//    no occupant limit).
+		muc := ""
+		if b.muc {
+			muc = fmt.Sprintf(`
+Component %q "muc"
+    restrict_room_creation = false
+`, mucDomain)
+		}
 		lua := fmt.Sprintf(`-- Written by integration/bench (TestSideBySide).
 run_as_root = true
 pidfile = %q
@@ -351,8 +400,8 @@ registration_allowlist = { "127.0.0.1", "::1" }
 ssl = { certificate = %q, key = %q }
 
 VirtualHost %q
-`, filepath.Join(dir, "prosody.pid"), filepath.Join(dir, "data"), filepath.Join(dir, "prosody.sock"),
-			port, s2sPort, filepath.Join(dir, "prosody.log"), b.certFile, b.keyFile, benchDomain)
+%s`, filepath.Join(dir, "prosody.pid"), filepath.Join(dir, "data"), filepath.Join(dir, "prosody.sock"),
+			port, s2sPort, filepath.Join(dir, "prosody.log"), b.certFile, b.keyFile, benchDomain, muc)
 		cfgPath := filepath.Join(dir, "prosody.cfg.lua")
 		writeFile(t, cfgPath, lua)
 		return &serverConf{

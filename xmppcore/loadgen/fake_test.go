@@ -28,7 +28,10 @@ import (
 
 // fakeServer is a minimal in-process XMPP server for the generator's own
 // tests: STARTTLS or direct TLS, PLAIN and SCRAM, XEP-0077, bind, a
-// mandatory legacy session, and routing of messages between its sessions.
+// mandatory legacy session, routing of messages between its sessions, and
+// a bare-bones MUC service on fakeMUCDomain (joins, self-presence with
+// status 110, 201 and locking for new rooms, the owner's instant
+// configuration, groupchat fan-out with the sender's echo).
 // It deliberately sends stanzas the generator must cope with: a roster
 // push, a ping, presence, a headline and whitespace keepalives.
 type fakeServer struct {
@@ -45,8 +48,11 @@ type fakeServer struct {
 	mu       sync.Mutex
 	users    map[string]string
 	sessions map[string]*fakeConn
+	mucMode  string // "" (no MUC service: joins bounce), fakeMUCLocked or fakeMUCInstant
+	rooms    map[string]*fakeRoom
 
 	pongs, pushAcks, sessionIQs, bounced atomic.Int64
+	roomConfigs                          atomic.Int64
 	wg                                   sync.WaitGroup
 }
 
@@ -92,6 +98,7 @@ func newFakeServer(mode, password string, reflect bool) (*fakeServer, error) {
 		tlsConf:  &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"xmpp-client"}},
 		users:    map[string]string{},
 		sessions: map[string]*fakeConn{},
+		rooms:    map[string]*fakeRoom{},
 	}
 	f.wg.Add(1)
 	go func() {
@@ -288,8 +295,16 @@ func (f *fakeServer) serve(c net.Conn) {
 				user, authed, restart = conv.Username(), true, true
 				fc.send("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>" + final64 + "</success>")
 			case "iq":
+				if strings.HasSuffix(e.attr("to"), fakeMUCDomain) {
+					f.mucIQ(fc, &e, jid)
+					continue
+				}
 				jid = f.handleIQ(fc, &e, user, jid)
 			case "presence":
+				if e.attr("to") != "" {
+					f.mucPresence(fc, &e, jid)
+					continue
+				}
 				if f.reflect {
 					// Hand the raw byte stream back to the client.
 					io.Copy(conn, br)
@@ -301,6 +316,10 @@ func (f *fakeServer) serve(c net.Conn) {
 				fc.send(`<iq type="get" id="ping1" from="` + f.domain + `" to="` + jid + `"><ping xmlns="urn:xmpp:ping"/></iq>`)
 				fc.send("<message from='" + f.domain + "' type='headline'><body>Welcome &amp; enjoy</body></message>")
 			case "message":
+				if e.attr("type") == "groupchat" {
+					f.mucMessage(fc, &e, jid)
+					continue
+				}
 				f.route(fc, &e, jid)
 			}
 		}
@@ -374,6 +393,116 @@ func (f *fakeServer) route(from *fakeConn, e *fakeElem, jid string) {
 		return
 	}
 	dst.send("<message from='" + jid + "' to='" + to + "' type='chat' id='" + e.attr("id") + "'>" + string(e.Inner) + "</message>\n")
+}
+
+const (
+	fakeMUCDomain  = "conference.example.test"
+	fakeMUCLocked  = "locked"  // new rooms: status 201, locked until the owner configures them
+	fakeMUCInstant = "instant" // new rooms: open at once, no status 201
+)
+
+type fakeRoom struct {
+	locked bool
+	owner  string            // full JID of the creator
+	nicks  []string          // in join order
+	occ    map[string]string // nick → full JID
+}
+
+func (f *fakeServer) setMUC(mode string) {
+	f.mu.Lock()
+	f.mucMode = mode
+	f.mu.Unlock()
+}
+
+// mucPresence handles a join. The caller's lock order is f.mu, then a
+// connection's: sends to occupants happen under f.mu.
+func (f *fakeServer) mucPresence(fc *fakeConn, e *fakeElem, jid string) {
+	to := e.attr("to")
+	room, nick, _ := strings.Cut(to, "/")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.mucMode == "" || !strings.HasSuffix(room, "@"+fakeMUCDomain) || nick == "" {
+		fc.send("<presence type='error' from='" + to + "' to='" + jid + "'><error type='cancel'>" +
+			"<remote-server-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>")
+		return
+	}
+	rm := f.rooms[room]
+	created := rm == nil
+	if created {
+		rm = &fakeRoom{locked: f.mucMode == fakeMUCLocked, owner: jid, occ: map[string]string{}}
+		f.rooms[room] = rm
+	} else if rm.locked {
+		fc.send("<presence type='error' from='" + to + "' to='" + jid + "'><error type='cancel'>" +
+			"<item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>locked</text></error></presence>")
+		return
+	}
+	for _, n := range rm.nicks {
+		other := f.sessions[rm.occ[n]]
+		fc.send("<presence from='" + room + "/" + n + "' to='" + jid + "'><x xmlns='http://jabber.org/protocol/muc#user'>" +
+			"<item affiliation='none' role='participant'/></x></presence>")
+		if other != nil {
+			other.send("<presence from='" + to + "' to='" + rm.occ[n] + "'><x xmlns='http://jabber.org/protocol/muc#user'>" +
+				"<item affiliation='none' role='participant'/></x></presence>")
+		}
+	}
+	rm.nicks = append(rm.nicks, nick)
+	rm.occ[nick] = jid
+	codes := `<status code="110"/>`
+	if created && rm.locked {
+		codes += `<status code="201"/>`
+		// A real server tells the creator in a message too.
+		fc.send("<message type='groupchat' from='" + room + "' to='" + jid + "'><body>Room locked until configured</body></message>")
+	}
+	// Double quotes: the generator must read both kinds.
+	fc.send(`<presence from="` + to + `" to="` + jid + `"><x xmlns="http://jabber.org/protocol/muc#user">` +
+		`<item affiliation="owner" role="moderator"/>` + codes + `</x></presence>`)
+}
+
+// mucIQ accepts the owner's configuration of a locked room.
+func (f *fakeServer) mucIQ(fc *fakeConn, e *fakeElem, jid string) {
+	room, id := e.attr("to"), e.attr("id")
+	f.mu.Lock()
+	rm := f.rooms[room]
+	ok := rm != nil && rm.owner == jid && e.attr("type") == "set" && bytes.Contains(e.Inner, []byte("muc#owner"))
+	if ok {
+		rm.locked = false
+	}
+	f.mu.Unlock()
+	if !ok {
+		fc.send("<iq type='error' from='" + room + "' to='" + jid + "' id='" + id + "'><error type='cancel'><forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>")
+		return
+	}
+	f.roomConfigs.Add(1)
+	fc.send("<iq type='result' from='" + room + "' to='" + jid + "' id='" + id + "'/>")
+}
+
+// mucMessage fans a groupchat message out to every occupant, the sender
+// included, or bounces it when the sender is not in the room.
+func (f *fakeServer) mucMessage(fc *fakeConn, e *fakeElem, jid string) {
+	room := e.attr("to")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	rm := f.rooms[room]
+	nick := ""
+	if rm != nil {
+		for n, j := range rm.occ {
+			if j == jid {
+				nick = n
+			}
+		}
+	}
+	if nick == "" {
+		f.bounced.Add(1)
+		fc.send("<message type='error' from='" + room + "' to='" + jid + "' id='" + e.attr("id") + "'>" + string(e.Inner) +
+			"<error type='modify'><not-acceptable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>")
+		return
+	}
+	for _, n := range rm.nicks {
+		if dst := f.sessions[rm.occ[n]]; dst != nil {
+			dst.send("<message from='" + room + "/" + nick + "' to='" + rm.occ[n] + "' type='groupchat' id='" + e.attr("id") + "'>" +
+				string(e.Inner) + "</message>")
+		}
+	}
 }
 
 // TestMain doubles as a fake server process, so the generator can be

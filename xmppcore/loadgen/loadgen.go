@@ -40,6 +40,14 @@ type Config struct {
 	ServerPID          int           // > 0: sample the server's CPU and RSS from /proc
 	BodySize           int           // message body bytes; default 100
 	Log                io.Writer     // progress lines; may be nil
+
+	// Multi-user chat (XEP-0045), for RunMUC only. Run ignores them.
+	Rooms       int    // rooms of Occupants sessions each; 0 skips the rooms phases
+	Occupants   int    // occupants per room, each message's sender included; default 20
+	MUCDomain   string // the MUC service's domain; default "conference." + Domain
+	MUCRate     int    // offered room messages/s over all rooms in the fixed phase (each reaches every occupant); 0 skips it
+	BigRoom     int    // occupants of the big-room probe; 0 skips it
+	BigRoomRate int    // offered messages/s in the big room; default 2
 }
 
 // Result summarises a run.
@@ -49,18 +57,29 @@ type Result struct {
 	LoginErrors   int
 	MemPerConnKiB float64 // (server RSS with all sessions idle − RSS before) / sessions; 0 without ServerPID
 	Phases        []Phase
+	// RoomSets are the groups of rooms RunMUC joined, in order.
+	RoomSets []RoomSet
 }
 
-// Phase is the outcome of one message phase.
+// Phase is the outcome of one message phase. For room messages every
+// count of deliveries is per occupant: a message to a room of K occupants
+// is expected K times, the echo to its sender included.
 type Phase struct {
-	Name            string // "fixed 5000/s", "saturating"
-	Sent, Delivered int    // messages written to the server / received back, including the drain after the phase
-	Errors          int    // messages bounced with type='error'
+	Name            string // "fixed 5000/s", "saturating", "rooms fixed 600/s", "big room fixed 2/s"
+	Rooms           string // RoomSet.Name the phase ran in; "" for 1:1 chat
+	Saturating      bool
+	Sent            int // messages written to the server
+	Delivered       int // deliveries received, including the drain after the phase
+	Expected        int // deliveries the messages sent should have produced (bounced ones none)
+	Errors          int // messages bounced with type='error'
 	DeliveredPerSec float64
 	P50, P99        time.Duration // from scheduled send time (fixed) or actual send time (saturating) to receipt
-	CPUPer1000      time.Duration // server CPU per 1,000 delivered messages; 0 without ServerPID
-	LoadgenPer1000  time.Duration // the generator's own CPU per 1,000 delivered messages
+	CPUPer1000      time.Duration // server CPU per 1,000 deliveries; 0 without ServerPID
+	LoadgenPer1000  time.Duration // the generator's own CPU per 1,000 deliveries
 }
+
+// Lost is how many expected deliveries never arrived (within the drain).
+func (p Phase) Lost() int { return p.Expected - p.Delivered }
 
 const (
 	loginTimeout  = 30 * time.Second
@@ -68,6 +87,12 @@ const (
 	maxSettle     = 15 * time.Second // bound on waiting for the server to go idle
 	maxQueueBytes = 1 << 20          // per-sender backlog cap when the server stops reading
 	maxLoggedErrs = 5
+
+	// A room phase's drain waits while deliveries keep arriving, up to
+	// mucDrainMax: a saturated server may deliver its backlog for many
+	// seconds, and those deliveries are late, not lost.
+	mucDrainQuiet = 3 * time.Second
+	mucDrainMax   = 60 * time.Second
 )
 
 func (c *Config) setDefaults() error {
@@ -143,8 +168,10 @@ type runner struct {
 type phaseState struct {
 	token     []byte
 	saturate  bool
+	muc       bool // room messages: a sender's window refills on its own echo
 	active    atomic.Bool
 	sent      atomic.Int64
+	expected  atomic.Int64 // deliveries due: sent × the senders' fan-out, minus bounces
 	delivered atomic.Int64
 	errors    atomic.Int64
 	hist      histogram
@@ -178,14 +205,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return Result{}, err
 	}
-	var tag [4]byte
-	rand.Read(tag[:])
-	r := &runner{
-		cfg:  cfg,
-		base: time.Now(),
-		run:  "lg" + hex.EncodeToString(tag[:]),
-		pad:  []byte(strings.Repeat("x", cfg.BodySize)),
-	}
+	r := newRunner(cfg)
 	var res Result
 
 	var rss0 int64
@@ -197,7 +217,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		rss0 = v
 	}
 
-	sessions := r.loginAll(ctx, &res)
+	sessions := r.loginRange(ctx, 0, cfg.Users, &res)
 	defer r.closeAll(sessions)
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("loadgen: logins: %w", err)
@@ -223,14 +243,14 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 
 	pair(sessions)
 	if cfg.Rate > 0 {
-		p, err := r.runPhase(ctx, sessions, len(res.Phases)+1, fmt.Sprintf("fixed %d/s", cfg.Rate), false)
+		p, err := r.runPhase(ctx, phaseSpec{name: fmt.Sprintf("fixed %d/s", cfg.Rate), rate: cfg.Rate}, sessions, len(res.Phases)+1)
 		if err != nil {
 			return res, err
 		}
 		res.Phases = append(res.Phases, p)
 	}
 	if cfg.Saturate {
-		p, err := r.runPhase(ctx, sessions, len(res.Phases)+1, "saturating", true)
+		p, err := r.runPhase(ctx, phaseSpec{name: "saturating", saturate: true}, sessions, len(res.Phases)+1)
 		if err != nil {
 			return res, err
 		}
@@ -239,21 +259,38 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	return res, nil
 }
 
-// loginAll opens cfg.Users sessions with cfg.Concurrency in parallel and
-// returns the ones that succeeded, in user order.
-func (r *runner) loginAll(ctx context.Context, res *Result) []*session {
+func newRunner(cfg Config) *runner {
+	var tag [4]byte
+	rand.Read(tag[:])
+	return &runner{
+		cfg:  cfg,
+		base: time.Now(),
+		run:  "lg" + hex.EncodeToString(tag[:]),
+		pad:  []byte(strings.Repeat("x", cfg.BodySize)),
+	}
+}
+
+// loginRange opens the sessions of users lo..hi-1 with cfg.Concurrency in
+// parallel, adds them to res's login figures and returns the ones that
+// succeeded, in user order.
+func (r *runner) loginRange(ctx context.Context, lo, hi int, res *Result) []*session {
 	cfg := &r.cfg
-	all := make([]*session, cfg.Users)
+	n := hi - lo
+	if n <= 0 {
+		return nil
+	}
+	all := make([]*session, n)
 	var next, done, failed atomic.Int64
 	start := time.Now()
 	var wg sync.WaitGroup
-	for range min(cfg.Concurrency, cfg.Users) {
+	for range min(cfg.Concurrency, n) {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= cfg.Users {
+				j := int(next.Add(1) - 1)
+				if j >= n {
 					return
 				}
+				i := lo + j
 				s, err := r.login(ctx, i)
 				if err != nil {
 					failed.Add(1)
@@ -261,10 +298,10 @@ func (r *runner) loginAll(ctx context.Context, res *Result) []*session {
 						r.logErr("login %s: %v", cfg.user(i), err)
 					}
 				} else {
-					all[i] = s
+					all[j] = s
 				}
-				if n := done.Add(1); n%max(int64(cfg.Users)/10, 1) == 0 {
-					r.logf("logins %d/%d (%d failed)", n, cfg.Users, failed.Load())
+				if d := done.Add(1); d%max(int64(n)/10, 1) == 0 {
+					r.logf("logins %d/%d (%d failed)", d, n, failed.Load())
 				}
 			}
 		})
@@ -277,10 +314,15 @@ func (r *runner) loginAll(ctx context.Context, res *Result) []*session {
 			ok = append(ok, s)
 		}
 	}
-	res.Logins = len(ok)
-	res.LoginErrors = int(failed.Load())
-	res.LoginsPerSec = float64(len(ok)) / elapsed.Seconds()
-	r.logf("%d sessions logged in in %v (%.1f/s), %d failed", len(ok), elapsed.Round(time.Millisecond), res.LoginsPerSec, res.LoginErrors)
+	rate := float64(len(ok)) / elapsed.Seconds()
+	if res.Logins == 0 {
+		// The first batch sets the login rate; later batches (the big
+		// room's extra sessions) only add to the counts.
+		res.LoginsPerSec = rate
+	}
+	res.Logins += len(ok)
+	res.LoginErrors += int(failed.Load())
+	r.logf("%d sessions logged in in %v (%.1f/s), %d failed", len(ok), elapsed.Round(time.Millisecond), rate, failed.Load())
 	return ok
 }
 
@@ -354,11 +396,21 @@ func pair(sessions []*session) {
 	}
 }
 
-// runPhase drives one message phase: a paced open-loop load, or a closed
-// loop with Window messages in flight per sender.
-func (r *runner) runPhase(ctx context.Context, sessions []*session, n int, name string, saturate bool) (Phase, error) {
-	ph := &phaseState{token: fmt.Appendf(nil, "%s.%d", r.run, n), saturate: saturate}
-	r.logf("phase %q: %d senders, %v", name, len(sessions), r.cfg.Duration)
+// phaseSpec describes one message phase.
+type phaseSpec struct {
+	name     string
+	rooms    string // RoomSet.Name for room messages; "" for 1:1 chat
+	saturate bool
+	rate     int // offered messages/s when not saturating
+}
+
+// runPhase drives one message phase over senders: a paced open-loop load
+// round-robin over them, or a closed loop with Window messages in flight
+// per sender.
+func (r *runner) runPhase(ctx context.Context, spec phaseSpec, senders []*session, n int) (Phase, error) {
+	name := spec.name
+	ph := &phaseState{token: fmt.Appendf(nil, "%s.%d", r.run, n), saturate: spec.saturate, muc: spec.rooms != ""}
+	r.logf("phase %q: %d senders, %v", name, len(senders), r.cfg.Duration)
 	srv0, err := r.serverCPU()
 	if err != nil {
 		return Phase{}, err
@@ -367,15 +419,15 @@ func (r *runner) runPhase(ctx context.Context, sessions []*session, n int, name 
 	start := r.now()
 	ph.active.Store(true)
 	r.phase.Store(ph)
-	if saturate {
-		for _, s := range sessions {
+	if spec.saturate {
+		for _, s := range senders {
 			for range r.cfg.Window {
 				s.enqueueMsg(r, ph, r.now())
 			}
 		}
 		err = sleepCtx(ctx, r.cfg.Duration)
 	} else {
-		err = r.pace(ctx, sessions, ph, start)
+		err = r.pace(ctx, senders, ph, start, spec.rate)
 	}
 	ph.active.Store(false)
 	window := time.Duration(r.now() - start)
@@ -391,22 +443,32 @@ func (r *runner) runPhase(ctx context.Context, sessions []*session, n int, name 
 
 	// Drain what is still in flight so late deliveries count and the
 	// next phase starts idle; bounded because losses never arrive.
-	drain := min(max(r.cfg.Duration, 2*time.Second), 10*time.Second)
-	if err := waitFor(ctx, drain, func() bool {
-		return ph.delivered.Load()+ph.errors.Load() >= ph.sent.Load() && allFlushed(sessions)
-	}); err != nil {
+	complete := func() bool {
+		return ph.delivered.Load() >= ph.expected.Load() && allFlushed(senders)
+	}
+	if ph.muc {
+		// A room's backlog at a saturated server takes longer to arrive
+		// than a 1:1 one: wait while deliveries keep coming.
+		err = r.drainProgress(ctx, ph, complete, mucDrainQuiet, mucDrainMax)
+	} else {
+		err = waitFor(ctx, min(max(r.cfg.Duration, 2*time.Second), 10*time.Second), complete)
+	}
+	if err != nil {
 		return Phase{}, fmt.Errorf("loadgen: phase %s drain: %w", name, err)
 	}
 	r.phase.Store(nil)
-	for _, s := range sessions {
+	for _, s := range senders {
 		s.discardPending()
 	}
 
 	counts := ph.hist.snapshot()
 	p := Phase{
 		Name:            name,
+		Rooms:           spec.rooms,
+		Saturating:      spec.saturate,
 		Sent:            int(ph.sent.Load()),
 		Delivered:       int(ph.delivered.Load()),
+		Expected:        int(ph.expected.Load()),
 		Errors:          int(ph.errors.Load()),
 		DeliveredPerSec: float64(inWindow) / window.Seconds(),
 		P50:             quantile(counts, 0.50),
@@ -418,18 +480,46 @@ func (r *runner) runPhase(ctx context.Context, sessions []*session, n int, name 
 		}
 		p.LoadgenPer1000 = (own1 - own0) * 1000 / time.Duration(inWindow)
 	}
-	r.logf("phase %q: sent %d, delivered %d (%.0f/s), errors %d, p50 %v, p99 %v",
-		name, p.Sent, p.Delivered, p.DeliveredPerSec, p.Errors, p.P50, p.P99)
+	what := "delivered"
+	if ph.muc {
+		what = "deliveries"
+	}
+	r.logf("phase %q: sent %d, %s %d of %d (%.0f/s), errors %d, p50 %v, p99 %v",
+		name, p.Sent, what, p.Delivered, p.Expected, p.DeliveredPerSec, p.Errors, p.P50, p.P99)
 	return p, nil
 }
 
-// pace offers cfg.Rate messages per second round-robin over the senders
-// for cfg.Duration. Each message carries its scheduled send time, so a
+// drainProgress waits until complete holds, or no delivery arrived for
+// quiet, or limit passed; only ctx ending is an error.
+func (r *runner) drainProgress(ctx context.Context, ph *phaseState, complete func() bool, quiet, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	last, lastChange := ph.delivered.Load(), time.Now()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !complete() {
+		now := time.Now()
+		if d := ph.delivered.Load(); d != last {
+			last, lastChange = d, now
+		}
+		if now.After(deadline) || now.Sub(lastChange) >= quiet {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// pace offers rate messages per second round-robin over the senders for
+// cfg.Duration. Each message carries its scheduled send time, so a
 // stalled server or generator shows up as latency instead of silently
 // lowering the offered load (no coordinated omission).
-func (r *runner) pace(ctx context.Context, sessions []*session, ph *phaseState, start int64) error {
-	interval := float64(time.Second) / float64(r.cfg.Rate)
-	total := int64(r.cfg.Duration.Seconds() * float64(r.cfg.Rate))
+func (r *runner) pace(ctx context.Context, sessions []*session, ph *phaseState, start int64, rate int) error {
+	interval := float64(time.Second) / float64(rate)
+	total := int64(r.cfg.Duration.Seconds() * float64(rate))
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	var k int64

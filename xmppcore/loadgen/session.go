@@ -18,7 +18,12 @@ type session struct {
 	jid    string // full JID bound by the server
 	x      *xconn
 	from   *session // the session sending to this one
-	prefix []byte   // "<message type='chat' to='<peer>' id='"
+	prefix []byte   // "<message type='chat' to='<peer>' id='" or "<message type='groupchat' to='<room>' id='"
+
+	// fanout is how many deliveries one message of this session's should
+	// produce: 1 for 1:1 chat, the room's occupant count for room messages.
+	fanout atomic.Int64
+	muc    atomic.Pointer[membership] // the room this session is in, for RunMUC
 
 	inbound atomic.Int64 // top-level elements received, to detect an idle server
 	dead    atomic.Bool  // the stream failed: queue nothing, wait for nothing
@@ -64,6 +69,7 @@ func (r *runner) login(ctx context.Context, i int) (*session, error) {
 		wake: make(chan struct{}, 1),
 		done: make(chan struct{}),
 	}
+	s.fanout.Store(1)
 	r.wg.Go(func() { s.readLoop(r) })
 	r.wg.Go(func() { s.writeLoop(r) })
 	return s, nil
@@ -94,9 +100,13 @@ func (s *session) readLoop(r *runner) {
 		switch string(localName(it.raw[:it.head])) {
 		case "message":
 			r.onMessage(s, it)
+		case "presence":
+			r.onPresence(s, it)
 		case "iq":
 			if reply := controlReply(it); reply != nil {
 				s.enqueueRaw(reply)
+			} else {
+				r.onIQResponse(s, it)
 			}
 		case "error":
 			r.logErr("session %s: %s", s.user, clip(it.raw, 300))
@@ -117,10 +127,18 @@ func (r *runner) onMessage(s *session, it item) {
 		ph.hist.record(s.idx, now-ts)
 		ph.delivered.Add(1)
 		if ph.saturate && ph.active.Load() {
-			s.from.enqueueMsg(r, ph, now)
+			if !ph.muc {
+				s.from.enqueueMsg(r, ph, now)
+			} else if m := s.muc.Load(); m != nil && m.isEcho(it) {
+				// The room reflects each message to its sender too:
+				// the echo frees a slot of the sender's own window.
+				s.enqueueMsg(r, ph, now)
+			}
 		}
 	case msgError:
 		ph.errors.Add(1)
+		// A bounced message is delivered to nobody.
+		ph.expected.Add(-s.fanout.Load())
 		// A bounce comes back to its sender: refill its own window.
 		if ph.saturate && ph.active.Load() {
 			s.enqueueMsg(r, ph, r.now())
@@ -193,6 +211,7 @@ func (s *session) writeLoop(r *runner) {
 		}
 		if ph != nil {
 			ph.sent.Add(msgs)
+			ph.expected.Add(msgs * s.fanout.Load())
 		}
 	}
 }
@@ -224,7 +243,7 @@ func (s *session) close(deadline time.Time) {
 	})
 }
 
-// appendMessage appends a chat message whose body is
+// appendMessage appends a message whose body is
 // "<token> <send time ns> <padding>", cfg.BodySize bytes in all.
 func (r *runner) appendMessage(b, prefix []byte, seq uint64, token []byte, ts int64) []byte {
 	b = append(b, prefix...)
