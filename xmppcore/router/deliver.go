@@ -47,6 +47,9 @@ func (h *hub) deliverMessage(st *wire.Element, from, to jid.JID) {
 		h.r.bounce(st, stanza.Cancel, "service-unavailable")
 		return
 	}
+	if typ != "error" && typ != "groupchat" {
+		st = h.archiveIncoming(st, from)
+	}
 	if res := to.Resource(); res != "" {
 		if s := h.byResource(res); s != nil {
 			if h.send(s, st.Append(nil)) {

@@ -46,6 +46,8 @@ type Config struct {
 	// Registration enables XEP-0077 password change and account removal.
 	Registration bool
 	Version      string
+	// Archive keeps message archives (XEP-0313); nil disables them.
+	Archive Archive
 	// HubIdle is how long a hub with no sessions lingers before exiting.
 	HubIdle time.Duration
 }
@@ -351,6 +353,9 @@ func (b *Binding) Inbound(st *wire.Element) {
 			// Subscriptions and directed presence change the sender's state first.
 			b.h.post(event{kind: evFromSession, binding: b, st: st, to: to}, true)
 			return
+		}
+		if name == "message" && r.cfg.Archive != nil {
+			r.cfg.Archive.Record(b.jid.Bare(), to.Bare(), st, true)
 		}
 		r.post(to.Bare(), event{kind: evDeliver, st: st, from: b.jid, to: to}, true)
 		if name == "message" && b.h.carbonSessions.Load() > 0 && carbonEligible(st) {

@@ -10,6 +10,7 @@ import (
 	"github.com/aldis-im/aldis/core/store/sqlite"
 	"github.com/aldis-im/aldis/xmppcore/accounts"
 	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/stanza"
 	"github.com/aldis-im/aldis/xmppcore/wire"
 )
 
@@ -544,4 +545,63 @@ func TestServiceEdgeCases(t *testing.T) {
 		t.Fatalf("service got %s, want a service-unavailable bounce", got)
 	}
 	a2.quiet(t, `psst`)
+}
+
+// fakeArchive numbers what it records and answers queries with one result.
+type fakeArchive struct {
+	mu      sync.Mutex
+	records []string // "owner|with|outgoing"
+}
+
+func (f *fakeArchive) Record(owner, with jid.JID, st *wire.Element, outgoing bool) string {
+	if st.Attr("type") != "chat" {
+		return ""
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.records = append(f.records, owner.String()+"|"+with.String()+"|"+map[bool]string{true: "out", false: "in"}[outgoing])
+	return "arch-" + owner.Local()
+}
+
+func (f *fakeArchive) HandleIQ(_ context.Context, owner, requester jid.JID, st *wire.Element, send func(*wire.Element)) {
+	res := wire.New("message", "")
+	res.SetAttr("to", requester.String())
+	res.SetAttr("id", "archived-result")
+	send(res)
+	send(stanza.Result(st))
+}
+
+func (f *fakeArchive) got() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.records...)
+}
+
+func TestArchiveHooks(t *testing.T) {
+	e := newEnv(t, "alice", "bob")
+	arch := &fakeArchive{}
+	e.r.cfg.Archive = arch
+	a := e.login("alice", "a")
+	b := e.login("bob", "b")
+	a.online(t)
+	b.online(t)
+	a.send(t, `<message to='bob@example.org' type='chat' id='m1'><body>hi</body><stanza-id xmlns='urn:xmpp:sid:0' by='bob@example.org' id='forged'/></message>`)
+	got := b.expect(t, `id='m1'`)
+	if !strings.Contains(got, `<stanza-id xmlns='urn:xmpp:sid:0' by='bob@example.org' id='arch-bob'/>`) || strings.Contains(got, "forged") {
+		t.Errorf("delivered: %s", got)
+	}
+	want := []string{"alice@example.org|bob@example.org|out", "bob@example.org|alice@example.org|in"}
+	if r := arch.got(); len(r) != 2 || r[0] != want[0] || r[1] != want[1] {
+		t.Errorf("records = %v, want %v", r, want)
+	}
+	// Groupchat-typed and headline messages are not stamped.
+	a.send(t, `<message to='bob@example.org' type='headline' id='m2'><body>news</body></message>`)
+	if got := b.expect(t, `id='m2'`); strings.Contains(got, "stanza-id") {
+		t.Errorf("headline stamped: %s", got)
+	}
+	b.send(t, `<iq type='set' id='q'><query xmlns='urn:xmpp:mam:2'/></iq>`)
+	b.expect(t, `id='archived-result'`)
+	b.expect(t, `id='q'`, `type='result'`)
+	b.send(t, `<iq type='get' id='d' to='bob@example.org'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
+	b.expect(t, `id='d'`, `urn:xmpp:mam:2`)
 }

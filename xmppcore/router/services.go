@@ -160,6 +160,12 @@ func (b *Binding) handleAccountIQ(st *wire.Element, to jid.JID) bool {
 		b.reply(stanza.Result(st))
 	case stanza.NSPrivate:
 		b.reply(r.private(ctx, user, st, p, typ))
+	case nsMAM:
+		if r.cfg.Archive == nil {
+			b.reply(stanza.Error(st, stanza.Cancel, "service-unavailable", ""))
+			return true
+		}
+		r.cfg.Archive.HandleIQ(ctx, b.jid.Bare(), b.jid, st, b.reply)
 	case stanza.NSDiscoInfo, stanza.NSDiscoItem, stanza.NSPing:
 		b.reply(r.publicAccountIQ(ctx, b.jid.Bare(), st))
 	default:
@@ -181,7 +187,11 @@ func (r *Router) publicAccountIQ(ctx context.Context, user jid.JID, st *wire.Ele
 		if p.Attr("node") != "" {
 			return stanza.Error(st, stanza.Cancel, "item-not-found", "")
 		}
-		res := discoInfo(st, "account", "registered", "", accountFeatures)
+		feats := accountFeatures
+		if r.cfg.Archive != nil {
+			feats = append(slices.Clip(feats), nsMAM, nsMAM+"#extended", nsSID)
+		}
+		res := discoInfo(st, "account", "registered", "", feats)
 		pep := wire.New("identity", "")
 		pep.SetAttr("category", "pubsub")
 		pep.SetAttr("type", "pep")
