@@ -23,6 +23,7 @@ import (
 	"github.com/aldis-im/aldis/xmppcore/accounts"
 	"github.com/aldis-im/aldis/xmppcore/c2s"
 	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/mam"
 	"github.com/aldis-im/aldis/xmppcore/muc"
 	"github.com/aldis-im/aldis/xmppcore/router"
 )
@@ -99,9 +100,24 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 	}
 	m := obs.NewMetrics()
 	acc := accounts.New(st, cfg.Auth.SCRAMIterations)
+	var archive router.Archive
+	if cfg.Archive.Enabled {
+		arch := mam.New(st, mam.Config{Retention: cfg.Archive.Retention, MaxPage: cfg.Archive.MaxPage, Log: log, Metrics: m})
+		// Deferred before the router's Close, so it runs after it: the
+		// router records nothing more, then the archive writes what is queued.
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
+			defer cancel()
+			if err := arch.Close(cctx); err != nil {
+				log.Warn("message archive did not flush in time", "err", err)
+			}
+		}()
+		archive = arch
+	}
 	rt, err := router.New(router.Config{
 		Domain: cfg.Server.Domain, Store: st, Accounts: acc, Log: log, Metrics: m,
 		OfflineMax: cfg.Offline.MaxPerUser, Registration: cfg.Auth.Registration, Version: version,
+		Archive: archive,
 	})
 	if err != nil {
 		return err

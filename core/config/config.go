@@ -23,6 +23,7 @@ type Config struct {
 	Offline Offline `toml:"offline"`
 	Admin   Admin   `toml:"admin"`
 	MUC     MUC     `toml:"muc"`
+	Archive Archive `toml:"archive"`
 }
 
 // Server is the [server] table.
@@ -102,6 +103,15 @@ type MUC struct {
 	Admins []string `toml:"admins"`
 }
 
+// Archive is the [archive] table: the server-side message archive (XEP-0313).
+type Archive struct {
+	Enabled bool `toml:"enabled"`
+	// Retention is how long archived messages are kept; 0 keeps them forever.
+	Retention time.Duration `toml:"retention"`
+	// MaxPage caps the messages a client gets per query page.
+	MaxPage int `toml:"max_page"`
+}
+
 // Default returns the configuration used when there is no file, and the base that a file's values overlay.
 func Default() Config {
 	return Config{
@@ -140,6 +150,7 @@ func Default() Config {
 			Creators:     "local",
 			Admins:       []string{},
 		},
+		Archive: Archive{Enabled: true, MaxPage: 100},
 	}
 }
 

@@ -391,3 +391,48 @@ func TestMUC(t *testing.T) {
 		})
 	}
 }
+
+func TestArchive(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want Archive
+		errs []string
+	}{
+		{"default", "", Archive{Enabled: true, MaxPage: 100}, nil},
+		{"set", "[archive]\nenabled = false\nretention = \"720h\"\nmax_page = 50\n",
+			Archive{Retention: 720 * time.Hour, MaxPage: 50}, nil},
+		{"forever", "[archive]\nretention = \"0s\"\n", Archive{Enabled: true, MaxPage: 100}, nil},
+		{"retention too short", "[archive]\nretention = \"10m\"\n", Archive{},
+			[]string{"aldis.toml:2: archive.retention: must be between 1h and 876000h"}},
+		{"negative retention", "[archive]\nretention = \"-1h\"\n", Archive{},
+			[]string{"aldis.toml:2: archive.retention: must be between 1h and 876000h"}},
+		{"page zero", "[archive]\nmax_page = 0\n", Archive{},
+			[]string{"aldis.toml:2: archive.max_page: must be between 1 and 10000"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse("aldis.toml", []byte(tc.src))
+			if tc.errs == nil {
+				if err != nil {
+					t.Fatalf("Parse: %v", err)
+				}
+				if c.Archive != tc.want {
+					t.Errorf("Archive = %+v, want %+v", c.Archive, tc.want)
+				}
+				return
+			}
+			var errs Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("Parse error = %v, want Errors", err)
+			}
+			var got []string
+			for _, e := range errs {
+				got = append(got, e.Error())
+			}
+			if !reflect.DeepEqual(got, tc.errs) {
+				t.Errorf("errors = %q, want %q", got, tc.errs)
+			}
+		})
+	}
+}

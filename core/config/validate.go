@@ -18,6 +18,7 @@ const (
 	minIterations = 4096    // RFC 7677's floor for SCRAM
 	maxIterations = 1000000 // beyond this a login costs seconds of CPU
 	maxCount      = 1000000
+	maxRetention  = 100 * 365 * 24 * time.Hour
 )
 
 // checker accumulates problems.
@@ -156,6 +157,12 @@ func (c Config) problems() []problem {
 	if c.MUC.Enabled && c.MUC.Creators == "admins" && len(c.MUC.Admins) == 0 {
 		ck.add(`is "admins" but muc.admins is empty, so nobody could create a room`, "muc.creators", "muc.admins")
 	}
+
+	// 0 keeps messages forever; anything shorter than the hourly pruning is a unit mistake.
+	if c.Archive.Retention != 0 {
+		ck.durRange("archive.retention", c.Archive.Retention, time.Hour, maxRetention)
+	}
+	ck.intRange("archive.max_page", c.Archive.MaxPage, 1, 10000)
 	return ck.probs
 }
 

@@ -68,6 +68,30 @@ type RoomAffiliation struct {
 	Reason      string
 }
 
+// ArchivedMessage is one message of a user's message archive (XEP-0313).
+type ArchivedMessage struct {
+	User   string    // bare JID of the archive's owner
+	ID     string    // unique per archive; IDs sort as text in archive order
+	With   string    // bare JID of the other party
+	Stored time.Time // when it was archived; Start/End filter and pruning use it
+	Stanza string
+}
+
+// ArchiveQuery selects messages of one archive. Every filter set must match.
+type ArchiveQuery struct {
+	With     string    // only messages with this bare JID; "" for all
+	Start    time.Time // only messages stored at or after Start, unless zero
+	End      time.Time // only messages stored at or before End, unless zero
+	AfterID  string    // only IDs greater than AfterID, unless ""
+	BeforeID string    // only IDs less than BeforeID, unless ""
+	IDs      []string  // only these IDs, unless nil
+	// Max bounds the messages returned; <= 0 returns none (use it to count).
+	Max int
+	// Last returns the Max highest IDs instead of the lowest (paging
+	// backwards); either way they come back in ascending ID order.
+	Last bool
+}
+
 // Store is the server's persistent state. Implementations are safe for
 // concurrent use, and every method is atomic.
 //
@@ -151,6 +175,22 @@ type Store interface {
 	SetRoomAffiliation(ctx context.Context, room string, a RoomAffiliation) error
 	// RoomAffiliations returns a room's affiliations sorted by JID.
 	RoomAffiliations(ctx context.Context, room string) ([]RoomAffiliation, error)
+
+	// AppendArchive adds messages, each to its User's archive, in one
+	// transaction; ErrExists (and nothing written) if one of the IDs is
+	// already in that archive.
+	AppendArchive(ctx context.Context, msgs []ArchivedMessage) error
+	// QueryArchive returns the messages of user's archive that q selects, in
+	// ascending ID order, and more, true when q without Max would have
+	// selected messages beyond those returned (in the direction of paging).
+	QueryArchive(ctx context.Context, user string, q ArchiveQuery) (msgs []ArchivedMessage, more bool, err error)
+	// CountArchive returns how many messages q selects, ignoring Max and Last.
+	CountArchive(ctx context.Context, user string, q ArchiveQuery) (int, error)
+	// HasArchived reports whether user's archive holds a message with this ID.
+	HasArchived(ctx context.Context, user, id string) (bool, error)
+	// PruneArchive deletes the messages of every archive stored before t and
+	// returns how many went.
+	PruneArchive(ctx context.Context, before time.Time) (int64, error)
 
 	// Close releases the store's resources.
 	Close() error

@@ -94,5 +94,22 @@ func migrations() []sqlstore.Migration {
 				) STRICT, WITHOUT ROWID`,
 			},
 		},
+		{
+			Name: "message archive",
+			Stmts: []string{
+				// id is ASCII text that sorts in archive order, so paging is a
+				// range scan on the primary key (PostgreSQL: COLLATE "C").
+				`CREATE TABLE archive (
+					user_jid TEXT    NOT NULL,
+					id       TEXT    NOT NULL,
+					with_jid TEXT    NOT NULL,
+					stored   INTEGER NOT NULL, -- Unix microseconds
+					stanza   TEXT    NOT NULL,
+					PRIMARY KEY (user_jid, id)
+				) STRICT`, // not WITHOUT ROWID: stanzas make rows too big for it
+				`CREATE INDEX archive_with ON archive (user_jid, with_jid, id)`,
+				`CREATE INDEX archive_stored ON archive (stored)`,
+			},
+		},
 	}
 }

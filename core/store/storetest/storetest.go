@@ -50,6 +50,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Rooms", testRooms},
 		{"RoomAffiliations", testRoomAffiliations},
 		{"CanceledContext", testCanceledContext},
+		{"ArchiveOrderAndPaging", testArchivePaging},
+		{"ArchiveFilters", testArchiveFilters},
+		{"ArchiveAppendErrors", testArchiveAppendErrors},
+		{"ArchivePrune", testArchivePrune},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
@@ -231,6 +235,8 @@ func fill(t *testing.T, s store.Store, user string) {
 	noErr(t, "PutXML", s.PutXML(ctx, user, "vcard", "<vCard xmlns='vcard-temp'/>"))
 	noErr(t, "PutXML", s.PutXML(ctx, user, "private:storage:bookmarks", "<storage xmlns='storage:bookmarks'/>"))
 	noErr(t, "Block", s.Block(ctx, user, []string{"spam@example.net"}))
+	noErr(t, "AppendArchive", s.AppendArchive(ctx, []store.ArchivedMessage{
+		{User: user, ID: "0001", With: "friend@example.net", Stored: time.Now(), Stanza: "<message/>"}}))
 }
 
 // checkEmpty fails unless user has no data at all.
@@ -262,6 +268,9 @@ func checkEmpty(t *testing.T, s store.Store, user string) {
 	}
 	if bl, err := s.BlockList(ctx, user); err != nil || len(bl) != 0 {
 		t.Errorf("%s: BlockList = %v, %v; want none", user, bl, err)
+	}
+	if n, err := s.CountArchive(ctx, user, store.ArchiveQuery{}); err != nil || n != 0 {
+		t.Errorf("%s: CountArchive = %d, %v; want 0", user, n, err)
 	}
 }
 

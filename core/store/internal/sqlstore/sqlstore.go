@@ -198,7 +198,7 @@ func (s *Store) CreateAccount(ctx context.Context, a store.Account) error {
 // purgeUser deletes the user's rows from every per-user table; a new
 // per-user table must be listed here so DeleteAccount removes it too.
 func purgeUser(ctx context.Context, tx *sql.Tx, user string) error {
-	for _, t := range [...]string{"roster_items", "roster_versions", "sub_requests", "offline", "xml_blobs", "blocklist"} {
+	for _, t := range [...]string{"roster_items", "roster_versions", "sub_requests", "offline", "xml_blobs", "blocklist", "archive"} {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM `+t+` WHERE user_jid = $1`, user); err != nil {
 			return fmt.Errorf("clear %s: %w", t, err)
 		}

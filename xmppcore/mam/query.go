@@ -1,0 +1,259 @@
+package mam
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/aldis-im/aldis/core/store"
+	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/stanza"
+	"github.com/aldis-im/aldis/xmppcore/wire"
+)
+
+// errBadRequest marks a query the client got wrong; its text goes back.
+type errBadRequest string
+
+func (e errBadRequest) Error() string { return string(e) }
+
+// HandleIQ answers a urn:xmpp:mam:2 iq that owner's own session (requester)
+// sent: query get (the form's fields), query set (a query), prefs get/set.
+// It calls send for each result message in order and finally for the iq
+// result or error. A query sees every message Record accepted before it.
+func (a *Archiver) HandleIQ(ctx context.Context, owner, requester jid.JID, st *wire.Element, send func(*wire.Element)) {
+	owner = owner.Bare()
+	if requester.Bare() != owner {
+		send(stanza.Error(st, stanza.Cancel, "forbidden", ""))
+		return
+	}
+	p := stanza.Payload(st)
+	typ := st.Attr("type")
+	switch {
+	case p == nil || p.Space != NS || (typ != "get" && typ != "set"):
+		send(stanza.Error(st, stanza.Modify, "bad-request", ""))
+	case p.Local() == "prefs":
+		a.prefsIQ(ctx, owner, st, p, send)
+	case p.Local() == "query" && typ == "get":
+		res := stanza.Result(st)
+		res.AddChild(wire.New("query", NS)).AddChild(formFields())
+		send(res)
+	case p.Local() == "query":
+		a.queries.Inc()
+		a.query(ctx, owner, requester, st, p, send)
+	default:
+		send(stanza.Error(st, stanza.Cancel, "feature-not-implemented", ""))
+	}
+}
+
+// formFields is the query form (XEP-0313 §4.1.1, with the extended fields).
+func formFields() *wire.Element {
+	x := wire.New("x", NSData)
+	x.SetAttr("type", "form")
+	ft := x.AddChild(wire.New("field", ""))
+	ft.SetAttr("var", "FORM_TYPE").SetAttr("type", "hidden")
+	ft.AddChild(wire.New("value", "")).AddText(NS)
+	for _, f := range []struct{ v, t string }{
+		{"with", "jid-single"}, {"start", "text-single"}, {"end", "text-single"},
+		{"before-id", "text-single"}, {"after-id", "text-single"}, {"ids", "text-multi"},
+	} {
+		x.AddChild(wire.New("field", "")).SetAttr("var", f.v).SetAttr("type", f.t)
+	}
+	return x
+}
+
+// request is a parsed query.
+type request struct {
+	q                   store.ArchiveQuery // filters of the whole result set (count uses them)
+	checkID             []string           // ids that must exist (item-not-found otherwise)
+	rsmAfter, rsmBefore string
+	last                bool // page from the end (RSM <before/>)
+	max                 int
+}
+
+// parseQuery reads the form and the RSM set of a <query/>.
+func (a *Archiver) parseQuery(p *wire.Element) (request, error) {
+	r := request{max: a.cfg.MaxPage}
+	if x := p.Child("x", NSData); x != nil {
+		for f := range x.Elements() {
+			if f.Local() != "field" {
+				continue
+			}
+			var vals []string
+			for v := range f.Elements() {
+				if v.Local() == "value" {
+					vals = append(vals, v.Text())
+				}
+			}
+			one := func() (string, error) {
+				if len(vals) != 1 {
+					return "", errBadRequest("field " + f.Attr("var") + " needs one value")
+				}
+				return vals[0], nil
+			}
+			var (
+				v   string
+				err error
+			)
+			switch name := f.Attr("var"); name {
+			case "FORM_TYPE":
+				if v, err = one(); err == nil && v != NS {
+					err = errBadRequest("FORM_TYPE is not " + NS)
+				}
+			case "with":
+				if v, err = one(); err == nil {
+					var j jid.JID
+					if j, err = jid.Parse(v); err != nil {
+						err = errBadRequest("bad with")
+					}
+					// Archives are kept by bare JID, so a full JID matches its bare JID.
+					r.q.With = j.Bare().String()
+				}
+			case "start", "end":
+				if v, err = one(); err == nil {
+					var t time.Time
+					if t, err = time.Parse(time.RFC3339Nano, v); err != nil {
+						err = errBadRequest("bad " + name)
+					} else if name == "start" {
+						r.q.Start = t
+					} else {
+						r.q.End = t
+					}
+				}
+			case "after-id":
+				if v, err = one(); err == nil {
+					r.q.AfterID = v
+					r.checkID = append(r.checkID, v)
+				}
+			case "before-id":
+				if v, err = one(); err == nil {
+					r.q.BeforeID = v
+					r.checkID = append(r.checkID, v)
+				}
+			case "ids":
+				r.q.IDs = append([]string{}, vals...)
+			default:
+				err = errBadRequest("unsupported field " + name)
+			}
+			if err != nil {
+				return r, err
+			}
+		}
+	}
+	if set := p.Child("set", NSRSM); set != nil {
+		if s := set.Child("max", NSRSM); s != nil {
+			n, err := strconv.Atoi(s.Text())
+			if err != nil || n < 0 {
+				return r, errBadRequest("bad max")
+			}
+			r.max = min(n, a.cfg.MaxPage)
+		}
+		if s := set.Child("after", NSRSM); s != nil {
+			if r.rsmAfter = s.Text(); r.rsmAfter == "" {
+				return r, errBadRequest("empty after")
+			}
+			r.checkID = append(r.checkID, r.rsmAfter)
+		}
+		if s := set.Child("before", NSRSM); s != nil {
+			r.last = true
+			if r.rsmBefore = s.Text(); r.rsmBefore != "" {
+				r.checkID = append(r.checkID, r.rsmBefore)
+			}
+		}
+		if set.Child("index", NSRSM) != nil {
+			return r, errFeature
+		}
+	}
+	return r, nil
+}
+
+var errFeature = errors.New("RSM index is not supported")
+
+// query runs a query set and sends its results and <fin/>.
+func (a *Archiver) query(ctx context.Context, owner, requester jid.JID, st, p *wire.Element, send func(*wire.Element)) {
+	r, err := a.parseQuery(p)
+	if err != nil {
+		if errors.Is(err, errFeature) {
+			send(stanza.Error(st, stanza.Cancel, "feature-not-implemented", err.Error()))
+		} else {
+			send(stanza.Error(st, stanza.Modify, "bad-request", err.Error()))
+		}
+		return
+	}
+	fail := func(what string, err error) {
+		a.log.Error("archive query failed", "user", owner, "step", what, "err", err)
+		send(stanza.Error(st, stanza.Wait, "internal-server-error", ""))
+	}
+	if err := a.flush(ctx); err != nil {
+		fail("flush", err)
+		return
+	}
+	user := owner.String()
+	for _, id := range r.checkID {
+		ok, err := a.st.HasArchived(ctx, user, id)
+		if err != nil {
+			fail("find id", err)
+			return
+		}
+		if !ok {
+			send(stanza.Error(st, stanza.Cancel, "item-not-found", "no message "+id+" in the archive"))
+			return
+		}
+	}
+	count, err := a.st.CountArchive(ctx, user, r.q)
+	if err != nil {
+		fail("count", err)
+		return
+	}
+	page := r.q
+	page.Max, page.Last = r.max, r.last
+	// The RSM bounds narrow the form's id bounds; ids sort as text.
+	if r.rsmAfter != "" && r.rsmAfter > page.AfterID {
+		page.AfterID = r.rsmAfter
+	}
+	if r.rsmBefore != "" && (page.BeforeID == "" || r.rsmBefore < page.BeforeID) {
+		page.BeforeID = r.rsmBefore
+	}
+	msgs, more, err := a.st.QueryArchive(ctx, user, page)
+	if err != nil {
+		fail("query", err)
+		return
+	}
+	queryID := p.Attr("queryid")
+	for _, m := range msgs {
+		inner, err := wire.ParseElement(m.Stanza)
+		if err != nil {
+			// Stored by us, so this is corruption: skip it rather than fail the page.
+			a.log.Error("archived message unreadable", "user", owner, "id", m.ID, "err", err)
+			continue
+		}
+		send(resultMessage(owner, requester, queryID, m, inner))
+	}
+	res := stanza.Result(st)
+	fin := res.AddChild(wire.New("fin", NS))
+	fin.SetAttr("complete", strconv.FormatBool(!more))
+	set := fin.AddChild(wire.New("set", NSRSM))
+	if len(msgs) > 0 {
+		set.AddChild(wire.New("first", "")).AddText(msgs[0].ID)
+		set.AddChild(wire.New("last", "")).AddText(msgs[len(msgs)-1].ID)
+	}
+	set.AddChild(wire.New("count", "")).AddText(strconv.Itoa(count))
+	send(res)
+}
+
+// resultMessage wraps an archived stanza for the requester (XEP-0313 §4.2).
+func resultMessage(owner, requester jid.JID, queryID string, m store.ArchivedMessage, inner *wire.Element) *wire.Element {
+	msg := wire.New("message", "")
+	msg.SetAttr("to", requester.String()).SetAttr("from", owner.String())
+	res := msg.AddChild(wire.New("result", NS))
+	if queryID != "" {
+		res.SetAttr("queryid", queryID)
+	}
+	res.SetAttr("id", m.ID)
+	fwd := res.AddChild(wire.New("forwarded", stanza.NSForward))
+	fwd.AddChild(wire.New("delay", stanza.NSDelay)).SetAttr("stamp", m.Stored.UTC().Format(time.RFC3339Nano))
+	inner.RemoveAttr("xmlns")
+	inner.SetAttr("xmlns", stanza.NSClient)
+	fwd.AddChild(inner)
+	return msg
+}
