@@ -21,7 +21,7 @@ func TestSlixmppArchive(t *testing.T) {
 	srv := startServer(t, serverOpts{})
 	srv.AddUser("alice", "alice-secret")
 	srv.AddUser("bob", "bob-secret")
-	const count = 120
+	const count = 300
 
 	run := func(n int) *slixmppRun {
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
