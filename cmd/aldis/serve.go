@@ -101,6 +101,7 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 	m := obs.NewMetrics()
 	acc := accounts.New(st, cfg.Auth.SCRAMIterations)
 	var archive router.Archive
+	var roomArchive muc.Archive // the same archiver, for the archives of rooms
 	if cfg.Archive.Enabled {
 		arch := mam.New(st, mam.Config{Retention: cfg.Archive.Retention, MaxPage: cfg.Archive.MaxPage, Log: log, Metrics: m})
 		// Deferred before the router's Close, so it runs after it: the
@@ -112,7 +113,7 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 				log.Warn("message archive did not flush in time", "err", err)
 			}
 		}()
-		archive = arch
+		archive, roomArchive = arch, arch
 	}
 	rt, err := router.New(router.Config{
 		Domain: cfg.Server.Domain, Store: st, Accounts: acc, Log: log, Metrics: m,
@@ -136,7 +137,7 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 		rooms, err = muc.New(ctx, muc.Config{
 			Domain: cfg.MUCDomain(), ServerDomain: cfg.Server.Domain, Router: rt, Store: st, Log: log, Metrics: m,
 			MaxRooms: cfg.MUC.MaxRooms, MaxOccupants: cfg.MUC.MaxOccupants, History: cfg.MUC.History,
-			AdminsOnly: cfg.MUC.Creators == "admins", Admins: admins,
+			AdminsOnly: cfg.MUC.Creators == "admins", Admins: admins, Archive: roomArchive,
 		})
 		if err != nil {
 			return err

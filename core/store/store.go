@@ -165,7 +165,8 @@ type Store interface {
 	// PutRoom creates a room or replaces its configuration and subject,
 	// keeping its affiliations.
 	PutRoom(ctx context.Context, r Room) error
-	// DeleteRoom removes a room with its affiliations; ErrNotFound if absent.
+	// DeleteRoom removes a room with its affiliations and its message
+	// archive; ErrNotFound if absent.
 	DeleteRoom(ctx context.Context, room string) error
 	// Rooms returns the rooms of a MUC service domain, sorted by JID.
 	Rooms(ctx context.Context, domain string) ([]Room, error)

@@ -1,7 +1,8 @@
 // Package mam is the server-side message archive (XEP-0313 Message Archive
-// Management, urn:xmpp:mam:2): it records a user's one-to-one messages,
-// answers archive queries with Result Set Management (XEP-0059) paging, and
-// keeps per-user archiving preferences.
+// Management, urn:xmpp:mam:2): it records a user's one-to-one messages and
+// the groupchat messages of MUC rooms (an archive per room, §5), answers
+// archive queries with Result Set Management (XEP-0059) paging, and keeps
+// per-user archiving preferences.
 package mam
 
 import (
@@ -183,6 +184,41 @@ func (a *Archiver) Record(owner, with jid.JID, st *wire.Element, outgoing bool) 
 	}
 	// The direction is in the stanza's own from and to; it needs no column.
 	_ = outgoing
+	return a.enqueue(owner, with, st)
+}
+
+// RecordRoom archives a groupchat message of a MUC room in the room's
+// archive (XEP-0313 §5): room is the room's bare JID and st the message as
+// the room reflects it, from the occupant JID room@service/nick, which is
+// the archive's with. It returns the archive id, which the room puts in the
+// stanza-id of the copies it sends, or "" when the message is not archived
+// (no body, a no-store hint, not from an occupant of room, a failed write).
+// Whether the room keeps an archive is for the MUC service to decide; room
+// archives have no preferences. The write is queued as for Record.
+func (a *Archiver) RecordRoom(room jid.JID, st *wire.Element) string {
+	room = room.Bare()
+	if room.IsZero() || !eligibleGroupchat(st) {
+		return ""
+	}
+	with, err := jid.Parse(st.Attr("from"))
+	if err != nil || with.Bare() != room || with.Resource() == "" {
+		return ""
+	}
+	return a.enqueue(room, with, st)
+}
+
+// eligibleGroupchat is Eligible for the messages of a room archive: type
+// groupchat with a body and no hint against storing it.
+func eligibleGroupchat(st *wire.Element) bool {
+	if st == nil || st.Local() != "message" || st.Attr("type") != "groupchat" || st.Child("body", "") == nil {
+		return false
+	}
+	return st.Child("no-store", nsHints) == nil && st.Child("no-permanent-store", nsHints) == nil
+}
+
+// enqueue queues st for owner's archive and returns its archive id, or ""
+// when the write failed.
+func (a *Archiver) enqueue(owner, with jid.JID, st *wire.Element) string {
 	id, stamp := a.nextID()
 	m := store.ArchivedMessage{User: owner.String(), ID: id, With: with.String(), Stored: stamp, Stanza: withoutForgedIDs(st, owner).String()}
 	a.mu.RLock()
@@ -282,6 +318,10 @@ func (a *Archiver) commit(ctx context.Context, msgs []store.ArchivedMessage) err
 	}
 	return nil
 }
+
+// Flush waits until every message recorded before the call is committed,
+// for example before a room's archive is deleted with the room.
+func (a *Archiver) Flush(ctx context.Context) error { return a.flush(ctx) }
 
 // flush waits until every message queued before the call is committed.
 func (a *Archiver) flush(ctx context.Context) error {

@@ -27,12 +27,26 @@ func (a *Archiver) HandleIQ(ctx context.Context, owner, requester jid.JID, st *w
 		send(stanza.Error(st, stanza.Cancel, "forbidden", ""))
 		return
 	}
+	a.handle(ctx, owner, requester, st, false, send)
+}
+
+// HandleRoomIQ answers a urn:xmpp:mam:2 iq sent to a MUC room's bare JID
+// (XEP-0313 §5): query get and set as HandleIQ, on the archive RecordRoom
+// keeps for room. The MUC service has decided that requester may read it.
+// Results come from the room's bare JID to requester; a with filter is an
+// occupant JID (room@service/nick) and matches that nick's messages.
+// Room archives have no preferences: prefs get feature-not-implemented.
+func (a *Archiver) HandleRoomIQ(ctx context.Context, room, requester jid.JID, st *wire.Element, send func(*wire.Element)) {
+	a.handle(ctx, room.Bare(), requester, st, true, send)
+}
+
+func (a *Archiver) handle(ctx context.Context, owner, requester jid.JID, st *wire.Element, room bool, send func(*wire.Element)) {
 	p := stanza.Payload(st)
 	typ := st.Attr("type")
 	switch {
 	case p == nil || p.Space != NS || (typ != "get" && typ != "set"):
 		send(stanza.Error(st, stanza.Modify, "bad-request", ""))
-	case p.Local() == "prefs":
+	case p.Local() == "prefs" && !room:
 		a.prefsIQ(ctx, owner, st, p, send)
 	case p.Local() == "query" && typ == "get":
 		res := stanza.Result(st)
@@ -40,10 +54,25 @@ func (a *Archiver) HandleIQ(ctx context.Context, owner, requester jid.JID, st *w
 		send(res)
 	case p.Local() == "query":
 		a.queries.Inc()
-		a.query(ctx, owner, requester, st, p, send)
+		a.query(ctx, owner, requester, st, p, room, send)
 	default:
 		send(stanza.Error(st, stanza.Cancel, "feature-not-implemented", ""))
 	}
+}
+
+// RoomHistory returns the last n messages of room's archive (those
+// RecordRoom accepted before the call), oldest first, as stored: the
+// reflected stanza, from the occupant JID and without to. The MUC service
+// fills the history of a room loaded after a restart from it.
+func (a *Archiver) RoomHistory(ctx context.Context, room jid.JID, n int) ([]store.ArchivedMessage, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	if err := a.flush(ctx); err != nil {
+		return nil, err
+	}
+	msgs, _, err := a.st.QueryArchive(ctx, room.Bare().String(), store.ArchiveQuery{Max: n, Last: true})
+	return msgs, err
 }
 
 // formFields is the query form (XEP-0313 §4.1.1, with the extended fields).
@@ -71,8 +100,9 @@ type request struct {
 	max                 int
 }
 
-// parseQuery reads the form and the RSM set of a <query/>.
-func (a *Archiver) parseQuery(p *wire.Element) (request, error) {
+// parseQuery reads the form and the RSM set of a <query/>; room: of a room
+// archive, whose with values are occupant JIDs.
+func (a *Archiver) parseQuery(p *wire.Element, room bool) (request, error) {
 	r := request{max: a.cfg.MaxPage}
 	if x := p.Child("x", NSData); x != nil {
 		for f := range x.Elements() {
@@ -106,8 +136,12 @@ func (a *Archiver) parseQuery(p *wire.Element) (request, error) {
 					if j, err = jid.Parse(v); err != nil {
 						err = errBadRequest("bad with")
 					}
-					// Archives are kept by bare JID, so a full JID matches its bare JID.
-					r.q.With = j.Bare().String()
+					// Archives are kept by bare JID, so a full JID matches its
+					// bare JID; a room's by occupant JID.
+					if !room {
+						j = j.Bare()
+					}
+					r.q.With = j.String()
 				}
 			case "start", "end":
 				if v, err = one(); err == nil {
@@ -170,8 +204,8 @@ func (a *Archiver) parseQuery(p *wire.Element) (request, error) {
 var errFeature = errors.New("RSM index is not supported")
 
 // query runs a query set and sends its results and <fin/>.
-func (a *Archiver) query(ctx context.Context, owner, requester jid.JID, st, p *wire.Element, send func(*wire.Element)) {
-	r, err := a.parseQuery(p)
+func (a *Archiver) query(ctx context.Context, owner, requester jid.JID, st, p *wire.Element, room bool, send func(*wire.Element)) {
+	r, err := a.parseQuery(p, room)
 	if err != nil {
 		if errors.Is(err, errFeature) {
 			send(stanza.Error(st, stanza.Cancel, "feature-not-implemented", err.Error()))

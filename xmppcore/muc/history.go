@@ -1,6 +1,7 @@
 package muc
 
 import (
+	"context"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -8,6 +9,9 @@ import (
 	"github.com/aldis-im/aldis/xmppcore/jid"
 	"github.com/aldis-im/aldis/xmppcore/wire"
 )
+
+// historyTimeout bounds reading a room's history from its archive.
+const historyTimeout = 10 * time.Second
 
 // history is a ring of the room's last messages, kept in memory only.
 type history struct {
@@ -90,6 +94,41 @@ func nonNegative(s string) (int, bool) {
 		return 0, false
 	}
 	return v, true
+}
+
+// loadHistory fills the history of a room loaded from the store, which
+// starts empty, with the last messages of its archive, once: at the first
+// join, so that rooms nobody enters cost no reads at start.
+func (r *room) loadHistory() {
+	if !r.histLoad {
+		return
+	}
+	r.histLoad = false
+	ah, ok := r.s.cfg.Archive.(ArchiveHistory)
+	if !ok || !r.archiving() || r.hist.max <= 0 || len(r.hist.buf) > 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.s.ctx, historyTimeout)
+	defer cancel()
+	msgs, err := ah.RoomHistory(ctx, r.jid, r.hist.max)
+	if err != nil {
+		r.s.log.Error("load room history from the archive", "room", r.jid.String(), "err", err)
+		return
+	}
+	for _, am := range msgs {
+		m, err := wire.ParseElement(am.Stanza)
+		if err != nil {
+			r.s.log.Error("archived room message unreadable", "room", r.jid.String(), "id", am.ID, "err", err)
+			continue
+		}
+		from, err := jid.Parse(m.Attr("from"))
+		if err != nil || from.Bare() != r.jid {
+			continue
+		}
+		m.RemoveAttr("to")
+		m.AddChild(r.stanzaID(am.ID))
+		r.hist.add(m, from, am.Stored)
+	}
 }
 
 // sendHistory sends a joining session the history it asked for, each

@@ -48,6 +48,8 @@ func (r *room) iq(ev event) {
 		r.adminIQ(ev, p)
 	case p.Space == stanza.NSPing:
 		r.deliver(reply(ev), ev.to, ev.from)
+	case p.Space == NSMAM && r.archiving():
+		r.archiveIQ(ev)
 	case typ != "get":
 		r.refuse(ev, stanza.Cancel, "service-unavailable", "")
 	case p.Space == stanza.NSDiscoInfo:
@@ -91,7 +93,7 @@ func (r *room) discoInfo(ev event, p *wire.Element) {
 		}
 		return no
 	}
-	for _, f := range []string{
+	feats := []string{
 		NS, NSStableID, NSSelfPing, NSRequest, stanza.NSDiscoInfo,
 		pick(c.Public, "muc_public", "muc_hidden"),
 		pick(c.Persistent, "muc_persistent", "muc_temporary"),
@@ -99,7 +101,11 @@ func (r *room) discoInfo(ev event, p *wire.Element) {
 		pick(c.Moderated, "muc_moderated", "muc_unmoderated"),
 		pick(c.NonAnonymous, "muc_nonanonymous", "muc_semianonymous"),
 		pick(c.Password != "", "muc_passwordprotected", "muc_unsecured"),
-	} {
+	}
+	if r.archiving() {
+		feats = append(feats, NSMAM)
+	}
+	for _, f := range feats {
 		q.AddChild(wire.New("feature", "")).SetAttr("var", f)
 	}
 	x := q.AddChild(wire.New("x", NSData))
@@ -113,6 +119,29 @@ func (r *room) discoInfo(ev event, p *wire.Element) {
 		strconv.Itoa(max(r.hist.max, 0)))
 	field(x, "list-single", "muc#roomconfig_allowpm", "Who may send private messages", c.AllowPM)
 	r.deliver(res, ev.to, ev.from)
+}
+
+// archiveIQ passes a MAM iq to the room's archive if the sender may read
+// it: an occupant, or a member, admin or owner. Results come from the
+// occupant JIDs, so a semi-anonymous room reveals no real JIDs through them.
+// The archive answers on a goroutine of its own, so a slow store does not
+// hold up the room; results are from the room's bare JID to the sender.
+func (r *room) archiveIQ(ev event) {
+	if r.sessions[ev.from] == nil && r.affiliationOf(ev.from) < affMember {
+		r.refuse(ev, stanza.Auth, "forbidden", "only occupants and members may read the room's archive")
+		return
+	}
+	s, room, requester := r.s, ev.to.Bare(), ev.from
+	send := func(st *wire.Element) {
+		st.SetAttr("from", room.String())
+		st.SetAttr("to", requester.String())
+		s.deliver(st, room, requester)
+	}
+	s.wg.Add(1) // the room's goroutine holds a count too, so Close waits for this one
+	go func() {
+		defer s.wg.Done()
+		s.cfg.Archive.HandleRoomIQ(s.ctx, room, requester, ev.st, send)
+	}()
 }
 
 // occupantIQ handles an iq to an occupant JID: the XEP-0410 self-ping is

@@ -1,6 +1,8 @@
 package muc
 
 import (
+	"slices"
+
 	"github.com/aldis-im/aldis/xmppcore/jid"
 	"github.com/aldis-im/aldis/xmppcore/stanza"
 	"github.com/aldis-im/aldis/xmppcore/wire"
@@ -80,19 +82,42 @@ func (r *room) groupchat(ev event) {
 		return
 	}
 	m := reflect(st, from)
+	if m.Child("body", "") != nil && r.archiving() {
+		if id := r.s.cfg.Archive.RecordRoom(r.jid, m); id != "" {
+			m.AddChild(r.stanzaID(id))
+		}
+	}
 	r.broadcast(m, from)
 	if m.Child("body", "") != nil {
 		r.hist.add(m, from, r.now())
 	}
 }
 
+// archiving reports whether the room keeps an archive: a persistent room
+// whose owners have not turned it off, on a service with archives.
+func (r *room) archiving() bool {
+	return r.s.cfg.Archive != nil && r.conf.Persistent && !r.conf.NoArchive
+}
+
+// stanzaID is the XEP-0359 stanza-id of an archived message of the room.
+func (r *room) stanzaID(id string) *wire.Element {
+	e := wire.New("stanza-id", NSSID)
+	e.SetAttr("by", r.jid.String()).SetAttr("id", id)
+	return e
+}
+
 // reflect copies a message for the occupants: from the occupant JID, with
 // the sender's id or one generated for all copies (muc#stable_id). What a
 // client put in the muc#user namespace is dropped: status codes and
-// invitations there speak for the room, not for an occupant.
+// invitations there speak for the room, not for an occupant, and so does a
+// stanza-id by the room (XEP-0359 §5).
 func reflect(st *wire.Element, from jid.JID) *wire.Element {
 	m := st.Copy()
 	m.RemoveChildren("x", NSUser)
+	room := from.Bare().String()
+	m.Nodes = slices.DeleteFunc(m.Nodes, func(n wire.Node) bool {
+		return n.Elem != nil && n.Elem.Local() == "stanza-id" && n.Elem.Space == NSSID && n.Elem.Attr("by") == room
+	})
 	m.RemoveAttr("to")
 	m.SetAttr("from", from.String())
 	if m.Attr("id") == "" {

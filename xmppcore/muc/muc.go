@@ -42,6 +42,8 @@ const (
 	NSStableID   = NS + "#stable_id"
 	NSSelfPing   = NS + "#self-ping-optimization" // XEP-0410 §3.3
 	NSData       = "jabber:x:data"
+	NSMAM        = "urn:xmpp:mam:2" // XEP-0313 archives of rooms
+	NSSID        = "urn:xmpp:sid:0" // XEP-0359 stanza-id
 )
 
 // Deliverer sends a stanza the service produced to its recipient without
@@ -59,12 +61,41 @@ type Store interface {
 	RoomAffiliations(ctx context.Context, room string) ([]store.RoomAffiliation, error)
 }
 
+// Archive keeps the message archives of rooms (XEP-0313 §5); *mam.Archiver
+// implements it.
+type Archive interface {
+	// RecordRoom archives a groupchat message as reflected (from the
+	// occupant JID) and returns its archive id, or "" if it was not archived.
+	RecordRoom(room jid.JID, st *wire.Element) string
+	// HandleRoomIQ answers a urn:xmpp:mam:2 iq to the room's bare JID that
+	// the room has allowed requester to send; it may block on the store.
+	HandleRoomIQ(ctx context.Context, room, requester jid.JID, st *wire.Element, send func(*wire.Element))
+}
+
+// ArchiveHistory is what an Archive may also do: return the last n messages
+// of a room's archive, oldest first, as RecordRoom was given them. With it,
+// a persistent room loaded at start fills its history from its archive when
+// someone first joins it.
+type ArchiveHistory interface {
+	RoomHistory(ctx context.Context, room jid.JID, n int) ([]store.ArchivedMessage, error)
+}
+
+// ArchiveFlusher is what an Archive may also do: commit what it queued, so
+// that deleting a room also deletes its last messages.
+type ArchiveFlusher interface {
+	Flush(ctx context.Context) error
+}
+
 // Config configures a Service.
 type Config struct {
 	Domain       string // the service's own domain, e.g. conference.example.org
 	ServerDomain string // whose users count as local for room creation
 	Router       Deliverer
 	Store        Store // nil keeps nothing across restarts
+	// Archive keeps the archives of persistent rooms whose owners have not
+	// turned archiving off (muc#roomconfig_enablearchiving); nil: none.
+	// Temporary rooms are never archived.
+	Archive      Archive
 	Log          *slog.Logger
 	Metrics      *obs.Metrics
 	MaxRooms     int // 0: 10000

@@ -25,6 +25,9 @@ type roomConfig struct {
 	ChangeSubject bool   `json:"change_subject,omitempty"` // participants may change the subject
 	AllowPM       string `json:"allow_pm"`                 // anyone, participants, moderators or none
 	AllowInvites  bool   `json:"allow_invites,omitempty"`  // occupants may invite to a members-only room
+	// NoArchive turns off the archive of a persistent room
+	// (muc#roomconfig_enablearchiving false); archiving is on by default.
+	NoArchive bool `json:"no_archive,omitempty"`
 }
 
 func defaultConfig(maxUsers int) roomConfig {
@@ -197,6 +200,9 @@ func (r *room) configForm() *wire.Element {
 		option(f, "", p)
 	}
 	field(x, "boolean", "muc#roomconfig_allowinvites", "Allow occupants to invite others", boolValue(c.AllowInvites))
+	if r.s.cfg.Archive != nil {
+		field(x, "boolean", "muc#roomconfig_enablearchiving", "Archive messages (persistent rooms only)", boolValue(!c.NoArchive))
+	}
 	return x
 }
 
@@ -241,6 +247,7 @@ func (c roomConfig) apply(fields map[string][]string, maxUsers int) (roomConfig,
 	}
 	text("muc#roomconfig_roomname", &c.Name)
 	text("muc#roomconfig_roomdesc", &c.Description)
+	archive := !c.NoArchive
 	protected := c.Password != ""
 	secret := c.Password
 	text("muc#roomconfig_roomsecret", &secret)
@@ -255,11 +262,13 @@ func (c roomConfig) apply(fields map[string][]string, maxUsers int) (roomConfig,
 		"muc#roomconfig_changesubject":         &c.ChangeSubject,
 		"muc#roomconfig_allowinvites":          &c.AllowInvites,
 		"muc#roomconfig_passwordprotectedroom": &protected,
+		"muc#roomconfig_enablearchiving":       &archive,
 	} {
 		if err := boolean(name, dst); err != nil {
 			return c, err
 		}
 	}
+	c.NoArchive = !archive
 	switch {
 	case protected && secret == "":
 		return c, fmt.Errorf("a password-protected room needs muc#roomconfig_roomsecret")

@@ -150,6 +150,7 @@ func (r *room) welcome(ev event, o *occupant, codes []string) {
 	if x := ev.st.Child("x", NS); x != nil {
 		hist = x.Child("history", "")
 	}
+	r.loadHistory()
 	r.sendHistory(sj, hist)
 	r.sendSubject(sj)
 }

@@ -61,6 +61,7 @@ type room struct {
 	sessions  map[jid.JID]*occupant // by the real full JID of each session
 	subject   subject
 	hist      history
+	histLoad  bool                 // loaded from the store: fill hist from the archive at the first join
 	iqs       map[string]pendingIQ // iqs forwarded between occupants, by the id we gave them
 }
 
@@ -279,6 +280,12 @@ func (r *room) unsave() {
 	if r.s.cfg.Store == nil {
 		return
 	}
+	// The store deletes the room's archive with it; queued messages first.
+	if f, ok := r.s.cfg.Archive.(ArchiveFlusher); ok {
+		if err := f.Flush(r.s.ctx); err != nil {
+			r.s.log.Error("flush room archive", "room", r.jid.String(), "err", err)
+		}
+	}
 	if err := r.s.cfg.Store.DeleteRoom(r.s.ctx, r.jid.String()); err != nil && !errors.Is(err, store.ErrNotFound) {
 		r.s.log.Error("delete stored room", "room", r.jid.String(), "err", err)
 	}
@@ -309,6 +316,7 @@ func (r *room) restore(sr store.Room, affs []store.RoomAffiliation) error {
 		r.affs[j] = affEntry{aff: aff, reason: a.Reason}
 	}
 	r.exists = true
+	r.histLoad = true
 	r.publish()
 	return nil
 }

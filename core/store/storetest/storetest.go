@@ -818,7 +818,12 @@ func testRoomAffiliations(t *testing.T, s store.Store) {
 	if got, _ := s.RoomAffiliations(ctx, room); len(got) != 2 {
 		t.Errorf("affiliations after PutRoom = %+v, want them kept", got)
 	}
+	noErr(t, "AppendArchive to the room", s.AppendArchive(ctx, []store.ArchivedMessage{
+		{User: room, ID: "0001", With: room + "/nick", Stored: time.Unix(1000, 0), Stanza: "<message/>"}}))
 	noErr(t, "DeleteRoom", s.DeleteRoom(ctx, room))
+	if n, err := s.CountArchive(ctx, room, store.ArchiveQuery{}); err != nil || n != 0 {
+		t.Errorf("a deleted room's archive holds %d messages (%v)", n, err)
+	}
 	noErr(t, "PutRoom after delete", s.PutRoom(ctx, store.Room{JID: room, Config: "{}"}))
 	if got, err := s.RoomAffiliations(ctx, room); err != nil || len(got) != 0 {
 		t.Errorf("a re-created room has affiliations %+v, %v", got, err)

@@ -759,6 +759,10 @@ func (s *Store) DeleteRoom(ctx context.Context, room string) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM muc_affiliations WHERE room_jid = $1`, room); err != nil {
 			return err
 		}
+		// A room created later under the same name must not inherit it.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM archive WHERE user_jid = $1`, room); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM muc_rooms WHERE jid = $1`, room)
 		if err != nil {
 			return err
