@@ -36,8 +36,9 @@ const (
 
 const (
 	defaultMaxPage = 100
-	batchMax       = 256  // messages per write transaction
-	queueLen       = 4096 // pending writes before Record writes synchronously
+	batchMax       = 4096                   // messages per write transaction
+	batchLinger    = 250 * time.Millisecond // how long a batch gathers before it is committed
+	queueLen       = 16384                  // pending writes before Record waits for room
 	writeTimeout   = 30 * time.Second
 	pruneEvery     = time.Hour
 	prefsCacheMax  = 10000 // users whose preferences are cached
@@ -230,10 +231,22 @@ func (a *Archiver) enqueue(owner, with jid.JID, st *wire.Element) string {
 			return id
 		default:
 		}
+		// Full: wait for room. Writing this message alone instead would
+		// cost a transaction of its own, so under load every caller would
+		// do that and the writer would fall further behind.
+		t := time.NewTimer(writeTimeout)
+		select {
+		case a.queue <- item{msg: m}:
+			t.Stop()
+			a.mu.RUnlock()
+			a.archived.Inc()
+			return id
+		case <-t.C:
+		}
 	}
 	a.mu.RUnlock()
-	// Queue full (or closing): write now, which slows the caller down
-	// instead of dropping the message.
+	// Closing, or the writer is stuck: write now, which slows the caller
+	// down instead of dropping the message.
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
 	if err := a.commit(ctx, []store.ArchivedMessage{m}); err != nil {
@@ -278,18 +291,23 @@ func (a *Archiver) write() {
 			}
 		}
 		add(it)
-	drain:
-		for len(msgs) < batchMax {
+		// Gather for a moment before committing: each commit rewrites the
+		// index pages it touched, so a few large commits cost far less than
+		// many small ones. A waiting query (a flush) ends the wait at once.
+		linger := time.NewTimer(batchLinger)
+	gather:
+		for len(msgs) < batchMax && len(flushes) == 0 {
 			select {
 			case it, ok := <-a.queue:
 				if !ok {
-					break drain
+					break gather
 				}
 				add(it)
-			default:
-				break drain
+			case <-linger.C:
+				break gather
 			}
 		}
+		linger.Stop()
 		if len(msgs) > 0 {
 			ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 			if err := a.commit(ctx, msgs); err != nil && len(msgs) > 1 {

@@ -75,7 +75,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	}
 
 	w, err := openPool(ctx, fileDSN(abs, url.Values{
-		"_pragma": {"busy_timeout(5000)", "foreign_keys(1)", "journal_mode(WAL)", "synchronous(NORMAL)"},
+		"_pragma": {"busy_timeout(5000)", "foreign_keys(1)", "journal_mode(WAL)", "synchronous(NORMAL)", "cache_size(-32768)"},
 		// Deferred transactions that read and then write can fail with
 		// SQLITE_BUSY at once, without waiting, when another process wrote
 		// in between; IMMEDIATE takes the write lock up front and waits.
