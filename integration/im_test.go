@@ -1,14 +1,7 @@
 package integration
 
 import (
-	"bufio"
-	"bytes"
-	"context"
-	"encoding/json"
-	"os/exec"
-	"strings"
 	"testing"
-	"time"
 )
 
 // TestSlixmppCarbonsAndPEP: slixmpp on two devices of one account and a
@@ -21,22 +14,9 @@ func TestSlixmppCarbonsAndPEP(t *testing.T) {
 	srv.AddUser("alice", "alice-secret")
 	srv.AddUser("bob", "bob-secret")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, debianPython, "testdata/slixmpp_im.py", "--addr", srv.Addr,
+	r := runScript(t, "testdata/slixmpp_im.py", "--addr", srv.Addr,
 		"--alice", srv.JID("alice"), "--alice-password", "alice-secret",
 		"--bob", srv.JID("bob"), "--bob-password", "bob-secret", "--debug")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	r := &slixmppRun{err: cmd.Run()}
-	r.stdout, r.stderr = stdout.String(), stderr.String()
-	sc := bufio.NewScanner(strings.NewReader(r.stdout))
-	for sc.Scan() {
-		var s step
-		if err := json.Unmarshal(sc.Bytes(), &s); err == nil {
-			r.steps = append(r.steps, s)
-		}
-	}
 	if !r.ok() {
 		t.Fatalf("slixmpp scenario did not finish:\n%s", r)
 	}

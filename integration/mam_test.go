@@ -1,15 +1,8 @@
 package integration
 
 import (
-	"bufio"
-	"bytes"
-	"context"
-	"encoding/json"
 	"fmt"
-	"os/exec"
-	"strings"
 	"testing"
-	"time"
 )
 
 // TestSlixmppArchive: messages sent to a user who is offline land in the
@@ -24,23 +17,9 @@ func TestSlixmppArchive(t *testing.T) {
 	const count = 300
 
 	run := func(n int) *slixmppRun {
-		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, debianPython, "testdata/slixmpp_mam.py", "--addr", srv.Addr,
+		return runScript(t, "testdata/slixmpp_mam.py", "--addr", srv.Addr,
 			"--alice", srv.JID("alice"), "--alice-password", "alice-secret",
 			"--bob", srv.JID("bob"), "--bob-password", "bob-secret", "--count", fmt.Sprint(n), "--debug")
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		r := &slixmppRun{err: cmd.Run()}
-		r.stdout, r.stderr = stdout.String(), stderr.String()
-		sc := bufio.NewScanner(strings.NewReader(r.stdout))
-		for sc.Scan() {
-			var s step
-			if err := json.Unmarshal(sc.Bytes(), &s); err == nil {
-				r.steps = append(r.steps, s)
-			}
-		}
-		return r
 	}
 	r := run(count)
 	if !r.ok() {

@@ -93,11 +93,17 @@ func tail(s string, lines int) string {
 // runSlixmpp runs a scenario of testdata/slixmpp_client.py against srv.
 func runSlixmpp(t *testing.T, srv *server, scenario string, args ...string) *slixmppRun {
 	t.Helper()
+	return runScript(t, "testdata/slixmpp_client.py", append([]string{scenario,
+		"--addr", srv.Addr, "--domain", srv.Domain, "--debug"}, args...)...)
+}
+
+// runScript runs a Python script of testdata with Debian's interpreter and
+// collects the JSON observations it prints.
+func runScript(t *testing.T, script string, args ...string) *slixmppRun {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	argv := append([]string{"testdata/slixmpp_client.py", scenario,
-		"--addr", srv.Addr, "--domain", srv.Domain, "--debug"}, args...)
-	cmd := exec.CommandContext(ctx, debianPython, argv...)
+	cmd := exec.CommandContext(ctx, debianPython, append([]string{script}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	r := &slixmppRun{err: cmd.Run()}

@@ -27,6 +27,7 @@ const (
 	evSent        // a session sent a message to someone else: carbon copies
 	evCaps        // the features of a caps version were learnt
 	evToService   // a session sent a stanza to a service: forwarded in order
+	evForward     // a session sent a stanza to a user while its hub was busy
 )
 
 type event struct {
@@ -301,6 +302,8 @@ func (h *hub) handle(ev event) {
 			return
 		}
 		h.r.route(ev.st, s.b.jid, ev.to)
+	case evForward:
+		h.r.route(ev.st, ev.binding.jid, ev.to)
 	case evCaps:
 		h.capsLearnt(ev.from, ev.capsVer, ev.feats)
 	case evSent:

@@ -357,7 +357,14 @@ func (b *Binding) Inbound(st *wire.Element) {
 		if name == "message" && r.cfg.Archive != nil {
 			r.cfg.Archive.Record(b.jid.Bare(), to.Bare(), st, true)
 		}
-		r.post(to.Bare(), event{kind: evDeliver, st: st, from: b.jid, to: to}, true)
+		if b.h.busyOrPending() {
+			// A presence this session sent just before may still be passing
+			// through its hub: follow it, so the recipient sees the
+			// sender's stanzas in order (RFC 6120 §10.1).
+			b.h.post(event{kind: evForward, binding: b, st: st, to: to}, true)
+		} else {
+			r.post(to.Bare(), event{kind: evDeliver, st: st, from: b.jid, to: to}, true)
+		}
 		if name == "message" && b.h.carbonSessions.Load() > 0 && carbonEligible(st) {
 			b.h.post(event{kind: evSent, binding: b, st: st}, true)
 		}

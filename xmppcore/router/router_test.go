@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -604,4 +605,30 @@ func TestArchiveHooks(t *testing.T) {
 	b.expect(t, `id='q'`, `type='result'`)
 	b.send(t, `<iq type='get' id='d' to='bob@example.org'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
 	b.expect(t, `id='d'`, `urn:xmpp:mam:2`)
+}
+
+// TestPresenceThenMessageInOrder: a presence passes through the sender's
+// hub and a message need not; the recipient must still get them in the
+// order they were sent (RFC 6120 §10.1).
+func TestPresenceThenMessageInOrder(t *testing.T) {
+	e := newEnv(t, "alice", "bob")
+	befriend(t, e, "alice", "bob")
+	a := e.login("alice", "a")
+	b := e.login("bob", "b")
+	b.online(t)
+	a.online(t)
+	b.expect(t, `<presence`, `from='alice@example.org/a'`)
+	for i := range 100 {
+		a.send(t, fmt.Sprintf(`<presence><status>s%d</status></presence>`, i))
+		a.send(t, fmt.Sprintf(`<message to='bob@example.org/b' type='chat' id='m%d'><body>x</body></message>`, i))
+	}
+	for i := range 100 {
+		p := b.expect(t, `from='alice@example.org/a'`)
+		if !strings.Contains(p, fmt.Sprintf("<status>s%d</status>", i)) {
+			t.Fatalf("round %d: got %s before the presence", i, p)
+		}
+		if m := b.expect(t, `from='alice@example.org/a'`); !strings.Contains(m, fmt.Sprintf("id='m%d'", i)) {
+			t.Fatalf("round %d: got %s, want message m%d", i, m, i)
+		}
+	}
 }
