@@ -15,8 +15,10 @@ import (
 
 	"github.com/aldis-im/aldis/core/store/sqlite"
 	"github.com/aldis-im/aldis/xmppcore/accounts"
+	"github.com/aldis-im/aldis/xmppcore/caps"
 	"github.com/aldis-im/aldis/xmppcore/jid"
 	"github.com/aldis-im/aldis/xmppcore/router"
+	"github.com/aldis-im/aldis/xmppcore/wire"
 )
 
 // testServer runs a plaintext c2s server (tests only) for example.org.
@@ -300,5 +302,38 @@ func TestFloodArrivesInOrder(t *testing.T) {
 	}
 	if next != n {
 		t.Fatalf("got %d of %d messages", next, n)
+	}
+}
+
+// TestServerCaps: the post-authentication features carry the server's
+// entity capabilities, and the disco#info they stand for hashes to them.
+func TestServerCaps(t *testing.T) {
+	addr := testServer(t, Config{}, "alice")
+	r := dial(t, addr)
+	r.send(header)
+	r.until("</stream:features>")
+	cred := base64.StdEncoding.EncodeToString([]byte("\x00alice\x00password1"))
+	r.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>" + cred + "</auth>")
+	r.until("<success")
+	r.send(header)
+	feats := r.until("</stream:features>")
+	i := strings.Index(feats, "<c xmlns='http://jabber.org/protocol/caps'")
+	if i < 0 {
+		t.Fatalf("no caps in the features: %s", feats)
+	}
+	c, err := wire.ParseElement(feats[i : i+strings.Index(feats[i:], "/>")+2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+	r.until("</iq>")
+	r.send("<iq type='get' id='d' to='example.org'><query xmlns='http://jabber.org/protocol/disco#info' node='" + c.Attr("node") + "#" + c.Attr("ver") + "'/></iq>")
+	res, err := wire.ParseElement(strings.TrimSpace(r.until("</iq>")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := res.Child("query", "http://jabber.org/protocol/disco#info")
+	if q == nil || caps.Ver(q, "sha-1") != c.Attr("ver") {
+		t.Fatalf("disco#info for node#ver %s does not hash to the advertised ver: %s", c.Attr("ver"), res)
 	}
 }

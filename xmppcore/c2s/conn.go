@@ -584,6 +584,13 @@ func (c *conn) features() *wire.Element {
 		f.AddChild(wire.New("ver", stanza.NSRosterVer))
 		f.AddChild(wire.New("sm", nsSM))
 		f.AddChild(wire.New("csi", nsCSI))
+		// The server's capabilities (XEP-0115 §6.3), so clients can skip
+		// asking for disco#info when they know this version.
+		node, ver := c.srv.cfg.Router.ServerCaps()
+		cp := f.AddChild(wire.New("c", "http://jabber.org/protocol/caps"))
+		cp.SetAttr("hash", "sha-1")
+		cp.SetAttr("node", node)
+		cp.SetAttr("ver", ver)
 	}
 	return f
 }

@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"github.com/aldis-im/aldis/xmppcore/caps"
 	"maps"
 	"slices"
 	"strings"
@@ -26,6 +27,16 @@ func (r *Router) ServerFeatures() []string {
 		f = append(f, stanza.NSRegister)
 	}
 	return f
+}
+
+// capsNode names Aldis in entity capabilities (XEP-0115).
+const capsNode = "https://aldis.im"
+
+// ServerCaps returns the node and verification string of the server's
+// disco#info (XEP-0115), which clients cache instead of asking each time.
+func (r *Router) ServerCaps() (node, ver string) {
+	q := discoInfo(wire.New("iq", ""), "server", "im", "Aldis", r.ServerFeatures()).Child("query", stanza.NSDiscoInfo)
+	return capsNode, caps.Ver(q, "sha-1")
 }
 
 var accountFeatures = []string{stanza.NSDiscoInfo, stanza.NSDiscoItem, stanza.NSPing, stanza.NSVCard,
@@ -89,11 +100,17 @@ func (r *Router) handleServer(b *Binding, st *wire.Element, to jid.JID) {
 	}
 	switch p.Space {
 	case stanza.NSDiscoInfo:
-		if p.Attr("node") != "" {
+		node, ver := r.ServerCaps()
+		switch n := p.Attr("node"); n {
+		case "":
+			b.reply(discoInfo(st, "server", "im", "Aldis", r.ServerFeatures()))
+		case node + "#" + ver:
+			res := discoInfo(st, "server", "im", "Aldis", r.ServerFeatures())
+			res.Child("query", stanza.NSDiscoInfo).SetAttr("node", n)
+			b.reply(res)
+		default:
 			b.reply(stanza.Error(st, stanza.Cancel, "item-not-found", ""))
-			return
 		}
-		b.reply(discoInfo(st, "server", "im", "Aldis", r.ServerFeatures()))
 	case stanza.NSDiscoItem:
 		res := stanza.Result(st)
 		q := res.AddChild(wire.New("query", stanza.NSDiscoItem))
