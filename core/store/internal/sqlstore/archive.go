@@ -103,24 +103,13 @@ func (s *Store) QueryArchive(ctx context.Context, user string, q store.ArchiveQu
 		// into the SQL rather than bound: it is our own integer.
 		rows, err := s.r.QueryContext(ctx, `SELECT id, with_jid, stored, stanza FROM archive WHERE `+where+
 			` ORDER BY id `+order+` LIMIT `+strconv.Itoa(q.Max+1), args...)
+		out, err := collect(rows, err, func(r *sql.Rows, m *store.ArchivedMessage) error {
+			var stored int64
+			err := r.Scan(&m.ID, &m.With, &stored, &m.Stanza)
+			m.User, m.Stored = user, time.UnixMicro(stored).UTC()
+			return err
+		})
 		if err != nil {
-			return nil, false, err
-		}
-		defer rows.Close()
-		var out []store.ArchivedMessage
-		for rows.Next() {
-			var (
-				m      store.ArchivedMessage
-				stored int64
-			)
-			m.User = user
-			if err := rows.Scan(&m.ID, &m.With, &stored, &m.Stanza); err != nil {
-				return nil, false, err
-			}
-			m.Stored = time.UnixMicro(stored).UTC()
-			out = append(out, m)
-		}
-		if err := rows.Err(); err != nil {
 			return nil, false, err
 		}
 		more := len(out) > q.Max

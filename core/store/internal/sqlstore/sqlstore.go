@@ -284,23 +284,30 @@ func (s *Store) ListAccounts(ctx context.Context, domain string) ([]string, erro
 // follows the engine's collation, which differs between engines and locales.
 func queryStrings(ctx context.Context, db *sql.DB, q string, args ...any) ([]string, error) {
 	rows, err := db.QueryContext(ctx, q, args...)
+	out, err := collect(rows, err, func(r *sql.Rows, v *string) error { return r.Scan(v) })
 	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var v string
-		if err := rows.Scan(&v); err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// collect reads every row with scan and closes rows; err is the query's,
+// so that a call can take QueryContext's results directly.
+func collect[T any](rows *sql.Rows, err error, scan func(*sql.Rows, *T) error) ([]T, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		var v T
+		if err := scan(rows, &v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
 }
 
 // --- roster ---
@@ -338,19 +345,11 @@ func (s *Store) Roster(ctx context.Context, user string) ([]store.RosterItem, in
 		return nil, 0, s.fail(op, user, err)
 	}
 	rows, err := tx.StmtContext(ctx, s.rosterItems).QueryContext(ctx, user)
+	items, err := collect(rows, err, func(r *sql.Rows, it *store.RosterItem) (err error) {
+		*it, err = scanRosterItem(r)
+		return err
+	})
 	if err != nil {
-		return nil, 0, s.fail(op, user, err)
-	}
-	defer rows.Close()
-	var items []store.RosterItem
-	for rows.Next() {
-		it, err := scanRosterItem(rows)
-		if err != nil {
-			return nil, 0, s.fail(op, user, err)
-		}
-		items = append(items, it)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, 0, s.fail(op, user, err)
 	}
 	slices.SortFunc(items, func(a, b store.RosterItem) int { return cmp.Compare(a.Contact, b.Contact) })
@@ -499,22 +498,10 @@ func (s *Store) DeleteSubRequest(ctx context.Context, user, contact string) erro
 
 // SubRequests implements store.Store.
 func (s *Store) SubRequests(ctx context.Context, user string) ([]store.SubRequest, error) {
-	reqs, err := func() ([]store.SubRequest, error) {
-		rows, err := s.r.QueryContext(ctx, `SELECT contact, stanza FROM sub_requests WHERE user_jid = $1 ORDER BY id`, user)
-		if err != nil {
-			return nil, err
-		}
-		defer rows.Close()
-		var out []store.SubRequest
-		for rows.Next() {
-			var r store.SubRequest
-			if err := rows.Scan(&r.Contact, &r.Stanza); err != nil {
-				return nil, err
-			}
-			out = append(out, r)
-		}
-		return out, rows.Err()
-	}()
+	rows, err := s.r.QueryContext(ctx, `SELECT contact, stanza FROM sub_requests WHERE user_jid = $1 ORDER BY id`, user)
+	reqs, err := collect(rows, err, func(r *sql.Rows, v *store.SubRequest) error {
+		return r.Scan(&v.Contact, &v.Stanza)
+	})
 	if err != nil {
 		return nil, s.fail("subscription requests", user, err)
 	}
@@ -556,26 +543,13 @@ func (s *Store) StoreOffline(ctx context.Context, user, stanza string, max int) 
 
 // OfflineMessages implements store.Store.
 func (s *Store) OfflineMessages(ctx context.Context, user string) ([]store.OfflineMessage, error) {
-	msgs, err := func() ([]store.OfflineMessage, error) {
-		rows, err := s.r.QueryContext(ctx, `SELECT id, stanza, stored FROM offline WHERE user_jid = $1 ORDER BY id`, user)
-		if err != nil {
-			return nil, err
-		}
-		defer rows.Close()
-		var out []store.OfflineMessage
-		for rows.Next() {
-			var (
-				m      store.OfflineMessage
-				stored int64
-			)
-			if err := rows.Scan(&m.ID, &m.Stanza, &stored); err != nil {
-				return nil, err
-			}
-			m.Stored = time.UnixMicro(stored).UTC()
-			out = append(out, m)
-		}
-		return out, rows.Err()
-	}()
+	rows, err := s.r.QueryContext(ctx, `SELECT id, stanza, stored FROM offline WHERE user_jid = $1 ORDER BY id`, user)
+	msgs, err := collect(rows, err, func(r *sql.Rows, m *store.OfflineMessage) error {
+		var stored int64
+		err := r.Scan(&m.ID, &m.Stanza, &stored)
+		m.Stored = time.UnixMicro(stored).UTC()
+		return err
+	})
 	if err != nil {
 		return nil, s.fail("offline messages", user, err)
 	}
@@ -782,22 +756,10 @@ func (s *Store) DeleteRoom(ctx context.Context, room string) error {
 
 // Rooms implements store.Store.
 func (s *Store) Rooms(ctx context.Context, domain string) ([]store.Room, error) {
-	rooms, err := func() ([]store.Room, error) {
-		rows, err := s.r.QueryContext(ctx, `SELECT jid, config, subject FROM muc_rooms WHERE domain = $1`, domain)
-		if err != nil {
-			return nil, err
-		}
-		defer rows.Close()
-		var out []store.Room
-		for rows.Next() {
-			var r store.Room
-			if err := rows.Scan(&r.JID, &r.Config, &r.Subject); err != nil {
-				return nil, err
-			}
-			out = append(out, r)
-		}
-		return out, rows.Err()
-	}()
+	rows, err := s.r.QueryContext(ctx, `SELECT jid, config, subject FROM muc_rooms WHERE domain = $1`, domain)
+	rooms, err := collect(rows, err, func(r *sql.Rows, v *store.Room) error {
+		return r.Scan(&v.JID, &v.Config, &v.Subject)
+	})
 	if err != nil {
 		return nil, s.fail("rooms", domain, err)
 	}
@@ -843,22 +805,10 @@ func (s *Store) SetRoomAffiliation(ctx context.Context, room string, a store.Roo
 
 // RoomAffiliations implements store.Store.
 func (s *Store) RoomAffiliations(ctx context.Context, room string) ([]store.RoomAffiliation, error) {
-	affs, err := func() ([]store.RoomAffiliation, error) {
-		rows, err := s.r.QueryContext(ctx, `SELECT jid, affiliation, reason FROM muc_affiliations WHERE room_jid = $1`, room)
-		if err != nil {
-			return nil, err
-		}
-		defer rows.Close()
-		var out []store.RoomAffiliation
-		for rows.Next() {
-			var a store.RoomAffiliation
-			if err := rows.Scan(&a.JID, &a.Affiliation, &a.Reason); err != nil {
-				return nil, err
-			}
-			out = append(out, a)
-		}
-		return out, rows.Err()
-	}()
+	rows, err := s.r.QueryContext(ctx, `SELECT jid, affiliation, reason FROM muc_affiliations WHERE room_jid = $1`, room)
+	affs, err := collect(rows, err, func(r *sql.Rows, v *store.RoomAffiliation) error {
+		return r.Scan(&v.JID, &v.Affiliation, &v.Reason)
+	})
 	if err != nil {
 		return nil, s.fail("room affiliations", room, err)
 	}
