@@ -2,12 +2,8 @@ package integration
 
 import (
 	"bufio"
-	"bytes"
-	"context"
-	"encoding/json"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -155,22 +151,8 @@ func TestSlixmppStreamResumption(t *testing.T) {
 	if err := os.WriteFile(script, []byte(smScript), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, debianPython, script, "--addr", srv.Addr,
+	r := runScript(t, script, "--addr", srv.Addr,
 		"--alice", srv.JID("alice"), "--bob", srv.JID("bob"), "--password", "the-secret")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	r := &slixmppRun{err: cmd.Run()}
-	r.stdout, r.stderr = stdout.String(), stderr.String()
-	sc := bufio.NewScanner(strings.NewReader(r.stdout))
-	for sc.Scan() {
-		var s step
-		if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
-			t.Fatalf("the script printed a line that is not JSON: %q", sc.Text())
-		}
-		r.steps = append(r.steps, s)
-	}
 	if !r.ok() {
 		t.Fatalf("slixmpp scenario did not finish:\n%s", r)
 	}

@@ -177,13 +177,8 @@ func (s *Store) CreateAccount(ctx context.Context, a store.Account) error {
 			a.SHA1.Salt, a.SHA1.Iterations, a.SHA1.StoredKey, a.SHA1.ServerKey,
 			a.SHA256.Salt, a.SHA256.Iterations, a.SHA256.StoredKey, a.SHA256.ServerKey,
 			created.UnixMicro())
-		if err != nil {
+		if err := affected(res, err, store.ErrExists); err != nil {
 			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return store.ErrExists
 		}
 		// Rows written for this JID while it had no account (a race with
 		// DeleteAccount, say) must not leak into the new account.
@@ -235,13 +230,8 @@ func (s *Store) SetCredentials(ctx context.Context, jid string, sha1, sha256 sto
 			WHERE jid = $1`,
 			jid, sha1.Salt, sha1.Iterations, sha1.StoredKey, sha1.ServerKey,
 			sha256.Salt, sha256.Iterations, sha256.StoredKey, sha256.ServerKey)
-		if err != nil {
+		if err := affected(res, err, store.ErrNotFound); err != nil {
 			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return store.ErrNotFound
 		}
 		return nil
 	})
@@ -255,13 +245,8 @@ func (s *Store) SetCredentials(ctx context.Context, jid string, sha1, sha256 sto
 func (s *Store) DeleteAccount(ctx context.Context, jid string) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM accounts WHERE jid = $1`, jid)
-		if err != nil {
+		if err := affected(res, err, store.ErrNotFound); err != nil {
 			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return store.ErrNotFound
 		}
 		return purgeUser(ctx, tx, jid)
 	})
@@ -290,6 +275,23 @@ func queryStrings(ctx context.Context, db *sql.DB, q string, args ...any) ([]str
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// affected turns an Exec that changed no row into none, the store error
+// the caller gives for that case (ErrNotFound, or ErrExists for an insert
+// that did nothing).
+func affected(res sql.Result, err error, none error) error {
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return none
+	}
+	return nil
 }
 
 // collect reads every row with scan and closes rows; err is the query's,
@@ -436,13 +438,8 @@ func (s *Store) DeleteRosterItem(ctx context.Context, user, contact string) (int
 	var ver int64
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM roster_items WHERE user_jid = $1 AND contact = $2`, user, contact)
-		if err != nil {
+		if err := affected(res, err, store.ErrNotFound); err != nil {
 			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return store.ErrNotFound
 		}
 		ver, err = bumpRosterVersion(ctx, tx, user)
 		return err
@@ -738,13 +735,8 @@ func (s *Store) DeleteRoom(ctx context.Context, room string) error {
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM muc_rooms WHERE jid = $1`, room)
-		if err != nil {
+		if err := affected(res, err, store.ErrNotFound); err != nil {
 			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return store.ErrNotFound
 		}
 		return nil
 	})
