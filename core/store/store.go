@@ -193,6 +193,13 @@ type Store interface {
 	// returns how many went.
 	PruneArchive(ctx context.Context, before time.Time) (int64, error)
 
+	// Clearance returns the clearance expression (see core/label) set for a
+	// principal: a user's bare JID, or a name such as "peer:example.net";
+	// ErrNotFound if none is set. A user's is removed with the account.
+	Clearance(ctx context.Context, principal string) (string, error)
+	// SetClearance sets a principal's clearance expression; "" removes it.
+	SetClearance(ctx context.Context, principal, expr string) error
+
 	// Close releases the store's resources.
 	Close() error
 }

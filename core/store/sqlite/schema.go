@@ -111,5 +111,16 @@ func migrations() []sqlstore.Migration {
 				`CREATE INDEX archive_stored ON archive (stored)`,
 			},
 		},
+		{
+			Name: "clearances",
+			Stmts: []string{
+				// user_jid holds any principal: a user's bare JID is purged
+				// with the account like the other per-user tables.
+				`CREATE TABLE clearances (
+					user_jid TEXT NOT NULL PRIMARY KEY,
+					expr     TEXT NOT NULL
+				) STRICT, WITHOUT ROWID`,
+			},
+		},
 	}
 }

@@ -46,6 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OfflineQuota", testOfflineQuota},
 		{"OfflineQuotaConcurrent", testOfflineQuotaConcurrent},
 		{"XML", testXML},
+		{"Clearances", testClearances},
 		{"Blocking", testBlocking},
 		{"Rooms", testRooms},
 		{"RoomAffiliations", testRoomAffiliations},
@@ -830,5 +831,36 @@ func testRoomAffiliations(t *testing.T, s store.Store) {
 	}
 	if got, err := s.RoomAffiliations(ctx, "other@conference.example.org"); err != nil || len(got) != 1 {
 		t.Errorf("other room's affiliations = %+v, %v", got, err)
+	}
+}
+
+func testClearances(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	const user = "alice@example.org"
+	if _, err := s.Clearance(ctx, user); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Clearance before set: %v, want ErrNotFound", err)
+	}
+	noErr(t, "SetClearance", s.SetClearance(ctx, user, "NATO :: SECRET"))
+	noErr(t, "SetClearance peer", s.SetClearance(ctx, "peer:example.net", "UNCLASSIFIED"))
+	noErr(t, "SetClearance again", s.SetClearance(ctx, user, "NATO :: CONFIDENTIAL; Releasable To: GBR"))
+	if got, err := s.Clearance(ctx, user); err != nil || got != "NATO :: CONFIDENTIAL; Releasable To: GBR" {
+		t.Fatalf("Clearance = %q, %v", got, err)
+	}
+	noErr(t, "SetClearance empty", s.SetClearance(ctx, user, ""))
+	if _, err := s.Clearance(ctx, user); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Clearance after removal: %v, want ErrNotFound", err)
+	}
+	// A user's clearance goes with the account; other principals stay.
+	noErr(t, "CreateAccount", s.CreateAccount(ctx, store.Account{JID: user}))
+	noErr(t, "SetClearance", s.SetClearance(ctx, user, "SECRET"))
+	noErr(t, "DeleteAccount", s.DeleteAccount(ctx, user))
+	if _, err := s.Clearance(ctx, user); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("clearance survived DeleteAccount: %v", err)
+	}
+	if got, err := s.Clearance(ctx, "peer:example.net"); err != nil || got != "UNCLASSIFIED" {
+		t.Fatalf("peer clearance = %q, %v", got, err)
+	}
+	if err := s.SetClearance(ctx, "", "SECRET"); err == nil {
+		t.Fatal("SetClearance with an empty principal succeeded")
 	}
 }

@@ -193,7 +193,7 @@ func (s *Store) CreateAccount(ctx context.Context, a store.Account) error {
 // purgeUser deletes the user's rows from every per-user table; a new
 // per-user table must be listed here so DeleteAccount removes it too.
 func purgeUser(ctx context.Context, tx *sql.Tx, user string) error {
-	for _, t := range [...]string{"roster_items", "roster_versions", "sub_requests", "offline", "xml_blobs", "blocklist", "archive"} {
+	for _, t := range [...]string{"roster_items", "roster_versions", "sub_requests", "offline", "xml_blobs", "blocklist", "archive", "clearances"} {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM `+t+` WHERE user_jid = $1`, user); err != nil {
 			return fmt.Errorf("clear %s: %w", t, err)
 		}
@@ -627,6 +627,42 @@ func (s *Store) DeleteXML(ctx context.Context, user, key string) error {
 	})
 	if err != nil {
 		return s.fail("delete xml", user+" "+key, err)
+	}
+	return nil
+}
+
+// --- clearances ---
+
+// Clearance implements store.Store.
+func (s *Store) Clearance(ctx context.Context, principal string) (string, error) {
+	var expr string
+	err := s.r.QueryRowContext(ctx, `SELECT expr FROM clearances WHERE user_jid = $1`, principal).Scan(&expr)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		return "", s.fail("get clearance", principal, err)
+	}
+	return expr, nil
+}
+
+// SetClearance implements store.Store.
+func (s *Store) SetClearance(ctx context.Context, principal, expr string) error {
+	const op = "set clearance"
+	if err := checkKey("principal", principal); err != nil {
+		return s.fail(op, principal, err)
+	}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		if expr == "" {
+			_, err := tx.ExecContext(ctx, `DELETE FROM clearances WHERE user_jid = $1`, principal)
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO clearances (user_jid, expr) VALUES ($1, $2)
+			ON CONFLICT (user_jid) DO UPDATE SET expr = excluded.expr`, principal, expr)
+		return err
+	})
+	if err != nil {
+		return s.fail(op, principal, err)
 	}
 	return nil
 }
