@@ -24,6 +24,7 @@ type Config struct {
 	Admin   Admin   `toml:"admin"`
 	MUC     MUC     `toml:"muc"`
 	Archive Archive `toml:"archive"`
+	Labels  Labels  `toml:"labels"`
 }
 
 // Server is the [server] table.
@@ -112,6 +113,19 @@ type Archive struct {
 	MaxPage int `toml:"max_page"`
 }
 
+// Labels is the [labels] table: security labels (XEP-0258) and clearances.
+type Labels struct {
+	// PolicyFile is the security policy file; empty turns labels off.
+	PolicyFile string `toml:"policy_file"`
+	// Mode is "enforce" (refuse what a clearance does not grant) or "warn"
+	// (log and count it, deliver anyway: for rollout).
+	Mode string `toml:"mode"`
+	// AuditLog is a file that receives one JSON line per label decision
+	// refused (or, in warn mode, that would have been); empty writes them
+	// to the main log.
+	AuditLog string `toml:"audit_log"`
+}
+
 // Default returns the configuration used when there is no file, and the base that a file's values overlay.
 func Default() Config {
 	return Config{
@@ -151,6 +165,7 @@ func Default() Config {
 			Admins:       []string{},
 		},
 		Archive: Archive{Enabled: true, MaxPage: 100},
+		Labels:  Labels{Mode: "enforce"},
 	}
 }
 
