@@ -1,0 +1,111 @@
+package identity
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/aldis-im/aldis/core/label"
+	"github.com/aldis-im/aldis/core/store"
+)
+
+type memStore struct {
+	m    map[string]string
+	fail error
+	gets int
+}
+
+func (s *memStore) Clearance(_ context.Context, p string) (string, error) {
+	s.gets++
+	if s.fail != nil {
+		return "", s.fail
+	}
+	e, ok := s.m[p]
+	if !ok {
+		return "", store.ErrNotFound
+	}
+	return e, nil
+}
+
+func (s *memStore) SetClearance(_ context.Context, p, e string) error {
+	if e == "" {
+		delete(s.m, p)
+	} else {
+		s.m[p] = e
+	}
+	return nil
+}
+
+func testSet(t *testing.T) *label.Set {
+	t.Helper()
+	set, errs := label.Build(label.FileSpec{Policies: []label.PolicySpec{{
+		Name: "P", ID: "1.2.3", DefaultClearance: "U",
+		Classifications: []label.ClassSpec{{Name: "U", Value: 1}, {Name: "C", Value: 3}, {Name: "S", Value: 4}},
+	}}})
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	return set
+}
+
+func TestUserClearance(t *testing.T) {
+	set := testSet(t)
+	st := &memStore{m: map[string]string{}}
+	d := New(set, st, nil, time.Hour)
+	ctx := t.Context()
+	s, _ := set.ParseLabel("S")
+	u, _ := set.ParseLabel("U")
+
+	if c := d.User(ctx, "bob@x"); !label.Decide(c, u) || label.Decide(c, s) {
+		t.Fatal("default clearance not applied")
+	}
+	if err := d.SetUser(ctx, "alice@x", "S"); err != nil {
+		t.Fatal(err)
+	}
+	if c := d.User(ctx, "alice@x"); !label.Decide(c, s) {
+		t.Fatal("stored clearance not used")
+	}
+	if err := d.SetUser(ctx, "alice@x", "TOP"); err == nil {
+		t.Fatal("an invalid expression was stored")
+	}
+	// Cached: the store is not read again within the TTL.
+	n := st.gets
+	d.User(ctx, "alice@x")
+	if st.gets != n {
+		t.Fatal("cache not used")
+	}
+	// A bad stored expression fails closed.
+	st.m["carol@x"] = "NOPE"
+	if c := d.User(ctx, "carol@x"); c != nil {
+		t.Fatal("unparsable stored clearance was not nil")
+	}
+	// A store error fails closed and is not cached.
+	st.fail = errors.New("disk on fire")
+	if c := d.User(ctx, "dave@x"); c != nil {
+		t.Fatal("store error gave a clearance")
+	}
+	st.fail = nil
+	if c := d.User(ctx, "dave@x"); c == nil {
+		t.Fatal("store error was cached")
+	}
+}
+
+func TestRegister(t *testing.T) {
+	set := testSet(t)
+	d := New(set, &memStore{m: map[string]string{}}, nil, time.Second)
+	if err := d.Register("peer:example.net", "C", "C"); err != nil {
+		t.Fatal(err)
+	}
+	p := d.Lookup("peer:example.net")
+	s, _ := set.ParseLabel("S")
+	if label.Decide(p.Clearance, s) || !label.Decide(p.Clearance, p.Label) {
+		t.Fatal("registered principal decides wrongly")
+	}
+	if p := d.Lookup("peer:other.net"); p.Clearance != set.Governing.DefaultClearance || p.Label != nil {
+		t.Fatal("unregistered principal does not get the default")
+	}
+	if err := d.Register("peer:bad", "X", ""); err == nil {
+		t.Fatal("bad clearance registered")
+	}
+}
