@@ -254,3 +254,18 @@ func writeCats(b *strings.Builder, p *Policy, cats []Category) {
 		}
 	}
 }
+
+// Grants decides like Decide, first translating l to the clearance's
+// policy when it is under another one (through a configured equivalence).
+func (s *Set) Grants(c *Clearance, l *Label) bool {
+	if c == nil || l == nil {
+		return false
+	}
+	if l.Policy != c.Policy {
+		var ok bool
+		if l, ok = s.Translate(l, c.Policy); !ok {
+			return false
+		}
+	}
+	return Decide(c, l)
+}

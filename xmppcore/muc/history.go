@@ -2,11 +2,13 @@ package muc
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
 
 	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/seclabel"
 	"github.com/aldis-im/aldis/xmppcore/wire"
 )
 
@@ -45,8 +47,9 @@ func (h *history) at(i int) histEntry { return h.buf[(h.start+i)%len(h.buf)] }
 
 // select returns the entries a <history/> request asks for (XEP-0045
 // §7.2.15), oldest first: the newest messages that satisfy every limit
-// given. No request means all of them.
-func (h *history) pick(req *wire.Element, now time.Time) []histEntry {
+// given. No request means all of them. Entries ok refuses (nil: none) are
+// left out before the limits apply, so limits count what is delivered.
+func (h *history) pick(req *wire.Element, now time.Time, ok func(histEntry) bool) []histEntry {
 	n := len(h.buf)
 	maxStanzas, maxChars := n, -1
 	var since time.Time
@@ -66,22 +69,23 @@ func (h *history) pick(req *wire.Element, now time.Time) []histEntry {
 			}
 		}
 	}
-	first, chars := n, 0
-	for first > 0 && n-first < maxStanzas {
-		e := h.at(first - 1)
+	var out []histEntry
+	chars := 0
+	for i := n - 1; i >= 0 && len(out) < maxStanzas; i-- {
+		e := h.at(i)
 		if !since.IsZero() && !e.stamp.After(since) {
 			break
+		}
+		if ok != nil && !ok(e) {
+			continue
 		}
 		if maxChars >= 0 && chars+e.size > maxChars {
 			break
 		}
 		chars += e.size
-		first--
+		out = append(out, e)
 	}
-	out := make([]histEntry, 0, n-first)
-	for i := first; i < n; i++ {
-		out = append(out, h.at(i))
-	}
+	slices.Reverse(out)
 	return out
 }
 
@@ -134,7 +138,14 @@ func (r *room) loadHistory() {
 // sendHistory sends a joining session the history it asked for, each
 // message with an XEP-0203 delay from the room.
 func (r *room) sendHistory(to jid.JID, req *wire.Element) {
-	for _, e := range r.hist.pick(req, r.now()) {
+	var ok func(histEntry) bool
+	if g := r.s.cfg.Labels; g != nil {
+		c := r.clearanceOf(to.Bare())
+		ok = func(e histEntry) bool {
+			return g.Allowed(e.m, c, r.lab, seclabel.PointHistory, to.Bare().String())
+		}
+	}
+	for _, e := range r.hist.pick(req, r.now(), ok) {
 		m := withTo(e.m, to)
 		m.AddChild(r.delay(e.stamp)) // m's children are capped: this copies them
 		r.deliver(m, e.from, to)

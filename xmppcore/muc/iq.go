@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/seclabel"
 	"github.com/aldis-im/aldis/xmppcore/stanza"
 	"github.com/aldis-im/aldis/xmppcore/wire"
 )
@@ -50,6 +51,8 @@ func (r *room) iq(ev event) {
 		r.deliver(reply(ev), ev.to, ev.from)
 	case p.Space == NSMAM && r.archiving():
 		r.archiveIQ(ev)
+	case seclabel.IsCatalog(p.Space) && typ == "get":
+		r.catalogIQ(ev, p)
 	case typ != "get":
 		r.refuse(ev, stanza.Cancel, "service-unavailable", "")
 	case p.Space == stanza.NSDiscoInfo:
@@ -104,6 +107,9 @@ func (r *room) discoInfo(ev event, p *wire.Element) {
 	}
 	if r.archiving() {
 		feats = append(feats, NSMAM)
+	}
+	if r.s.cfg.Labels != nil {
+		feats = append(feats, seclabel.Features...)
 	}
 	for _, f := range feats {
 		q.AddChild(wire.New("feature", "")).SetAttr("var", f)

@@ -3,6 +3,7 @@ package muc
 import (
 	"slices"
 
+	"github.com/aldis-im/aldis/xmppcore/seclabel"
 	"github.com/aldis-im/aldis/xmppcore/jid"
 	"github.com/aldis-im/aldis/xmppcore/stanza"
 	"github.com/aldis-im/aldis/xmppcore/wire"
@@ -73,7 +74,9 @@ func (r *room) groupchat(ev event) {
 			return
 		}
 		r.subject = subject{Text: subj.Text(), By: o.nick, Stamp: r.now(), Set: true}
-		r.broadcast(reflect(st, from), from)
+		m := reflect(st, from)
+		seclabel.Strip(m) // a subject carries no label and is not checked (XEP-0258 §MUC)
+		r.broadcast(m, from)
 		r.save()
 		return
 	}
@@ -82,6 +85,9 @@ func (r *room) groupchat(ev event) {
 		return
 	}
 	m := reflect(st, from)
+	if !r.admit(ev, m) {
+		return
+	}
 	if m.Child("body", "") != nil && r.archiving() {
 		if id := r.s.cfg.Archive.RecordRoom(r.jid, m); id != "" {
 			m.AddChild(r.stanzaID(id))
@@ -126,9 +132,14 @@ func reflect(st *wire.Element, from jid.JID) *wire.Element {
 	return m
 }
 
-// broadcast sends m (which has no to) to every session in the room.
+// broadcast sends m (which has no to) to every session in the room whose
+// user is cleared for it; the others silently get nothing.
 func (r *room) broadcast(m *wire.Element, from jid.JID) {
+	labelled := r.s.cfg.Labels != nil && m.Local() == "message"
 	for _, o := range r.order {
+		if labelled && !r.mayReceive(m, o, seclabel.PointFanout) {
+			continue
+		}
 		for _, sj := range o.sessions {
 			r.deliver(withTo(m, sj), from, sj)
 		}
@@ -164,6 +175,13 @@ func (r *room) private(ev event) {
 	// in that namespace from the sender.
 	m.RemoveChildren("x", NSUser)
 	m.AddChild(wire.New("x", NSUser))
+	if !r.admit(ev, m) {
+		return
+	}
+	if !r.mayReceive(m, t, seclabel.PointDelivery) {
+		r.deliver(seclabel.Forbidden(ev.st, ""), ev.to, ev.from) // E2
+		return
+	}
 	for _, sj := range t.sessions {
 		r.deliver(withTo(m, sj), from, sj)
 	}
@@ -208,6 +226,7 @@ func (r *room) invite(ev event, x *wire.Element) {
 		invitees = append(invitees, j)
 		invites = append(invites, inv)
 	}
+	_, lab := seclabel.Count(ev.st)
 	for i, to := range invitees {
 		m := wire.New("message", "")
 		m.SetAttr("from", r.jid.String()).SetAttr("to", to.String())
@@ -229,6 +248,14 @@ func (r *room) invite(ev event, x *wire.Element) {
 			body += ": " + reason
 		}
 		m.AddChild(wire.New("body", "")).AddText(body)
+		if g := r.s.cfg.Labels; g != nil && lab != nil {
+			// A labelled invitation reaches only an invitee cleared for it.
+			m.AddChild(lab.Copy())
+			if !g.Allowed(m, r.clearanceOf(to.Bare()), nil, seclabel.PointDelivery, to.Bare().String()) {
+				r.deliver(seclabel.Forbidden(ev.st, ""), ev.to, ev.from)
+				continue
+			}
+		}
 		// In a members-only room an allowed invitation makes a member.
 		if r.conf.MembersOnly && r.affiliationOf(to) == affNone {
 			e := affEntry{aff: affMember}

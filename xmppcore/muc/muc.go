@@ -26,6 +26,7 @@ import (
 	"github.com/aldis-im/aldis/core/obs"
 	"github.com/aldis-im/aldis/core/store"
 	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/seclabel"
 	"github.com/aldis-im/aldis/xmppcore/stanza"
 	"github.com/aldis-im/aldis/xmppcore/wire"
 )
@@ -110,6 +111,8 @@ type Config struct {
 	QueueLimit int
 	// Now is the clock, for tests; nil is time.Now.
 	Now func() time.Time
+	// Labels enforces security labels (XEP-0258) in rooms; nil turns them off.
+	Labels *seclabel.Guard
 }
 
 // Service is the multi-user chat service of one domain.
@@ -408,7 +411,11 @@ func (s *Service) handleService(st *wire.Element, from, to jid.JID) {
 		cat, t, name := s.Identity()
 		id := q.AddChild(wire.New("identity", ""))
 		id.SetAttr("category", cat).SetAttr("type", t).SetAttr("name", name)
-		for _, f := range []string{stanza.NSDiscoInfo, stanza.NSDiscoItem, NS, NSStableID, NSSelfPing, stanza.NSPing} {
+		feats := []string{stanza.NSDiscoInfo, stanza.NSDiscoItem, NS, NSStableID, NSSelfPing, stanza.NSPing}
+		if s.cfg.Labels != nil {
+			feats = append(feats, seclabel.Features...)
+		}
+		for _, f := range feats {
 			q.AddChild(wire.New("feature", "")).SetAttr("var", f)
 		}
 		s.deliver(res, to, from)

@@ -28,6 +28,10 @@ type roomConfig struct {
 	// NoArchive turns off the archive of a persistent room
 	// (muc#roomconfig_enablearchiving false); archiving is on by default.
 	NoArchive bool `json:"no_archive,omitempty"`
+	// Label and Clearance are the room label and room clearance as label
+	// expressions (XEP-0258); empty means the policy's defaults.
+	Label     string `json:"label,omitempty"`
+	Clearance string `json:"clearance,omitempty"`
 }
 
 func defaultConfig(maxUsers int) roomConfig {
@@ -83,7 +87,11 @@ func (r *room) ownerIQ(ev event, q *wire.Element) {
 		}
 		r.deliver(reply(ev), ev.to, ev.from)
 	case "submit":
-		conf, err := r.conf.apply(formValues(x), r.s.cfg.MaxOccupants)
+		fields := formValues(x)
+		conf, err := r.conf.apply(fields, r.s.cfg.MaxOccupants)
+		if err == nil {
+			err = r.applyLabels(&conf, fields, ev.from)
+		}
 		if err != nil {
 			r.refuse(ev, stanza.Modify, "not-acceptable", err.Error())
 			return
@@ -98,6 +106,7 @@ func (r *room) ownerIQ(ev event, q *wire.Element) {
 func (r *room) configure(ev event, conf roomConfig) {
 	old, wasLocked := r.conf, r.locked
 	r.conf, r.locked = conf, false
+	r.setupLabels()
 	switch {
 	case conf.Persistent && (!old.Persistent || wasLocked):
 		r.saveAll()
@@ -203,6 +212,7 @@ func (r *room) configForm() *wire.Element {
 	if r.s.cfg.Archive != nil {
 		field(x, "boolean", "muc#roomconfig_enablearchiving", "Archive messages (persistent rooms only)", boolValue(!c.NoArchive))
 	}
+	r.labelFields(x)
 	return x
 }
 

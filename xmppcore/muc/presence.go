@@ -98,6 +98,10 @@ func (r *room) join(ev event) {
 	case aff == affOutcast:
 		r.refuse(ev, stanza.Auth, "forbidden", "you are banned from this room")
 		return
+	case !r.mayEnter(ev):
+		// Like a ban, and saying no more: the room label is not disclosed.
+		r.refuse(ev, stanza.Auth, "forbidden", "")
+		return
 	case r.conf.MembersOnly && aff < affMember:
 		r.refuse(ev, stanza.Auth, "registration-required", "the room is members-only")
 		return

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/aldis-im/aldis/core/label"
 	"github.com/aldis-im/aldis/core/store"
 	"github.com/aldis-im/aldis/xmppcore/jid"
 	"github.com/aldis-im/aldis/xmppcore/stanza"
@@ -63,6 +64,10 @@ type room struct {
 	hist      history
 	histLoad  bool                 // loaded from the store: fill hist from the archive at the first join
 	iqs       map[string]pendingIQ // iqs forwarded between occupants, by the id we gave them
+	// With security labels on: the room label (the default of unlabelled
+	// messages) and the room clearance (the labels it admits); see labels.go.
+	lab *label.Label
+	clr *label.Clearance
 }
 
 type affEntry struct {
@@ -82,6 +87,7 @@ func newRoom(s *Service, j jid.JID) *room {
 		sessions: map[jid.JID]*occupant{}, iqs: map[string]pendingIQ{}}
 	r.conf = defaultConfig(s.cfg.MaxOccupants)
 	r.hist.max = s.cfg.History
+	r.setupLabels()
 	return r
 }
 
@@ -317,6 +323,7 @@ func (r *room) restore(sr store.Room, affs []store.RoomAffiliation) error {
 	}
 	r.exists = true
 	r.histLoad = true
+	r.setupLabels()
 	r.publish()
 	return nil
 }

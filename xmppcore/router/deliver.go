@@ -4,8 +4,10 @@ import (
 	"errors"
 	"time"
 
+	"github.com/aldis-im/aldis/core/label"
 	"github.com/aldis-im/aldis/core/store"
 	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/seclabel"
 	"github.com/aldis-im/aldis/xmppcore/stanza"
 	"github.com/aldis-im/aldis/xmppcore/wire"
 )
@@ -17,8 +19,12 @@ func (r *Router) route(st *wire.Element, from, to jid.JID) {
 		svc.Route(st, from, to)
 		return
 	}
+	if to == r.domain && st.Local() == "iq" {
+		r.answer(st, from) // a service answering one of the server's queries
+		return
+	}
 	if to.Domain() != r.domain.Domain() || to.Local() == "" {
-		return // no federation yet; stanzas for the server itself are dropped
+		return // no federation yet; other stanzas for the server itself are dropped
 	}
 	r.post(to.Bare(), event{kind: evDeliver, st: st, from: from, to: to}, false)
 }
@@ -45,6 +51,13 @@ func (h *hub) deliverMessage(st *wire.Element, from, to jid.JID) {
 	}
 	if h.blocks(from) {
 		h.r.bounce(st, stanza.Cancel, "service-unavailable")
+		return
+	}
+	if g := h.r.cfg.Labels; g != nil && !g.Allowed(st, h.clearance(), nil, seclabel.PointDelivery, h.bare.String()) {
+		// A room filters its own fan-out; anything else learns it was refused.
+		if !h.r.isService(from.Domain()) {
+			h.r.bounce(st, stanza.Auth, "forbidden")
+		}
 		return
 	}
 	if typ != "error" && typ != "groupchat" {
@@ -143,6 +156,11 @@ func (h *hub) storeOffline(st *wire.Element) {
 	}
 }
 
+// clearance is the user's effective clearance (labels on only).
+func (h *hub) clearance() *label.Clearance {
+	return h.r.cfg.Labels.UserClearance(h.ctx, h.bare.String())
+}
+
 func isQuota(err error) bool { return errors.Is(err, store.ErrQuota) }
 
 // deliverOffline sends stored messages to a session that just became
@@ -161,6 +179,12 @@ func (h *hub) deliverOffline(s *sess) {
 		el, err := wire.ParseElement(m.Stanza)
 		if err != nil {
 			h.r.log.Error("corrupt offline message dropped", "user", h.bare.String(), "id", m.ID, "err", err)
+			ids = append(ids, m.ID)
+			continue
+		}
+		// The user's clearance may have changed since the message was stored.
+		if g := h.r.cfg.Labels; g != nil && !g.Allowed(el, h.clearance(), nil, seclabel.PointOffline, h.bare.String()) {
+			h.r.bounce(el, stanza.Auth, "forbidden")
 			ids = append(ids, m.ID)
 			continue
 		}

@@ -18,10 +18,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/aldis-im/aldis/core/label"
 	"github.com/aldis-im/aldis/core/obs"
 	"github.com/aldis-im/aldis/core/store"
 	"github.com/aldis-im/aldis/xmppcore/accounts"
 	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/seclabel"
 	"github.com/aldis-im/aldis/xmppcore/stanza"
 	"github.com/aldis-im/aldis/xmppcore/wire"
 )
@@ -50,6 +52,8 @@ type Config struct {
 	Archive Archive
 	// HubIdle is how long a hub with no sessions lingers before exiting.
 	HubIdle time.Duration
+	// Labels enforces security labels (XEP-0258); nil turns them off.
+	Labels *seclabel.Guard
 }
 
 // Service is a component with a domain of its own, such as the MUC
@@ -315,6 +319,20 @@ func (b *Binding) Inbound(st *wire.Element) {
 		}
 	}
 	name := st.Local()
+	toService := !to.IsZero() && r.services[to.Domain()] != nil
+	if g := r.cfg.Labels; g != nil {
+		// The sender must be cleared for what it sends; a message for a
+		// service keeps its label unstamped, as the room's default applies.
+		user := b.jid.Bare().String()
+		v, reply := g.Ingress(st, func() *label.Clearance { return g.UserClearance(r.ctx, user) }, nil, user, !toService)
+		switch v {
+		case seclabel.Refuse:
+			b.reply(reply)
+			return
+		case seclabel.Discard:
+			return
+		}
+	}
 	// Outbound blocking (XEP-0191): refuse to send to a blocked entity.
 	if !to.IsZero() && name != "iq" && b.h.blocks(to) {
 		if name == "message" {
@@ -324,7 +342,7 @@ func (b *Binding) Inbound(st *wire.Element) {
 		}
 		return
 	}
-	if r.services[to.Domain()] != nil && !to.IsZero() {
+	if toService {
 		// Through the hub, in order: it tracks directed presence so the
 		// service learns when this session goes away, and a join must not
 		// be overtaken by the message sent right after it.

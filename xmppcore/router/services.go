@@ -12,6 +12,7 @@ import (
 	"github.com/aldis-im/aldis/core/store"
 	"github.com/aldis-im/aldis/xmppcore/accounts"
 	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/seclabel"
 	"github.com/aldis-im/aldis/xmppcore/stanza"
 	"github.com/aldis-im/aldis/xmppcore/wire"
 )
@@ -25,6 +26,9 @@ func (r *Router) ServerFeatures() []string {
 	}
 	if r.registration.Load() {
 		f = append(f, stanza.NSRegister)
+	}
+	if r.cfg.Labels != nil {
+		f = append(f, seclabel.Features...)
 	}
 	return f
 }
@@ -89,6 +93,10 @@ func (r *Router) handleServer(b *Binding, st *wire.Element, to jid.JID) {
 	}
 	if p.Space == stanza.NSRegister {
 		b.h.post(event{kind: evFromSession, binding: b, st: st}, true)
+		return
+	}
+	if seclabel.IsCatalog(p.Space) {
+		r.catalog(b, st, p)
 		return
 	}
 	if typ == "set" && p.Space != stanza.NSPing {

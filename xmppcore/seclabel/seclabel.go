@@ -1,0 +1,365 @@
+// Package seclabel enforces security labels (XEP-0258) on stanzas: it reads and caches labels, stamps defaults, decides, audits and builds the sanitised errors.
+//
+// A nil *Guard means labels are off: every check passes and nothing is
+// stamped, so callers need no separate switch.
+package seclabel
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/aldis-im/aldis/core/identity"
+	"github.com/aldis-im/aldis/core/label"
+	"github.com/aldis-im/aldis/core/obs"
+	"github.com/aldis-im/aldis/xmppcore/stanza"
+	"github.com/aldis-im/aldis/xmppcore/wire"
+)
+
+// Decision points, as named in metrics and the audit log (PROTOCOLS.md §1.9).
+const (
+	PointIngress    = "ingress"     // from a local client: the sender's clearance
+	PointDelivery   = "delivery"    // to a local user, offline storage included
+	PointOffline    = "offline"     // offline message at its later delivery
+	PointRoom       = "room"        // MUC submission: the room's clearance
+	PointJoin       = "join"        // MUC join: the room label
+	PointFanout     = "fanout"      // MUC fan-out to an occupant
+	PointHistory    = "history"     // MUC history on join
+	PointArchive    = "archive"     // MAM query results
+	PointPresence   = "presence"    // label on a presence: a protocol violation
+	PointIQ         = "iq"          // label on an iq: a protocol violation
+	PointMalformed  = "malformed"   // unreadable label
+	PointErrorLabel = "error_label" // error stanza carrying a label: discarded
+)
+
+// Mode says what a denial does.
+type Mode int
+
+const (
+	// Enforce refuses what a clearance does not grant.
+	Enforce Mode = iota
+	// Warn logs and counts it, and lets it pass.
+	Warn
+)
+
+// maxCache bounds the parsed-label cache; it is emptied when full.
+const maxCache = 4096
+
+// Guard makes the label decisions of one server. It is safe for concurrent use.
+type Guard struct {
+	dir   *identity.Directory
+	set   *label.Set
+	mode  Mode
+	audit *slog.Logger
+	m     *obs.Metrics
+
+	mu    sync.Mutex
+	cache map[string]cached
+
+	denied sync.Map // point → *metrics.Counter
+}
+
+type cached struct {
+	m   *label.Marking
+	err error
+}
+
+// New builds a guard over a directory of clearances. audit receives one
+// record per denial.
+func New(dir *identity.Directory, mode Mode, audit *slog.Logger, m *obs.Metrics) *Guard {
+	if audit == nil {
+		audit = slog.New(slog.DiscardHandler)
+	}
+	if m == nil {
+		m = obs.NewMetrics()
+	}
+	return &Guard{dir: dir, set: dir.Policies(), mode: mode, audit: audit, m: m, cache: map[string]cached{}}
+}
+
+// Directory is where the guard finds clearances.
+func (g *Guard) Directory() *identity.Directory {
+	if g == nil {
+		return nil
+	}
+	return g.dir
+}
+
+// Policies is the guard's policy set.
+func (g *Guard) Policies() *label.Set {
+	if g == nil {
+		return nil
+	}
+	return g.set
+}
+
+// UserClearance is a local user's effective clearance.
+func (g *Guard) UserClearance(ctx context.Context, bare string) *label.Clearance {
+	return g.dir.User(ctx, bare)
+}
+
+// Count returns the <securitylabel/> children of st (not those nested in
+// forwarded payloads, which never authorise the outer stanza) and the first.
+func Count(st *wire.Element) (n int, first *wire.Element) {
+	for c := range st.Elements() {
+		if c.Space == label.NS && c.Local() == "securitylabel" {
+			if n == 0 {
+				first = c
+			}
+			n++
+		}
+	}
+	return n, first
+}
+
+// Marking reads the label of st: (nil, nil) when it carries none.
+func (g *Guard) Marking(st *wire.Element) (*label.Marking, error) {
+	n, el := Count(st)
+	switch {
+	case n == 0:
+		return nil, nil
+	case n > 1:
+		return nil, label.ErrMalformed
+	}
+	return g.parse(el)
+}
+
+func (g *Guard) parse(el *wire.Element) (*label.Marking, error) {
+	buf := el.Append(make([]byte, 0, 512))
+	if len(buf) > label.MaxElementSize {
+		return nil, label.ErrMalformed
+	}
+	g.mu.Lock()
+	c, ok := g.cache[string(buf)]
+	g.mu.Unlock()
+	if ok {
+		return c.m, c.err
+	}
+	e, err := label.ParseElement(buf)
+	var m *label.Marking
+	if err == nil {
+		m, err = g.set.Resolve(e)
+	}
+	g.mu.Lock()
+	if len(g.cache) >= maxCache {
+		clear(g.cache)
+	}
+	g.cache[string(buf)] = cached{m: m, err: err}
+	g.mu.Unlock()
+	return m, err
+}
+
+// Effective is the label that applies to st for a principal cleared under
+// clearance's policy: the stanza's own, or def when it carries none (or an
+// empty <label/>). nil means none applies, which is denied.
+func (g *Guard) Effective(st *wire.Element, c *label.Clearance, def *label.Label) (*label.Label, error) {
+	m, err := g.Marking(st)
+	if err != nil {
+		return nil, err
+	}
+	if c == nil {
+		return nil, nil
+	}
+	if def != nil && def.Policy != c.Policy {
+		def, _ = g.set.Translate(def, c.Policy)
+	}
+	return g.set.For(m, c.Policy, def), nil
+}
+
+// Default is the governing policy's default label.
+func (g *Guard) Default() *label.Label {
+	if g == nil || g.set.Governing == nil {
+		return nil
+	}
+	return g.set.Governing.DefaultLabel
+}
+
+// Allowed decides whether a principal with clearance c may receive st,
+// whose unlabelled form has the label def (nil: the governing default).
+// A denial is audited and counted under point; in warn mode it is then
+// allowed anyway. Error stanzas are never subject to label checks.
+func (g *Guard) Allowed(st *wire.Element, c *label.Clearance, def *label.Label, point, principal string) bool {
+	if g == nil || st.Attr("type") == "error" {
+		return true
+	}
+	if def == nil {
+		def = g.Default()
+	}
+	l, err := g.Effective(st, c, def)
+	if err == nil && label.Decide(c, l) {
+		return true
+	}
+	return g.Deny(point, st, principal, l, err)
+}
+
+// Deny records a refusal and reports whether to let the stanza pass anyway
+// (warn mode). l may be nil.
+func (g *Guard) Deny(point string, st *wire.Element, principal string, l *label.Label, err error) bool {
+	g.counter(point).Inc()
+	attrs := []any{
+		"point", point, "principal", principal,
+		"stanza", st.Local(), "from", st.Attr("from"), "to", st.Attr("to"), "id", st.Attr("id"),
+		"mode", g.modeName(),
+	}
+	if l != nil {
+		attrs = append(attrs, "label", l.String())
+	}
+	if err != nil {
+		attrs = append(attrs, "err", err.Error())
+	}
+	g.audit.Warn("security label denied", attrs...)
+	return g.mode == Warn
+}
+
+func (g *Guard) modeName() string {
+	if g.mode == Warn {
+		return "warn"
+	}
+	return "enforce"
+}
+
+func (g *Guard) counter(point string) *metrics.Counter {
+	if c, ok := g.denied.Load(point); ok {
+		return c.(*metrics.Counter)
+	}
+	c := g.m.Counter(`aldis_label_denied_total{point="` + point + `"}`)
+	g.denied.Store(point, c)
+	return c
+}
+
+// Verdict is what Ingress decided.
+type Verdict int
+
+const (
+	// Pass: go on with the stanza (it may have been stamped).
+	Pass Verdict = iota
+	// Refuse: send Reply to the sender and stop.
+	Refuse
+	// Discard: drop the stanza silently.
+	Discard
+)
+
+// Ingress checks a stanza entering from a client or a channel whose
+// clearance is sender, and stamps an unlabelled message with def (or the
+// governing default when def is nil). It implements the ingress rules of
+// PROTOCOLS.md §1.9 and returns the sanitised error of §1.11 to send back
+// on refusal.
+//
+// sender is called only for messages. With stamp false an unlabelled
+// message passes unstamped, for a service (a MUC room) that applies a
+// default of its own and checks it.
+func (g *Guard) Ingress(st *wire.Element, sender func() *label.Clearance, def *label.Label, principal string, stamp bool) (Verdict, *wire.Element) {
+	if g == nil {
+		return Pass, nil
+	}
+	n, _ := Count(st)
+	switch st.Local() {
+	case "presence":
+		if n == 0 {
+			return Pass, nil
+		}
+		if g.Deny(PointPresence, st, principal, nil, nil) {
+			return Pass, nil
+		}
+		if st.Attr("type") == "error" {
+			return Discard, nil
+		}
+		return Refuse, stanza.Error(st, stanza.Modify, "bad-request", "security labels are not allowed in presence")
+	case "iq":
+		if n == 0 {
+			return Pass, nil
+		}
+		if g.Deny(PointIQ, st, principal, nil, nil) {
+			return Pass, nil
+		}
+		if t := st.Attr("type"); t == "error" || t == "result" {
+			return Discard, nil
+		}
+		return Refuse, stanza.Error(st, stanza.Modify, "bad-request", "security labels are not allowed in iq")
+	case "message":
+	default:
+		return Pass, nil
+	}
+	if st.Attr("type") == "error" {
+		if n > 0 {
+			// X258: an error carrying a label must be discarded.
+			g.Deny(PointErrorLabel, st, principal, nil, nil)
+			return Discard, nil
+		}
+		return Pass, nil
+	}
+	if def == nil {
+		def = g.Default()
+	}
+	m, err := g.Marking(st)
+	if err != nil {
+		point := PointMalformed
+		if errors.Is(err, label.ErrUndefined) {
+			// A value the policy does not define: the decision is Deny.
+			point = PointIngress
+		}
+		if g.Deny(point, st, principal, nil, err) {
+			return Pass, nil
+		}
+		if point == PointIngress {
+			return Refuse, Forbidden(st, "")
+		}
+		return Refuse, stanza.Error(st, stanza.Modify, "bad-request", "the security label cannot be read")
+	}
+	if m == nil || m.Element.Label == nil {
+		if !stamp {
+			return Pass, nil
+		}
+		// Unlabelled, or an empty <label/>: the default applies and is stamped.
+		if def == nil {
+			if g.Deny(PointIngress, st, principal, nil, errors.New("no label and no default label")) {
+				return Pass, nil
+			}
+			return Refuse, Forbidden(st, "")
+		}
+		if err := Stamp(st, def); err != nil {
+			g.Deny(PointMalformed, st, principal, def, err)
+			return Refuse, stanza.Error(st, stanza.Wait, "internal-server-error", "")
+		}
+	}
+	c := sender()
+	l, _ := g.Effective(st, c, def)
+	if !label.Decide(c, l) {
+		if g.Deny(PointIngress, st, principal, l, nil) {
+			return Pass, nil
+		}
+		return Refuse, Forbidden(st, "")
+	}
+	return Pass, nil
+}
+
+// Stamp replaces st's label (if any) with l.
+func Stamp(st *wire.Element, l *label.Label) error {
+	b, err := l.Marshal()
+	if err != nil {
+		return err
+	}
+	el, err := wire.ParseElement(string(b))
+	if err != nil {
+		return err
+	}
+	st.RemoveChildren("securitylabel", label.NS)
+	st.AddChild(el)
+	return nil
+}
+
+// Strip removes any label from st (a MUC subject change carries none).
+func Strip(st *wire.Element) { st.RemoveChildren("securitylabel", label.NS) }
+
+// Forbidden is the sanitised refusal E1/E2/E3 of PROTOCOLS.md §1.11:
+// addresses swapped, the same id, a forbidden error of type auth (by the
+// room when by is set), and nothing else: no body, subject or label.
+func Forbidden(st *wire.Element, by string) *wire.Element {
+	e := stanza.Error(st, stanza.Auth, "forbidden", "")
+	if by != "" {
+		e.Child("error", "").SetAttr("by", by)
+	}
+	return e
+}
