@@ -58,6 +58,7 @@ type Guard struct {
 
 	mu    sync.Mutex
 	cache map[string]cached
+	bufs  sync.Pool // serialisation buffers: a cached decision allocates nothing
 
 	denied sync.Map // point → *metrics.Counter
 }
@@ -127,7 +128,12 @@ func (g *Guard) Marking(st *wire.Element) (*label.Marking, error) {
 }
 
 func (g *Guard) parse(el *wire.Element) (*label.Marking, error) {
-	buf := el.Append(make([]byte, 0, 512))
+	bp, _ := g.bufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	buf := el.Append((*bp)[:0])
+	defer func() { *bp = buf; g.bufs.Put(bp) }()
 	if len(buf) > label.MaxElementSize {
 		return nil, label.ErrMalformed
 	}
@@ -332,6 +338,9 @@ func (g *Guard) Ingress(st *wire.Element, sender func() *label.Clearance, def *l
 		}
 		return Refuse, Forbidden(st, "")
 	}
+	if m != nil && m.Element.Label != nil {
+		setDisplay(st, m)
+	}
 	return Pass, nil
 }
 
@@ -348,6 +357,26 @@ func Stamp(st *wire.Element, l *label.Label) error {
 	st.RemoveChildren("securitylabel", label.NS)
 	st.AddChild(el)
 	return nil
+}
+
+// setDisplay replaces the display marking a sender chose with the one the
+// policy prescribes, so that nobody is shown "UNCLASSIFIED" on a SECRET
+// label. A label under no known policy keeps its own.
+func setDisplay(st *wire.Element, m *label.Marking) {
+	l := m.Primary
+	if l == nil && len(m.Equivalents) > 0 {
+		l = m.Equivalents[0]
+	}
+	_, el := Count(st)
+	if l == nil || el == nil {
+		return
+	}
+	dm := l.Display()
+	d := wire.New("displaymarking", "")
+	d.SetAttr("fgcolor", dm.FG).SetAttr("bgcolor", dm.BG)
+	d.AddText(dm.Text)
+	el.RemoveChildren("displaymarking", label.NS)
+	el.Nodes = append([]wire.Node{{Elem: d}}, el.Nodes...)
 }
 
 // Strip removes any label from st (a MUC subject change carries none).

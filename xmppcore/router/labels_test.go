@@ -1,0 +1,249 @@
+package router
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aldis-im/aldis/core/identity"
+	"github.com/aldis-im/aldis/core/label/labeltest"
+	"github.com/aldis-im/aldis/core/store/sqlite"
+	"github.com/aldis-im/aldis/xmppcore/accounts"
+	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/seclabel"
+	"github.com/aldis-im/aldis/xmppcore/wire"
+)
+
+// syncBuffer is an audit log the test can read while hubs write it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// newLabelEnv is newEnv with the labeltest policy enforced (or in warn
+// mode); clearances maps users to clearance expressions.
+func newLabelEnv(t *testing.T, mode seclabel.Mode, clearances map[string]string, users ...string) (*env, *identity.Directory, *syncBuffer) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqlite.OpenMemory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc := accounts.New(db, 4096)
+	for _, u := range users {
+		if err := acc.Create(ctx, jid.MustParse(u+"@example.org"), "secret-password"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := identity.New(labeltest.Set(t), db, nil, time.Millisecond)
+	for u, c := range clearances {
+		if err := dir.SetUser(ctx, u+"@example.org", c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	audit := &syncBuffer{}
+	g := seclabel.New(dir, mode, slog.New(slog.NewJSONHandler(audit, nil)), nil)
+	r, err := New(Config{Domain: "example.org", Store: db, Accounts: acc, OfflineMax: 10, Version: "test", Labels: g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(time.Second); db.Close() })
+	return &env{t: t, r: r, db: db}, dir, audit
+}
+
+// sanitised asserts an error stanza carries nothing of the original.
+func sanitised(t *testing.T, s string) {
+	t.Helper()
+	for _, leak := range []string{"<body", "<subject", "securitylabel", "esssecuritylabel"} {
+		if strings.Contains(s, leak) {
+			t.Fatalf("error stanza leaks %s: %s", leak, s)
+		}
+	}
+}
+
+func TestLabelsOneToOne(t *testing.T) {
+	e, _, audit := newLabelEnv(t, seclabel.Enforce, map[string]string{"alice": "SECRET"}, "alice", "bob")
+	a := e.login("alice", "a")
+	b := e.login("bob", "b")
+	a.online(t)
+	b.online(t)
+	secret := labeltest.Element(labeltest.SecretESS)
+
+	// E2: a SECRET message to an UNCLASSIFIED user bounces; nothing leaks.
+	a.send(t, `<message to='bob@example.org' type='chat' id='s1'><body>attack at dawn</body><subject>plans</subject>`+secret+`</message>`)
+	er := a.expect(t, `id='s1'`, `type='error'`)
+	if !strings.Contains(er, `<error type='auth'><forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>`) || !strings.Contains(er, `from='bob@example.org'`) {
+		t.Fatalf("not the E2 error: %s", er)
+	}
+	sanitised(t, er)
+	b.quiet(t, `id='s1'`)
+
+	// An unlabelled message gets the default label, which bob may read.
+	a.send(t, `<message to='bob@example.org' type='chat' id='u1'><body>hello</body></message>`)
+	got := b.expect(t, `id='u1'`)
+	if !strings.Contains(got, `<securitylabel xmlns='urn:xmpp:sec-label:0'>`) || !strings.Contains(got, "NATO UNCLASSIFIED") {
+		t.Fatalf("not stamped with the default label: %s", got)
+	}
+	// An empty <label/> is replaced by the default too.
+	a.send(t, `<message to='bob@example.org' type='chat' id='u2'><body>hi</body><securitylabel xmlns='urn:xmpp:sec-label:0'><label/></securitylabel></message>`)
+	if got := b.expect(t, `id='u2'`); !strings.Contains(got, "esssecuritylabel") {
+		t.Fatalf("empty label not replaced: %s", got)
+	}
+
+	// E1: bob may not send what he is not cleared for.
+	b.send(t, `<message to='alice@example.org' type='chat' id='s2'><body>x</body>`+secret+`</message>`)
+	sanitised(t, b.expect(t, `id='s2'`, `type='error'`, `<forbidden`, `type='auth'`))
+	a.quiet(t, `id='s2'`)
+
+	// A SECRET message between SECRET... alice to herself is fine.
+	a.send(t, `<message to='alice@example.org/a' type='chat' id='s3'><body>note</body>`+secret+`</message>`)
+	a.expect(t, `id='s3'`, `NATO SECRET`)
+
+	// E4: a label on presence is refused and not broadcast.
+	b.send(t, `<presence id='p1'>`+secret+`</presence>`)
+	sanitised(t, b.expect(t, `id='p1'`, `<presence`, `type='error'`, `<bad-request`, `type='modify'`))
+	a.quiet(t, `<presence`)
+
+	// E5: a label on an iq, and two labels on a message.
+	b.send(t, `<iq type='get' id='q1' to='alice@example.org'><query xmlns='jabber:iq:version'/>`+secret+`</iq>`)
+	sanitised(t, b.expect(t, `id='q1'`, `type='error'`, `<bad-request`))
+	b.send(t, `<message to='alice@example.org' id='d1'><body>x</body>`+labeltest.Element(labeltest.ConfidentialESS)+secret+`</message>`)
+	sanitised(t, b.expect(t, `id='d1'`, `type='error'`, `<bad-request`))
+
+	// An error stanza carrying a label is discarded, not delivered.
+	b.send(t, `<message to='alice@example.org' id='e1' type='error'><error type='cancel'><gone xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>`+secret+`</message>`)
+	a.quiet(t, `id='e1'`)
+
+	// A label inside a forwarded payload does not authorise the outer
+	// stanza: it is stamped UNCLASSIFIED and delivered as such.
+	b.send(t, `<message to='alice@example.org' id='f1'><body>fwd</body><forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client'><body>x</body>`+secret+`</message></forwarded></message>`)
+	if got := a.expect(t, `id='f1'`); !strings.Contains(got, "NATO UNCLASSIFIED") {
+		t.Fatalf("outer stanza not stamped: %s", got)
+	}
+
+	// Every refusal is in the audit log, without the message text.
+	log := audit.String()
+	for _, point := range []string{`"point":"delivery"`, `"point":"ingress"`, `"point":"presence"`, `"point":"iq"`, `"point":"malformed"`, `"point":"error_label"`} {
+		if !strings.Contains(log, point) {
+			t.Errorf("audit log lacks %s:\n%s", point, log)
+		}
+	}
+	if strings.Contains(log, "attack at dawn") {
+		t.Error("audit log holds a message body")
+	}
+}
+
+func TestLabelsOffline(t *testing.T) {
+	e, dir, _ := newLabelEnv(t, seclabel.Enforce, map[string]string{"alice": "SECRET", "carol": "SECRET"}, "alice", "carol")
+	a := e.login("alice", "a")
+	a.online(t)
+	secret := labeltest.Element(labeltest.SecretESS)
+	a.send(t, `<message to='carol@example.org' type='chat' id='o1'><body>one</body>`+secret+`</message>`)
+	a.send(t, `<message to='carol@example.org' type='chat' id='o2'><body>two</body></message>`)
+	a.quiet(t, `type='error'`)
+	// Carol's clearance is lowered while the messages wait.
+	if err := dir.SetUser(context.Background(), "carol@example.org", "UNCLASSIFIED"); err != nil {
+		t.Fatal(err)
+	}
+	c := e.login("carol", "c")
+	c.send(t, `<presence/>`)
+	c.expect(t, `id='o2'`)
+	c.quiet(t, `id='o1'`)
+	sanitised(t, a.expect(t, `id='o1'`, `type='error'`, `<forbidden`))
+	// The refused one is gone from storage, not kept for later.
+	if n, _ := e.db.CountOffline(context.Background(), "carol@example.org"); n != 0 {
+		t.Fatalf("%d messages left in offline storage", n)
+	}
+}
+
+func TestLabelsWarnMode(t *testing.T) {
+	e, _, audit := newLabelEnv(t, seclabel.Warn, nil, "alice", "bob")
+	a := e.login("alice", "a")
+	b := e.login("bob", "b")
+	a.online(t)
+	b.online(t)
+	a.send(t, `<message to='bob@example.org' id='w1'><body>x</body>`+labeltest.Element(labeltest.SecretESS)+`</message>`)
+	b.expect(t, `id='w1'`)
+	if log := audit.String(); !strings.Contains(log, `"mode":"warn"`) || !strings.Contains(log, `"point":"ingress"`) || !strings.Contains(log, `"point":"delivery"`) {
+		t.Fatalf("warn mode did not audit: %s", log)
+	}
+}
+
+func TestLabelCatalog(t *testing.T) {
+	e, _, _ := newLabelEnv(t, seclabel.Enforce, map[string]string{"alice": "SECRET"}, "alice", "bob")
+	a := e.login("alice", "a")
+	b := e.login("bob", "b")
+
+	a.send(t, `<iq type='get' id='c1' to='example.org'><catalog xmlns='urn:xmpp:sec-label:catalog:2' to='example.org'/></iq>`)
+	got := a.expect(t, `id='c1'`, `type='result'`)
+	for _, want := range []string{`selector='Classified|SECRET'`, `selector='UNCLASSIFIED' default='true'`, `<item selector='No label'/>`, `restrict='false'`, `size='4'`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("alice's catalog lacks %s: %s", want, got)
+		}
+	}
+	b.send(t, `<iq type='get' id='c2' to='example.org'><catalog xmlns='urn:xmpp:sec-label:catalog:2' to='example.org'/></iq>`)
+	got = b.expect(t, `id='c2'`, `type='result'`)
+	if strings.Contains(got, "SECRET") || strings.Contains(got, "CONFIDENTIAL") || !strings.Contains(got, "UNCLASSIFIED") {
+		t.Errorf("bob's catalog is not filtered by his clearance: %s", got)
+	}
+	// The old flat form, answered in the request's namespace.
+	a.send(t, `<iq type='get' id='c3' to='example.org'><catalog xmlns='urn:xmpp:sec-label:catalog:0' to='example.org'/></iq>`)
+	got = a.expect(t, `id='c3'`, `type='result'`)
+	if !strings.Contains(got, `<catalog xmlns='urn:xmpp:sec-label:catalog:0'`) || strings.Contains(got, "<item") ||
+		!strings.Contains(got, `<securitylabel xmlns='urn:xmpp:sec-label:0' selector='UNCLASSIFIED' default='true'>`) {
+		t.Errorf("flat catalog: %s", got)
+	}
+	a.send(t, `<iq type='get' id='c4' to='example.org'><catalog xmlns='urn:xmpp:sec-label:catalog:2'/></iq>`)
+	a.expect(t, `id='c4'`, `<bad-request`)
+	a.send(t, `<iq type='get' id='c5' to='example.org'><catalog xmlns='urn:xmpp:sec-label:catalog:2' to='elsewhere.example'/></iq>`)
+	a.expect(t, `id='c5'`, `<item-not-found`)
+
+	// Disco advertises labels and the catalog.
+	a.send(t, `<iq type='get' id='d1' to='example.org'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
+	a.expect(t, `id='d1'`, `var='urn:xmpp:sec-label:0'`, `var='urn:xmpp:sec-label:catalog:2'`)
+}
+
+// Without a policy nothing changes: labels pass untouched, none is stamped,
+// and a catalog request says the service is not there.
+func TestLabelsOff(t *testing.T) {
+	e := newEnv(t, "alice", "bob")
+	a := e.login("alice", "a")
+	b := e.login("bob", "b")
+	a.online(t)
+	b.online(t)
+	a.send(t, `<message to='bob@example.org' id='n1'><body>x</body></message>`)
+	if got := b.expect(t, `id='n1'`); strings.Contains(got, "securitylabel") {
+		t.Fatalf("stamped with labels off: %s", got)
+	}
+	a.send(t, `<iq type='get' id='c1' to='example.org'><catalog xmlns='urn:xmpp:sec-label:catalog:2' to='example.org'/></iq>`)
+	a.expect(t, `id='c1'`, `<service-unavailable`)
+}
+
+func BenchmarkLabelDecision(b *testing.B) {
+	set := labeltest.Set(b)
+	g := seclabel.New(identity.New(set, nil, nil, time.Hour), seclabel.Enforce, nil, nil)
+	c, _ := set.ParseClearance("SECRET; Releasable To: GBR")
+	st, _ := wire.ParseElement(`<message to='bob@example.org' id='x'><body>hi</body>` + labeltest.Element(labeltest.SecretESS) + `</message>`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if !g.Allowed(st, c, nil, seclabel.PointDelivery, "bob@example.org") {
+			b.Fatal("denied")
+		}
+	}
+}
