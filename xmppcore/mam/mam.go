@@ -20,6 +20,7 @@ import (
 	"github.com/aldis-im/aldis/core/obs"
 	"github.com/aldis-im/aldis/core/store"
 	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/seclabel"
 	"github.com/aldis-im/aldis/xmppcore/wire"
 )
 
@@ -50,6 +51,8 @@ type Config struct {
 	MaxPage   int           // RSM max cap (default 100)
 	Log       *slog.Logger
 	Metrics   *obs.Metrics
+	// Labels filters query results by the requester's clearance; nil: off.
+	Labels *seclabel.Guard
 
 	// For tests: the clock, the pruning interval and the queue length.
 	now        func() time.Time

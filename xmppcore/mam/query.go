@@ -6,8 +6,10 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/aldis-im/aldis/core/label"
 	"github.com/aldis-im/aldis/core/store"
 	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/seclabel"
 	"github.com/aldis-im/aldis/xmppcore/stanza"
 	"github.com/aldis-im/aldis/xmppcore/wire"
 )
@@ -234,10 +236,12 @@ func (a *Archiver) query(ctx context.Context, owner, requester jid.JID, st, p *w
 			return
 		}
 	}
-	count, err := a.st.CountArchive(ctx, user, r.q)
-	if err != nil {
-		fail("count", err)
-		return
+	count := 0
+	if a.cfg.Labels == nil {
+		if count, err = a.st.CountArchive(ctx, user, r.q); err != nil {
+			fail("count", err)
+			return
+		}
 	}
 	page := r.q
 	page.Max, page.Last = r.max, r.last
@@ -248,31 +252,96 @@ func (a *Archiver) query(ctx context.Context, owner, requester jid.JID, st, p *w
 	if r.rsmBefore != "" && (page.BeforeID == "" || r.rsmBefore < page.BeforeID) {
 		page.BeforeID = r.rsmBefore
 	}
-	msgs, more, err := a.st.QueryArchive(ctx, user, page)
-	if err != nil {
-		fail("query", err)
-		return
-	}
 	queryID := p.Attr("queryid")
-	for _, m := range msgs {
-		inner, err := wire.ParseElement(m.Stanza)
+	var results []*wire.Element
+	var first, last string
+	more := false
+	// With labels on, messages the requester is not cleared for are left
+	// out (silently, PROTOCOLS.md §1.9 row 6) and the page is filled from
+	// further on, within a bound; the count, which would tell how many were
+	// held back, is left out.
+	g := a.cfg.Labels
+	var clr *label.Clearance
+	if g != nil {
+		clr = g.Clearance(ctx, requester.Bare())
+	}
+	var kept []store.ArchivedMessage
+	for round := 0; round < maxFilterRounds; round++ {
+		msgs, m, err := a.st.QueryArchive(ctx, user, page)
 		if err != nil {
-			// Stored by us, so this is corruption: skip it rather than fail the page.
-			a.log.Error("archived message unreadable", "user", owner, "id", m.ID, "err", err)
-			continue
+			fail("query", err)
+			return
 		}
-		send(resultMessage(owner, requester, queryID, m, inner))
+		more = m
+		var got []store.ArchivedMessage
+		for _, am := range msgs {
+			inner, err := wire.ParseElement(am.Stanza)
+			if err != nil {
+				// Stored by us, so this is corruption: skip it rather than fail the page.
+				a.log.Error("archived message unreadable", "user", owner, "id", am.ID, "err", err)
+				continue
+			}
+			if g != nil && !g.Allowed(inner, clr, nil, seclabel.PointArchive, requester.Bare().String()) {
+				continue
+			}
+			am.Stanza = ""
+			got = append(got, am)
+			results = append(results, resultMessage(owner, requester, queryID, am, inner))
+		}
+		if page.Last {
+			kept = append(got, kept...)
+		} else {
+			kept = append(kept, got...)
+		}
+		if g == nil || len(kept) >= r.max || !more || len(msgs) == 0 {
+			break
+		}
+		page.Max = r.max - len(kept)
+		if page.Last {
+			page.BeforeID = msgs[0].ID
+		} else {
+			page.AfterID = msgs[len(msgs)-1].ID
+		}
+	}
+	if page.Last {
+		// Rounds paging backwards fetched older messages later: send in archive order.
+		results = archiveOrder(results, kept)
+	}
+	for _, m := range results {
+		send(m)
+	}
+	if len(kept) > 0 {
+		first, last = kept[0].ID, kept[len(kept)-1].ID
 	}
 	res := stanza.Result(st)
 	fin := res.AddChild(wire.New("fin", NS))
 	fin.SetAttr("complete", strconv.FormatBool(!more))
 	set := fin.AddChild(wire.New("set", NSRSM))
-	if len(msgs) > 0 {
-		set.AddChild(wire.New("first", "")).AddText(msgs[0].ID)
-		set.AddChild(wire.New("last", "")).AddText(msgs[len(msgs)-1].ID)
+	if first != "" {
+		set.AddChild(wire.New("first", "")).AddText(first)
+		set.AddChild(wire.New("last", "")).AddText(last)
 	}
-	set.AddChild(wire.New("count", "")).AddText(strconv.Itoa(count))
+	if g == nil {
+		set.AddChild(wire.New("count", "")).AddText(strconv.Itoa(count))
+	}
 	send(res)
+}
+
+// maxFilterRounds bounds the store reads one filtered page may take.
+const maxFilterRounds = 8
+
+// archiveOrder sorts results (built round by round) into the ascending id
+// order of kept.
+func archiveOrder(results []*wire.Element, kept []store.ArchivedMessage) []*wire.Element {
+	byID := make(map[string]*wire.Element, len(results))
+	for _, m := range results {
+		byID[m.Child("result", NS).Attr("id")] = m
+	}
+	out := make([]*wire.Element, 0, len(kept))
+	for _, k := range kept {
+		out = append(out, byID[k.ID])
+	}
+	return out
 }
 
 // resultMessage wraps an archived stanza for the requester (XEP-0313 §4.2).

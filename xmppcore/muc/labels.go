@@ -53,14 +53,9 @@ func (r *room) setupLabels() {
 	}
 }
 
-// clearanceOf is the clearance of a user (bare JID): a local user's own,
-// or that of their server as a peer.
+// clearanceOf is the clearance of a user (bare JID).
 func (r *room) clearanceOf(user jid.JID) *label.Clearance {
-	g := r.s.cfg.Labels
-	if user.Domain() == r.s.cfg.ServerDomain {
-		return g.UserClearance(r.s.ctx, user.String())
-	}
-	return g.Directory().Lookup("peer:" + user.Domain()).Clearance
+	return r.s.cfg.Labels.Clearance(r.s.ctx, user)
 }
 
 // mayEnter reports whether a user is cleared for the room label.

@@ -58,7 +58,7 @@ func newLabelEnv(t *testing.T, mode seclabel.Mode, clearances map[string]string,
 		}
 	}
 	audit := &syncBuffer{}
-	g := seclabel.New(dir, mode, slog.New(slog.NewJSONHandler(audit, nil)), nil)
+	g := seclabel.New(seclabel.Config{Directory: dir, Local: []string{"example.org"}, Mode: mode, Audit: slog.New(slog.NewJSONHandler(audit, nil))})
 	r, err := New(Config{Domain: "example.org", Store: db, Accounts: acc, OfflineMax: 10, Version: "test", Labels: g})
 	if err != nil {
 		t.Fatal(err)
@@ -237,7 +237,7 @@ func TestLabelsOff(t *testing.T) {
 
 func BenchmarkLabelDecision(b *testing.B) {
 	set := labeltest.Set(b)
-	g := seclabel.New(identity.New(set, nil, nil, time.Hour), seclabel.Enforce, nil, nil)
+	g := seclabel.New(seclabel.Config{Directory: identity.New(set, nil, nil, time.Hour)})
 	c, _ := set.ParseClearance("SECRET; Releasable To: GBR")
 	st, _ := wire.ParseElement(`<message to='bob@example.org' id='x'><body>hi</body>` + labeltest.Element(labeltest.SecretESS) + `</message>`)
 	b.ReportAllocs()

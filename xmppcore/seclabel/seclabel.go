@@ -15,6 +15,7 @@ import (
 	"github.com/aldis-im/aldis/core/identity"
 	"github.com/aldis-im/aldis/core/label"
 	"github.com/aldis-im/aldis/core/obs"
+	"github.com/aldis-im/aldis/xmppcore/jid"
 	"github.com/aldis-im/aldis/xmppcore/stanza"
 	"github.com/aldis-im/aldis/xmppcore/wire"
 )
@@ -52,6 +53,7 @@ const maxCache = 4096
 type Guard struct {
 	dir   *identity.Directory
 	set   *label.Set
+	local map[string]bool
 	mode  Mode
 	audit *slog.Logger
 	m     *obs.Metrics
@@ -68,16 +70,41 @@ type cached struct {
 	err error
 }
 
-// New builds a guard over a directory of clearances. audit receives one
-// record per denial.
-func New(dir *identity.Directory, mode Mode, audit *slog.Logger, m *obs.Metrics) *Guard {
-	if audit == nil {
-		audit = slog.New(slog.DiscardHandler)
+// Config configures a Guard.
+type Config struct {
+	Directory *identity.Directory
+	// Local are the server's own domains: their users' clearances are in
+	// the directory; anyone else has the clearance of their server as a
+	// peer ("peer:<domain>").
+	Local []string
+	Mode  Mode
+	// Audit receives one record per denial; nil discards them.
+	Audit   *slog.Logger
+	Metrics *obs.Metrics
+}
+
+// New builds a guard.
+func New(cfg Config) *Guard {
+	if cfg.Audit == nil {
+		cfg.Audit = slog.New(slog.DiscardHandler)
 	}
-	if m == nil {
-		m = obs.NewMetrics()
+	if cfg.Metrics == nil {
+		cfg.Metrics = obs.NewMetrics()
 	}
-	return &Guard{dir: dir, set: dir.Policies(), mode: mode, audit: audit, m: m, cache: map[string]cached{}}
+	local := map[string]bool{}
+	for _, d := range cfg.Local {
+		local[d] = true
+	}
+	return &Guard{dir: cfg.Directory, set: cfg.Directory.Policies(), local: local, mode: cfg.Mode, audit: cfg.Audit, m: cfg.Metrics, cache: map[string]cached{}}
+}
+
+// Clearance is the effective clearance of a user (bare JID): a local
+// user's own, or that of their server.
+func (g *Guard) Clearance(ctx context.Context, user jid.JID) *label.Clearance {
+	if g.local[user.Domain()] {
+		return g.dir.User(ctx, user.Bare().String())
+	}
+	return g.dir.Lookup("peer:" + user.Domain()).Clearance
 }
 
 // Directory is where the guard finds clearances.
