@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -20,15 +19,12 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "aldis check: --config FILE is required")
 		return 2
 	}
-	if _, err := config.Load(*path); err != nil {
-		var errs config.Errors
-		if errors.As(err, &errs) {
-			for _, e := range errs {
-				fmt.Fprintln(stderr, e)
-			}
-		} else {
-			fmt.Fprintln(stderr, err)
-		}
+	cfg, err := config.Load(*path)
+	if err == nil {
+		_, err = loadPolicy(cfg, *path)
+	}
+	if err != nil {
+		printConfigErr(stderr, err)
 		return 1
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", *path)

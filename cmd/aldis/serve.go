@@ -99,11 +99,18 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 		log.Info("generated a self-signed certificate", "file", src.CertFile())
 	}
 	m := obs.NewMetrics()
+	labels, auditLog, err := openLabels(cfg, path, st, log, m)
+	if err != nil {
+		return err
+	}
+	if auditLog != nil {
+		defer auditLog.Close()
+	}
 	acc := accounts.New(st, cfg.Auth.SCRAMIterations)
 	var archive router.Archive
 	var roomArchive muc.Archive // the same archiver, for the archives of rooms
 	if cfg.Archive.Enabled {
-		arch := mam.New(st, mam.Config{Retention: cfg.Archive.Retention, MaxPage: cfg.Archive.MaxPage, Log: log, Metrics: m})
+		arch := mam.New(st, mam.Config{Retention: cfg.Archive.Retention, MaxPage: cfg.Archive.MaxPage, Log: log, Metrics: m, Labels: labels})
 		// Deferred before the router's Close, so it runs after it: the
 		// router records nothing more, then the archive writes what is queued.
 		defer func() {
@@ -118,7 +125,7 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 	rt, err := router.New(router.Config{
 		Domain: cfg.Server.Domain, Store: st, Accounts: acc, Log: log, Metrics: m,
 		OfflineMax: cfg.Offline.MaxPerUser, Registration: cfg.Auth.Registration, Version: version,
-		Archive: archive,
+		Archive: archive, Labels: labels,
 	})
 	if err != nil {
 		return err
@@ -137,7 +144,7 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 		rooms, err = muc.New(ctx, muc.Config{
 			Domain: cfg.MUCDomain(), ServerDomain: cfg.Server.Domain, Router: rt, Store: st, Log: log, Metrics: m,
 			MaxRooms: cfg.MUC.MaxRooms, MaxOccupants: cfg.MUC.MaxOccupants, History: cfg.MUC.History,
-			AdminsOnly: cfg.MUC.Creators == "admins", Admins: admins, Archive: roomArchive,
+			AdminsOnly: cfg.MUC.Creators == "admins", Admins: admins, Archive: roomArchive, Labels: labels,
 		})
 		if err != nil {
 			return err

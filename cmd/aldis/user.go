@@ -13,6 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/aldis-im/aldis/core/config"
+	"github.com/aldis-im/aldis/core/identity"
 	"github.com/aldis-im/aldis/core/store"
 	"github.com/aldis-im/aldis/core/store/sqlite"
 	"github.com/aldis-im/aldis/xmppcore/accounts"
@@ -24,6 +25,9 @@ const userUsage = `Usage:
   aldis user passwd [--config FILE] USER   change a password (password from stdin or a prompt)
   aldis user del    [--config FILE] USER   delete an account and all its data
   aldis user list   [--config FILE]        list accounts
+  aldis user clearance [--config FILE] USER [EXPR]
+                                           show a user's security clearance, or set it to EXPR
+                                           (e.g. "SECRET; Releasable To: GBR"; "" for the default)
 USER is a localpart ("alice") or a bare JID ("alice@example.org") of the served domain.
 The server may be running: both use the same database.
 `
@@ -63,6 +67,9 @@ func cmdUser(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stdout, u)
 		}
 		return 0
+	}
+	if sub == "clearance" {
+		return userClearance(ctx, cfg, *path, st, fs.Args(), stdout, stderr)
 	}
 	if fs.NArg() != 1 {
 		fmt.Fprint(stderr, userUsage)
@@ -162,4 +169,54 @@ func readPassword(stdin io.Reader, stderr io.Writer) (string, error) {
 		return "", errors.New("no password on standard input")
 	}
 	return strings.TrimRight(line, "\r\n"), nil
+}
+
+// userClearance shows or sets a user's clearance, checked against the
+// configured security policy.
+func userClearance(ctx context.Context, cfg config.Config, cfgPath string, st *sqlite.DB, args []string, stdout, stderr io.Writer) int {
+	if len(args) < 1 || len(args) > 2 {
+		fmt.Fprint(stderr, userUsage)
+		return 2
+	}
+	set, err := loadPolicy(cfg, cfgPath)
+	if err != nil {
+		printConfigErr(stderr, err)
+		return 1
+	}
+	if set == nil {
+		fmt.Fprintln(stderr, "aldis user clearance: security labels are off: set labels.policy_file in the configuration")
+		return 1
+	}
+	user, err := userJID(args[0], cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "aldis user:", err)
+		return 1
+	}
+	if _, err := st.GetAccount(ctx, user.String()); err != nil {
+		fmt.Fprintf(stderr, "aldis user clearance: %s does not exist\n", user)
+		return 1
+	}
+	dir := identity.New(set, st, nil, 0)
+	if len(args) == 2 {
+		if err := dir.SetUser(ctx, user.String(), args[1]); err != nil {
+			fmt.Fprintln(stderr, "aldis user clearance:", err)
+			return 1
+		}
+	}
+	expr, err := st.Clearance(ctx, user.String())
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		c := dir.User(ctx, user.String())
+		if c == nil {
+			fmt.Fprintf(stdout, "%s: none (the policy gives no default: cleared for nothing labelled)\n", user)
+		} else {
+			fmt.Fprintf(stdout, "%s: policy default (%s)\n", user, c)
+		}
+	case err != nil:
+		fmt.Fprintln(stderr, "aldis user clearance:", err)
+		return 1
+	default:
+		fmt.Fprintf(stdout, "%s: %s (%s)\n", user, expr, dir.User(ctx, user.String()))
+	}
+	return 0
 }
