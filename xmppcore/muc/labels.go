@@ -268,19 +268,25 @@ func clearanceOfLabels(ls []*label.Label) (*label.Clearance, error) {
 	return p.NewClearance(classes, cats)
 }
 
-// catalogIQ answers the server's catalog request for a user (XEP-0258):
-// the catalog items both the room's clearance and the user's grant.
+// catalogIQ answers a catalog request (XEP-0258) with the items both the
+// room's clearance and the user's grant. The user's server asks on the
+// user's behalf (from= names the user); a client that asks the room
+// directly is its own user.
 func (r *room) catalogIQ(ev event, q *wire.Element) {
 	g := r.s.cfg.Labels
 	if g == nil {
 		r.refuse(ev, stanza.Cancel, "service-unavailable", "")
 		return
 	}
-	user, err := jid.Parse(q.Attr("from"))
-	if err != nil || ev.from.String() != r.s.cfg.ServerDomain {
-		// Only our own server asks, on a user's behalf.
-		r.refuse(ev, stanza.Auth, "not-authorized", "")
-		return
+	user := ev.from
+	if ev.from.Local() == "" {
+		var err error
+		user, err = jid.Parse(q.Attr("from"))
+		if err != nil || q.Attr("from") == "" || ev.from.String() != r.s.cfg.ServerDomain {
+			// Only our own server asks for someone else.
+			r.refuse(ev, stanza.Auth, "not-authorized", "")
+			return
+		}
 	}
 	uc := r.clearanceOf(user.Bare())
 	p := g.Policies().Governing

@@ -163,9 +163,14 @@ func TestRoomClearanceAndLabel(t *testing.T) {
 	if !strings.Contains(got, "Classified|CONFIDENTIAL") || strings.Contains(got, "Classified|SECRET") {
 		t.Errorf("room catalog for carol: %s", got)
 	}
-	// Only the server may ask.
-	bob.send(`<iq type='get' id='cat2' to='` + room1 + `'><catalog xmlns='urn:xmpp:sec-label:catalog:2' to='` + room1 + `' from='bob@example.org'/></iq>`)
-	bob.expect("not-authorized", isError("iq", "auth", "not-authorized"))
+	// A user asking the room directly gets their own catalog, whoever
+	// they claim to ask for; only the server asks for someone else.
+	bob.send(`<iq type='get' id='cat2' to='` + room1 + `'><catalog xmlns='urn:xmpp:sec-label:catalog:2' to='` + room1 + `' from='alice@example.org'/></iq>`)
+	if got := bob.expect("own catalog", isResult("cat2")).String(); strings.Contains(got, "CONFIDENTIAL") || !strings.Contains(got, "UNCLASSIFIED") {
+		t.Errorf("bob's catalog: %s", got)
+	}
+	e.user("other.example").send(`<iq type='get' id='cat3' to='` + room1 + `'><catalog xmlns='urn:xmpp:sec-label:catalog:2' to='` + room1 + `' from='carol@example.org'/></iq>`)
+	e.user("other.example").expect("not-authorized", isError("iq", "auth", "not-authorized"))
 }
 
 // Persistent rooms keep their label and clearance across a restart.

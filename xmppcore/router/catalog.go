@@ -23,8 +23,14 @@ func (r *Router) catalog(b *Binding, st, req *wire.Element) {
 		b.reply(stanza.Error(st, stanza.Modify, "bad-request", ""))
 		return
 	}
-	target, err := jid.Parse(req.Attr("to"))
-	if err != nil || req.Attr("to") == "" {
+	// Some clients (slixmpp 1.8) name no target: the catalog is then the
+	// server's own, the entity the iq was sent to.
+	to := req.Attr("to")
+	if to == "" {
+		to = r.domain.String()
+	}
+	target, err := jid.Parse(to)
+	if err != nil {
 		b.reply(stanza.Error(st, stanza.Modify, "bad-request", "the catalog needs a valid to"))
 		return
 	}

@@ -209,8 +209,11 @@ func TestLabelCatalog(t *testing.T) {
 		!strings.Contains(got, `<securitylabel xmlns='urn:xmpp:sec-label:0' selector='UNCLASSIFIED' default='true'>`) {
 		t.Errorf("flat catalog: %s", got)
 	}
+	// No target named: the server's catalog (as slixmpp asks).
 	a.send(t, `<iq type='get' id='c4' to='example.org'><catalog xmlns='urn:xmpp:sec-label:catalog:2'/></iq>`)
-	a.expect(t, `id='c4'`, `<bad-request`)
+	a.expect(t, `id='c4'`, `type='result'`, `to='example.org'`, `Classified|SECRET`)
+	a.send(t, `<iq type='get' id='c6' to='example.org'><catalog xmlns='urn:xmpp:sec-label:catalog:2' to='@@'/></iq>`)
+	a.expect(t, `id='c6'`, `<bad-request`)
 	a.send(t, `<iq type='get' id='c5' to='example.org'><catalog xmlns='urn:xmpp:sec-label:catalog:2' to='elsewhere.example'/></iq>`)
 	a.expect(t, `id='c5'`, `<item-not-found`)
 
