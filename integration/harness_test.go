@@ -98,6 +98,8 @@ type serverOpts struct {
 	LogLevel              string
 	CertFile, KeyFile     string // empty: the server generates a self-signed certificate
 	IdleTimeout           string // c2s.idle_timeout; empty: the default
+	PolicyFile            string // labels.policy_file; empty: labels off
+	AuditLog              string // labels.audit_log
 }
 
 // noOffline asks for offline.max_per_user = 0 (zero means "default" in serverOpts).
@@ -218,10 +220,14 @@ listen = %q
 [tls]
 cert_file = %q
 key_file = %q
+
+[labels]
+policy_file = %q
+audit_log = %q
 `, s.Domain, s.DataDir, level, s.Addr, s.TLSAddr,
 		or(o.MaxStanzaSize, 262144), max(or(o.MaxStanzaSize, 262144), 524288), cmp.Or(o.IdleTimeout, "10m"),
 		o.Registration, or(o.MaxFailuresPerIP, 100), or(o.MaxFailuresPerAccount, 100),
-		max(or(o.OfflineMax, 1000), 0), s.AdminAddr, o.CertFile, o.KeyFile)
+		max(or(o.OfflineMax, 1000), 0), s.AdminAddr, o.CertFile, o.KeyFile, o.PolicyFile, o.AuditLog)
 }
 
 // start runs `aldis serve` and waits for its "listening" lines.

@@ -16,9 +16,13 @@ from slixmpp import ClientXMPP
 
 TIMEOUT = 10  # seconds for any single server round trip
 
+# slixmpp 1.8 prints from inside join_muc_wait; keep stdout for our JSON.
+OUT = sys.stdout
+sys.stdout = sys.stderr
+
 
 def report(step, **fields):
-    print(json.dumps({"step": step, **fields}, default=str), flush=True)
+    print(json.dumps({"step": step, **fields}, default=str), file=OUT, flush=True)
 
 
 class Client(ClientXMPP):
