@@ -151,8 +151,12 @@ func TestRoomClearanceAndLabel(t *testing.T) {
 		t.Errorf("refusal discloses the room label: %s", er)
 	}
 
-	// Room disco advertises labels; the room's catalog for bob is the
+	// The service and the room advertise labels; the room's catalog for bob is the
 	// intersection of his clearance and the room's.
+	alice.send(`<iq type='get' id='sd' to='` + domain + `'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
+	if got := alice.expect("service disco", isResult("sd")).String(); !strings.Contains(got, "urn:xmpp:sec-label:0") || !strings.Contains(got, "urn:xmpp:sec-label:catalog:2") {
+		t.Errorf("service disco: %s", got)
+	}
 	alice.send(`<iq type='get' id='d' to='` + room1 + `'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
 	if got := alice.expect("disco", isResult("d")).String(); !strings.Contains(got, "urn:xmpp:sec-label:catalog:2") {
 		t.Errorf("room disco: %s", got)
