@@ -96,7 +96,7 @@ func (r *room) admit(ev event, m *wire.Element) bool {
 			r.deliver(seclabel.Forbidden(ev.st, r.jid.String()), ev.to, ev.from)
 			return false
 		}
-		if err := seclabel.Stamp(m, r.lab); err != nil {
+		if err := g.Stamp(m, r.lab); err != nil {
 			r.s.log.Error("stamp room label", "room", r.jid.String(), "err", err)
 			return false
 		}

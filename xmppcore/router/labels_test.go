@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aldis-im/aldis/core/identity"
+	"github.com/aldis-im/aldis/core/label"
 	"github.com/aldis-im/aldis/core/label/labeltest"
 	"github.com/aldis-im/aldis/core/store/sqlite"
 	"github.com/aldis-im/aldis/xmppcore/accounts"
@@ -247,6 +248,23 @@ func BenchmarkLabelDecision(b *testing.B) {
 	for b.Loop() {
 		if !g.Allowed(st, c, nil, seclabel.PointDelivery, "bob@example.org") {
 			b.Fatal("denied")
+		}
+	}
+}
+
+// BenchmarkLabelIngress is the ingress work for an unlabelled message:
+// stamp the default label and check the sender's clearance.
+func BenchmarkLabelIngress(b *testing.B) {
+	set := labeltest.Set(b)
+	g := seclabel.New(seclabel.Config{Directory: identity.New(set, nil, nil, time.Hour)})
+	c, _ := set.ParseClearance("SECRET")
+	sender := func() *label.Clearance { return c }
+	tmpl, _ := wire.ParseElement(`<message to='bob@example.org' id='x'><body>hi</body></message>`)
+	b.ReportAllocs()
+	for b.Loop() {
+		st := tmpl.Copy() // Ingress stamps it
+		if v, _ := g.Ingress(st, sender, nil, "alice@example.org", true); v != seclabel.Pass {
+			b.Fatal("refused")
 		}
 	}
 }

@@ -58,9 +58,10 @@ type Guard struct {
 	audit *slog.Logger
 	m     *obs.Metrics
 
-	mu    sync.Mutex
-	cache map[string]cached
-	bufs  sync.Pool // serialisation buffers: a cached decision allocates nothing
+	mu     sync.Mutex
+	cache  map[string]cached
+	stamps map[*label.Label]*wire.Element // labels as stamped, by label
+	bufs   sync.Pool                      // serialisation buffers: a cached decision allocates nothing
 
 	denied sync.Map // point → *metrics.Counter
 }
@@ -95,7 +96,7 @@ func New(cfg Config) *Guard {
 	for _, d := range cfg.Local {
 		local[d] = true
 	}
-	return &Guard{dir: cfg.Directory, set: cfg.Directory.Policies(), local: local, mode: cfg.Mode, audit: cfg.Audit, m: cfg.Metrics, cache: map[string]cached{}}
+	return &Guard{dir: cfg.Directory, set: cfg.Directory.Policies(), local: local, mode: cfg.Mode, audit: cfg.Audit, m: cfg.Metrics, cache: map[string]cached{}, stamps: map[*label.Label]*wire.Element{}}
 }
 
 // Clearance is the effective clearance of a user (bare JID): a local
@@ -352,10 +353,18 @@ func (g *Guard) Ingress(st *wire.Element, sender func() *label.Clearance, def *l
 			}
 			return Refuse, Forbidden(st, "")
 		}
-		if err := Stamp(st, def); err != nil {
+		if err := g.Stamp(st, def); err != nil {
 			g.Deny(PointMalformed, st, principal, def, err)
 			return Refuse, stanza.Error(st, stanza.Wait, "internal-server-error", "")
 		}
+		c := sender()
+		if !g.set.Grants(c, def) {
+			if g.Deny(PointIngress, st, principal, def, nil) {
+				return Pass, nil
+			}
+			return Refuse, Forbidden(st, "")
+		}
+		return Pass, nil
 	}
 	c := sender()
 	l, _ := g.Effective(st, c, def)
@@ -371,18 +380,29 @@ func (g *Guard) Ingress(st *wire.Element, sender func() *label.Clearance, def *l
 	return Pass, nil
 }
 
-// Stamp replaces st's label (if any) with l.
-func Stamp(st *wire.Element, l *label.Label) error {
-	b, err := l.Marshal()
-	if err != nil {
-		return err
-	}
-	el, err := wire.ParseElement(string(b))
-	if err != nil {
-		return err
+// Stamp replaces st's label (if any) with l. The element for each label
+// is built once and copied.
+func (g *Guard) Stamp(st *wire.Element, l *label.Label) error {
+	g.mu.Lock()
+	el, ok := g.stamps[l]
+	g.mu.Unlock()
+	if !ok {
+		b, err := l.Marshal()
+		if err != nil {
+			return err
+		}
+		if el, err = wire.ParseElement(string(b)); err != nil {
+			return err
+		}
+		g.mu.Lock()
+		if len(g.stamps) >= maxCache {
+			clear(g.stamps)
+		}
+		g.stamps[l] = el
+		g.mu.Unlock()
 	}
 	st.RemoveChildren("securitylabel", label.NS)
-	st.AddChild(el)
+	st.AddChild(el.Copy())
 	return nil
 }
 
