@@ -92,15 +92,12 @@ var displayColours = []string{"aqua", "black", "blue", "fuchsia", "fuschia", "gr
 
 // ValidColour reports whether s is a display-marking colour XEP-0258 allows.
 func ValidColour(s string) bool {
-	if colourRE.MatchString(s) {
-		return true
-	}
 	for _, c := range displayColours {
 		if strings.EqualFold(s, c) {
 			return true
 		}
 	}
-	return false
+	return colourRE.MatchString(s)
 }
 
 // Build checks a policy file and builds its Set, reporting every problem.

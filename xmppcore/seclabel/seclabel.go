@@ -60,6 +60,7 @@ type Guard struct {
 
 	mu     sync.Mutex
 	cache  map[string]cached
+	ess    map[string]cached              // the same, by ESS base64 text (see essKey)
 	stamps map[*label.Label]*wire.Element // labels as stamped, by label
 	bufs   sync.Pool                      // serialisation buffers: a cached decision allocates nothing
 
@@ -96,7 +97,7 @@ func New(cfg Config) *Guard {
 	for _, d := range cfg.Local {
 		local[d] = true
 	}
-	return &Guard{dir: cfg.Directory, set: cfg.Directory.Policies(), local: local, mode: cfg.Mode, audit: cfg.Audit, m: cfg.Metrics, cache: map[string]cached{}, stamps: map[*label.Label]*wire.Element{}}
+	return &Guard{dir: cfg.Directory, set: cfg.Directory.Policies(), local: local, mode: cfg.Mode, audit: cfg.Audit, m: cfg.Metrics, cache: map[string]cached{}, ess: map[string]cached{}, stamps: map[*label.Label]*wire.Element{}}
 }
 
 // Clearance is the effective clearance of a user (bare JID): a local
@@ -152,7 +153,67 @@ func (g *Guard) Marking(st *wire.Element) (*label.Marking, error) {
 	case n > 1:
 		return nil, label.ErrMalformed
 	}
+	// Most labels are one ESS label (and a display marking): look those up
+	// by their base64 text, without serialising the element.
+	if key, ok := essKey(el); ok {
+		g.mu.Lock()
+		c, hit := g.ess[key]
+		g.mu.Unlock()
+		if hit {
+			return c.m, c.err
+		}
+		m, err := g.parse(el)
+		g.mu.Lock()
+		if len(g.ess) >= maxCache {
+			clear(g.ess)
+		}
+		g.ess[key] = cached{m: m, err: err}
+		g.mu.Unlock()
+		return m, err
+	}
 	return g.parse(el)
+}
+
+// essKey returns the base64 text of a <securitylabel/> that holds exactly
+// one <label> with one ESS label and at most a plain display marking with
+// valid colours: the only things its decision and its validity depend on.
+func essKey(sl *wire.Element) (string, bool) {
+	key, labels := "", 0
+	for c := range sl.Elements() {
+		if c.Space != label.NS {
+			return "", false
+		}
+		switch c.Local() {
+		case "displaymarking":
+			for _, a := range c.Attrs {
+				switch a.Name {
+				case "fgcolor", "bgcolor":
+					if !label.ValidColour(a.Value) {
+						return "", false
+					}
+				case "xmlns":
+				default:
+					return "", false
+				}
+			}
+			if len(c.Nodes) > 1 || (len(c.Nodes) == 1 && (c.Nodes[0].Elem != nil || len(c.Nodes[0].Text) > 1024)) {
+				return "", false
+			}
+		case "label":
+			labels++
+			if len(c.Nodes) != 1 || c.Nodes[0].Elem == nil {
+				return "", false
+			}
+			e := c.Nodes[0].Elem
+			if e.Space != label.NSESS || e.Local() != "esssecuritylabel" || len(e.Nodes) != 1 || e.Nodes[0].Elem != nil {
+				return "", false
+			}
+			key = e.Nodes[0].Text
+		default:
+			return "", false
+		}
+	}
+	return key, labels == 1 && len(key) <= label.MaxElementSize
 }
 
 func (g *Guard) parse(el *wire.Element) (*label.Marking, error) {
@@ -381,7 +442,8 @@ func (g *Guard) Ingress(st *wire.Element, sender func() *label.Clearance, def *l
 }
 
 // Stamp replaces st's label (if any) with l. The element for each label
-// is built once and copied.
+// is built once and shared by every stanza stamped with it, so nothing may
+// change a stamped label in place (replace it instead).
 func (g *Guard) Stamp(st *wire.Element, l *label.Label) error {
 	g.mu.Lock()
 	el, ok := g.stamps[l]
@@ -402,7 +464,8 @@ func (g *Guard) Stamp(st *wire.Element, l *label.Label) error {
 		g.mu.Unlock()
 	}
 	st.RemoveChildren("securitylabel", label.NS)
-	st.AddChild(el.Copy())
+	// Shared, not copied: a stamped label is never changed in place.
+	st.AddChild(el)
 	return nil
 }
 
