@@ -24,6 +24,9 @@ type Config struct {
 	Admin   Admin   `toml:"admin"`
 	MUC     MUC     `toml:"muc"`
 	Archive Archive `toml:"archive"`
+	// Federation and components (federation.go).
+	S2S        S2S        `toml:"s2s"`
+	Components Components `toml:"components"`
 }
 
 // Server is the [server] table.
@@ -150,7 +153,9 @@ func Default() Config {
 			Creators:     "local",
 			Admins:       []string{},
 		},
-		Archive: Archive{Enabled: true, MaxPage: 100},
+		Archive:    Archive{Enabled: true, MaxPage: 100},
+		S2S:        defaultS2S(),
+		Components: defaultComponents(),
 	}
 }
 

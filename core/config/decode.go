@@ -114,7 +114,13 @@ func (d *decoder) value(key string, v any, f reflect.Value) {
 			return
 		}
 		f.SetInt(n)
+	case reflect.Map:
+		d.stringMap(key, v, f)
 	case reflect.Slice:
+		if f.Type().Elem().Kind() == reflect.Struct {
+			d.tables(key, v, f)
+			return
+		}
 		if f.Type().Elem().Kind() != reflect.String {
 			d.fail(key, "unsupported setting type %s", f.Type()) // a schema bug, not an input error
 			return
