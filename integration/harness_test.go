@@ -98,6 +98,7 @@ type serverOpts struct {
 	LogLevel              string
 	CertFile, KeyFile     string // empty: the server generates a self-signed certificate
 	IdleTimeout           string // c2s.idle_timeout; empty: the default
+	Extra                 string // TOML appended to the configuration, e.g. an [s2s] table
 }
 
 // noOffline asks for offline.max_per_user = 0 (zero means "default" in serverOpts).
@@ -221,7 +222,7 @@ key_file = %q
 `, s.Domain, s.DataDir, level, s.Addr, s.TLSAddr,
 		or(o.MaxStanzaSize, 262144), max(or(o.MaxStanzaSize, 262144), 524288), cmp.Or(o.IdleTimeout, "10m"),
 		o.Registration, or(o.MaxFailuresPerIP, 100), or(o.MaxFailuresPerAccount, 100),
-		max(or(o.OfflineMax, 1000), 0), s.AdminAddr, o.CertFile, o.KeyFile)
+		max(or(o.OfflineMax, 1000), 0), s.AdminAddr, o.CertFile, o.KeyFile) + o.Extra
 }
 
 // start runs `aldis serve` and waits for its "listening" lines.
