@@ -207,3 +207,40 @@ func TestFederationUnreachable(t *testing.T) {
 		t.Errorf("bounce condition %q, want remote-server-not-found", c)
 	}
 }
+
+// TestFederationThroughput measures messages per second from a user on
+// one aldis to a user on another over one s2s stream (ALDIS_BENCH=1).
+func TestFederationThroughput(t *testing.T) {
+	integration(t)
+	if os.Getenv("ALDIS_BENCH") == "" {
+		t.Skip("a measurement: set ALDIS_BENCH=1")
+	}
+	pki := newPKI(t)
+	pa := fedPeer{"a" + randHex(3) + ".example", loopbackIP()}
+	pb := fedPeer{"b" + randHex(3) + ".example", loopbackIP()}
+	// Self-signed certificates (dialback) and no c2s byte rate: the
+	// client's rate limit would otherwise be what is measured.
+	a := startServer(t, serverOpts{Domain: pa.Domain, LogLevel: "info", Unthrottled: true, Extra: s2sConfig(pa, pki.CAFile, pb)})
+	b := startServer(t, serverOpts{Domain: pb.Domain, LogLevel: "info", Unthrottled: true, Extra: s2sConfig(pb, pki.CAFile, pa)})
+	a.AddUser("alice", "alice-password")
+	b.AddUser("bob", "bob-password")
+	alice := online(t, a, "alice", "alice-password", loginOpts{})
+	bob := online(t, b, "bob", "bob-password", loginOpts{})
+	// Warm up: the stream is open and authenticated.
+	alice.Send(fmt.Sprintf("<message to='%s' type='chat'><body>warm</body></message>", bob.JID.Bare()))
+	bob.Expect("warm-up", isMessage(alice.JID.Bare().String(), "warm"))
+	// Windows of 500: bob's client reads slower than the servers deliver,
+	// and more than c2s.send_queue waiting for it would end its stream.
+	const n, window = 20000, 500
+	msg := fmt.Sprintf("<message to='%s' type='chat'><body>m</body></message>", bob.JID.Bare())
+	chunk := strings.Repeat(msg, window)
+	start := time.Now()
+	for w := range n / window {
+		alice.WriteRaw(chunk)
+		for i := range window {
+			bob.Expect(fmt.Sprintf("message %d", w*window+i), isMessage(alice.JID.Bare().String(), "m"))
+		}
+	}
+	took := time.Since(start)
+	t.Logf("%d messages over s2s in %v: %.0f messages/s", n, took, float64(n)/took.Seconds())
+}

@@ -99,6 +99,7 @@ type serverOpts struct {
 	CertFile, KeyFile     string // empty: the server generates a self-signed certificate
 	IdleTimeout           string // c2s.idle_timeout; empty: the default
 	Extra                 string // TOML appended to the configuration, e.g. an [s2s] table
+	Unthrottled           bool   // c2s.rate_bytes = 0: no per-client byte rate (measurements)
 }
 
 // noOffline asks for offline.max_per_user = 0 (zero means "default" in serverOpts).
@@ -201,6 +202,7 @@ listen = [%q]
 listen_tls = [%q]
 max_stanza_size = %d
 rate_burst = %d
+rate_bytes = %d
 handshake_timeout = "20s"
 idle_timeout = %q
 
@@ -220,9 +222,17 @@ listen = %q
 cert_file = %q
 key_file = %q
 `, s.Domain, s.DataDir, level, s.Addr, s.TLSAddr,
-		or(o.MaxStanzaSize, 262144), max(or(o.MaxStanzaSize, 262144), 524288), cmp.Or(o.IdleTimeout, "10m"),
+		or(o.MaxStanzaSize, 262144), max(or(o.MaxStanzaSize, 262144), 524288), rateBytes(o), cmp.Or(o.IdleTimeout, "10m"),
 		o.Registration, or(o.MaxFailuresPerIP, 100), or(o.MaxFailuresPerAccount, 100),
 		max(or(o.OfflineMax, 1000), 0), s.AdminAddr, o.CertFile, o.KeyFile) + o.Extra
+}
+
+// rateBytes is c2s.rate_bytes for o: the default unless Unthrottled.
+func rateBytes(o serverOpts) int {
+	if o.Unthrottled {
+		return 0
+	}
+	return 128 << 10
 }
 
 // start runs `aldis serve` and waits for its "listening" lines.

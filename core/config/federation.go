@@ -54,8 +54,8 @@ func defaultS2S() S2S {
 		ConnectTimeout:   30 * time.Second,
 		IdleTimeout:      10 * time.Minute,
 		Queue:            1000,
-		RateBytes:        1 << 20,
-		RateBurst:        2 << 20,
+		RateBytes:        8 << 20,
+		RateBurst:        16 << 20,
 		MaxIncomingPerIP: 20,
 	}
 }
