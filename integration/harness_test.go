@@ -100,6 +100,8 @@ type serverOpts struct {
 	IdleTimeout           string // c2s.idle_timeout; empty: the default
 	PolicyFile            string // labels.policy_file; empty: labels off
 	AuditLog              string // labels.audit_log
+	Extra                 string // TOML appended to the configuration, e.g. an [s2s] table
+	Unthrottled           bool   // c2s.rate_bytes = 0: no per-client byte rate (measurements)
 }
 
 // noOffline asks for offline.max_per_user = 0 (zero means "default" in serverOpts).
@@ -202,6 +204,7 @@ listen = [%q]
 listen_tls = [%q]
 max_stanza_size = %d
 rate_burst = %d
+rate_bytes = %d
 handshake_timeout = "20s"
 idle_timeout = %q
 
@@ -225,9 +228,17 @@ key_file = %q
 policy_file = %q
 audit_log = %q
 `, s.Domain, s.DataDir, level, s.Addr, s.TLSAddr,
-		or(o.MaxStanzaSize, 262144), max(or(o.MaxStanzaSize, 262144), 524288), cmp.Or(o.IdleTimeout, "10m"),
+		or(o.MaxStanzaSize, 262144), max(or(o.MaxStanzaSize, 262144), 524288), rateBytes(o), cmp.Or(o.IdleTimeout, "10m"),
 		o.Registration, or(o.MaxFailuresPerIP, 100), or(o.MaxFailuresPerAccount, 100),
-		max(or(o.OfflineMax, 1000), 0), s.AdminAddr, o.CertFile, o.KeyFile, o.PolicyFile, o.AuditLog)
+		max(or(o.OfflineMax, 1000), 0), s.AdminAddr, o.CertFile, o.KeyFile, o.PolicyFile, o.AuditLog) + o.Extra
+}
+
+// rateBytes is c2s.rate_bytes for o: the default unless Unthrottled.
+func rateBytes(o serverOpts) int {
+	if o.Unthrottled {
+		return 0
+	}
+	return 128 << 10
 }
 
 // start runs `aldis serve` and waits for its "listening" lines.
@@ -480,7 +491,7 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-const peerInstallHint = "apt-get install python3-slixmpp go-sendxmpp"
+const peerInstallHint = "apt-get install python3-slixmpp go-sendxmpp prosody ejabberd"
 
 // requirePeer checks that a peer program works (by running it with args);
 // without it the test is skipped, or fails on CI where it must be installed.

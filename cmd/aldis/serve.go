@@ -159,6 +159,18 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 			_ = rooms.Close(cctx)
 		}()
 	}
+	// Federation and components, before clients can bind (startPeers).
+	peers, err := startPeers(cfg, log, m, rt, src)
+	if peers != nil {
+		defer func() {
+			pctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
+			defer cancel()
+			peers.shutdown(pctx)
+		}()
+	}
+	if err != nil {
+		return err
+	}
 	srv := c2s.New(c2s.Config{
 		Domain: cfg.Server.Domain, TLS: src.TLSConfig("xmpp-client"),
 		RequireTLS: cfg.C2S.RequireTLS, AllowPlainWithoutTLS: cfg.C2S.AllowPlainWithoutTLS,
@@ -199,6 +211,7 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 		srv.Shutdown(ctx)
 		return err
 	}
+	lns = append(lns, peers.lns...)
 	adminCtx, stopAdmin := context.WithCancel(context.Background())
 	defer stopAdmin()
 	if cfg.Admin.Listen != "" {

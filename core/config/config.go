@@ -24,7 +24,10 @@ type Config struct {
 	Admin   Admin   `toml:"admin"`
 	MUC     MUC     `toml:"muc"`
 	Archive Archive `toml:"archive"`
-	Labels  Labels  `toml:"labels"`
+	// Federation and components (federation.go).
+	S2S        S2S        `toml:"s2s"`
+	Components Components `toml:"components"`
+	Labels     Labels     `toml:"labels"`
 }
 
 // Server is the [server] table.
@@ -164,8 +167,10 @@ func Default() Config {
 			Creators:     "local",
 			Admins:       []string{},
 		},
-		Archive: Archive{Enabled: true, MaxPage: 100},
-		Labels:  Labels{Mode: "enforce"},
+		Archive:    Archive{Enabled: true, MaxPage: 100},
+		S2S:        defaultS2S(),
+		Components: defaultComponents(),
+		Labels:     Labels{Mode: "enforce"},
 	}
 }
 

@@ -114,6 +114,8 @@ func (d *decoder) value(key string, v any, f reflect.Value) {
 			return
 		}
 		f.SetInt(n)
+	case reflect.Map:
+		d.stringMap(key, v, f)
 	case reflect.Slice:
 		if f.Type().Elem().Kind() == reflect.Struct {
 			d.tables(key, v, f)
@@ -147,32 +149,6 @@ func (d *decoder) value(key string, v any, f reflect.Value) {
 	default:
 		d.fail(key, "unsupported setting type %s", f.Type()) // a schema bug, not an input error
 	}
-}
-
-// tables assigns an array of tables (or of inline tables) to a slice of structs.
-func (d *decoder) tables(key string, v any, f reflect.Value) {
-	var elems []map[string]any
-	switch arr := v.(type) {
-	case []map[string]any:
-		elems = arr
-	case []any:
-		for i, e := range arr {
-			m, ok := e.(map[string]any)
-			if !ok {
-				d.fail(indexKey(key, i), "must be a table, not %s", tomlType(e))
-				return
-			}
-			elems = append(elems, m)
-		}
-	default:
-		d.fail(key, "must be an array of tables, not %s", tomlType(v))
-		return
-	}
-	out := reflect.MakeSlice(f.Type(), len(elems), len(elems))
-	for i, m := range elems {
-		d.tableValue(indexKey(key, i), m, out.Index(i))
-	}
-	f.Set(out)
 }
 
 // tomlType names the TOML type of a value from the parsed tree, for messages.

@@ -163,6 +163,7 @@ func (c Config) problems() []problem {
 		ck.durRange("archive.retention", c.Archive.Retention, time.Hour, maxRetention)
 	}
 	ck.intRange("archive.max_page", c.Archive.MaxPage, 1, 10000)
+	c.federationProblems(&ck, listener)
 
 	ck.oneOf("labels.mode", c.Labels.Mode, "enforce", "warn")
 	return ck.probs

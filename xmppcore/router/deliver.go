@@ -23,8 +23,14 @@ func (r *Router) route(st *wire.Element, from, to jid.JID) {
 		r.answer(st, from) // a service answering one of the server's queries
 		return
 	}
-	if to.Domain() != r.domain.Domain() || to.Local() == "" {
-		return // no federation yet; other stanzas for the server itself are dropped
+	if to.Domain() != r.domain.Domain() {
+		if r.remote != nil {
+			r.remote.Send(st, from, to)
+		}
+		return
+	}
+	if to.Local() == "" {
+		return // stanzas a hub or service produced for the server itself are dropped
 	}
 	r.post(to.Bare(), event{kind: evDeliver, st: st, from: from, to: to}, false)
 }

@@ -73,6 +73,7 @@ type Router struct {
 	domain   jid.JID
 	log      *slog.Logger
 	services map[string]Service // by domain; fixed before serving starts
+	remote   Remote             // other domains (remote.go); fixed before serving starts
 
 	mu   sync.Mutex
 	hubs map[jid.JID]*hub
@@ -366,7 +367,7 @@ func (b *Binding) Inbound(st *wire.Element) {
 		}
 	case to.Domain() == r.domain.Domain() && to.Local() == "":
 		r.handleServer(b, st, to)
-	case to.Domain() == r.domain.Domain():
+	case to.Domain() == r.domain.Domain() || r.remote != nil:
 		if name == "presence" {
 			// Subscriptions and directed presence change the sender's state first.
 			b.h.post(event{kind: evFromSession, binding: b, st: st, to: to}, true)
@@ -380,14 +381,16 @@ func (b *Binding) Inbound(st *wire.Element) {
 			// through its hub: follow it, so the recipient sees the
 			// sender's stanzas in order (RFC 6120 §10.1).
 			b.h.post(event{kind: evForward, binding: b, st: st, to: to}, true)
-		} else {
+		} else if to.Domain() == r.domain.Domain() {
 			r.post(to.Bare(), event{kind: evDeliver, st: st, from: b.jid, to: to}, true)
+		} else {
+			r.remote.Send(st, b.jid, to) // never blocks: a queue per remote domain
 		}
 		if name == "message" && b.h.carbonSessions.Load() > 0 && carbonEligible(st) {
 			b.h.post(event{kind: evSent, binding: b, st: st}, true)
 		}
 	default:
-		// No federation yet: other domains are unreachable.
+		// No federation: other domains are unreachable.
 		if name != "presence" {
 			b.reply(stanza.Error(st, stanza.Cancel, "remote-server-not-found", ""))
 		}

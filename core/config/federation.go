@@ -1,0 +1,125 @@
+package config
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"time"
+)
+
+// S2S is the [s2s] table: server-to-server federation (RFC 6120, XEP-0220). Per-peer policy will be
+// a separate [[peer]] array of tables; nothing here is per peer except the static routes in Hosts.
+type S2S struct {
+	Enabled   bool     `toml:"enabled"`
+	Listen    []string `toml:"listen"`     // STARTTLS listeners, host:port (the standard port is 5269)
+	ListenTLS []string `toml:"listen_tls"` // direct TLS listeners (XEP-0368 for servers; conventionally 5270)
+	// RequireTLS refuses streams, both ways, that do not negotiate TLS.
+	RequireTLS bool `toml:"require_tls"`
+	// RequireCertificates refuses Server Dialback: peers must present a certificate that
+	// verifies against CAFile (or the system roots) and authenticate with SASL EXTERNAL.
+	RequireCertificates bool `toml:"require_certificates"`
+	// CAFile is a PEM bundle of the CAs trusted for peer certificates; empty = the system roots.
+	CAFile string `toml:"ca_file"`
+	// Hosts maps remote domains to "host:port" addresses, used instead of DNS SRV records.
+	Hosts            map[string]string `toml:"hosts"`
+	MaxStanzaSize    int               `toml:"max_stanza_size"` // bytes
+	ConnectTimeout   time.Duration     `toml:"connect_timeout"` // from dialling to an authenticated stream
+	IdleTimeout      time.Duration     `toml:"idle_timeout"`    // a stream with no traffic for this long is closed
+	Queue            int               `toml:"queue"`           // stanzas waiting per remote domain
+	RateBytes        int               `toml:"rate_bytes"`      // bytes per second per incoming stream; 0 = unlimited
+	RateBurst        int               `toml:"rate_burst"`      // bytes
+	MaxIncomingPerIP int               `toml:"max_incoming_per_ip"`
+}
+
+// Components is the [components] table: external components (XEP-0114).
+type Components struct {
+	Listen    []string    `toml:"listen"`
+	Component []Component `toml:"component"`
+}
+
+// Component is one [[components.component]]: a subdomain an external process serves.
+type Component struct {
+	Domain string `toml:"domain"`
+	Secret string `toml:"secret"`
+}
+
+func defaultS2S() S2S {
+	return S2S{
+		Listen:           []string{"127.0.0.1:5269", "[::1]:5269"},
+		ListenTLS:        []string{},
+		RequireTLS:       true,
+		Hosts:            map[string]string{},
+		MaxStanzaSize:    256 << 10,
+		ConnectTimeout:   30 * time.Second,
+		IdleTimeout:      10 * time.Minute,
+		Queue:            1000,
+		RateBytes:        8 << 20,
+		RateBurst:        16 << 20,
+		MaxIncomingPerIP: 20,
+	}
+}
+
+func defaultComponents() Components {
+	return Components{Listen: []string{}, Component: []Component{}}
+}
+
+// federationProblems checks [s2s] and [components]; listener records listen addresses against clashes.
+func (c Config) federationProblems(ck *checker, listener func(key, addr string)) {
+	s := c.S2S
+	if s.Enabled {
+		for i, a := range s.Listen {
+			listener(indexKey("s2s.listen", i), a)
+		}
+		for i, a := range s.ListenTLS {
+			listener(indexKey("s2s.listen_tls", i), a)
+		}
+	}
+	if s.CAFile != "" {
+		if _, err := os.Stat(s.CAFile); err != nil {
+			ck.add(fmt.Sprintf("cannot read %s: %v", s.CAFile, err), "s2s.ca_file")
+		}
+	}
+	for _, domain := range slices.Sorted(maps.Keys(s.Hosts)) {
+		addr := s.Hosts[domain]
+		key := joinKey("s2s.hosts", domain)
+		if msg := checkHostname(domain); msg != "" {
+			ck.add("domain "+msg, key)
+			continue
+		}
+		if _, msg := checkListen(addr); msg != "" || addr == "" {
+			ck.add(msg, key)
+		}
+	}
+	ck.intRange("s2s.max_stanza_size", s.MaxStanzaSize, minStanzaSize, maxStanzaSize)
+	ck.durRange("s2s.connect_timeout", s.ConnectTimeout, time.Second, 10*time.Minute)
+	ck.durRange("s2s.idle_timeout", s.IdleTimeout, 10*time.Second, 24*time.Hour)
+	ck.intRange("s2s.queue", s.Queue, 1, maxQueue)
+	ck.intRange("s2s.rate_bytes", s.RateBytes, 0, maxRate)
+	ck.intRange("s2s.rate_burst", s.RateBurst, 0, maxRate)
+	if s.RateBytes > 0 && s.RateBurst < s.MaxStanzaSize && s.RateBurst >= 0 && s.MaxStanzaSize >= minStanzaSize {
+		ck.add(fmt.Sprintf("s2s.rate_burst (%d) must be at least s2s.max_stanza_size (%d) while s2s.rate_bytes limits the rate",
+			s.RateBurst, s.MaxStanzaSize), "s2s.rate_burst", "s2s.max_stanza_size", "s2s.rate_bytes")
+	}
+	ck.intRange("s2s.max_incoming_per_ip", s.MaxIncomingPerIP, 1, maxCount)
+
+	for i, a := range c.Components.Listen {
+		listener(indexKey("components.listen", i), a)
+	}
+	seen := map[string]bool{c.Server.Domain: true}
+	if c.MUC.Enabled {
+		seen[c.MUCDomain()] = true
+	}
+	for i, comp := range c.Components.Component {
+		key := indexKey("components.component", i)
+		if msg := checkHostname(comp.Domain); msg != "" {
+			ck.add(msg, key+".domain", key)
+		} else if seen[comp.Domain] {
+			ck.add(fmt.Sprintf("%q is already served by this server or another component", comp.Domain), key+".domain", key)
+		}
+		seen[comp.Domain] = true
+		if len(comp.Secret) < 8 {
+			ck.add("must be at least 8 characters: it is the component's password", key+".secret", key)
+		}
+	}
+}

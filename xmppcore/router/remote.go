@@ -1,0 +1,64 @@
+package router
+
+import (
+	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/stanza"
+	"github.com/aldis-im/aldis/xmppcore/wire"
+)
+
+// Remote carries stanzas to domains this server does not serve: the
+// server-to-server connections.
+type Remote interface {
+	// Send queues st for a remote recipient and never blocks. It must not
+	// change st; a stanza it cannot deliver comes back through Inject as
+	// an error from the remote domain.
+	Send(st *wire.Element, from, to jid.JID)
+}
+
+// SetRemote makes rm carry stanzas for other domains; without it they are
+// refused with remote-server-not-found. Call it before serving starts.
+func (r *Router) SetRemote(rm Remote) { r.remote = rm }
+
+// Inject routes a stanza from a trusted peer, a remote server or an
+// external component, whose from the caller has verified. It never blocks.
+func (r *Router) Inject(st *wire.Element, from, to jid.JID) {
+	if to.Domain() == r.domain.Domain() && to.Local() == "" {
+		r.peerToServer(st, from, to)
+		return
+	}
+	r.route(st, from, to)
+}
+
+// peerToServer answers what a peer addresses to the server's own domain:
+// pings and discovery, so that remote servers and their users can see
+// who we are; everything else is refused.
+func (r *Router) peerToServer(st *wire.Element, from, to jid.JID) {
+	typ := st.Attr("type")
+	reply := func(e *wire.Element) { r.route(e, to, from) }
+	switch st.Local() {
+	case "presence":
+		return
+	case "message":
+		if typ != "error" {
+			reply(stanza.Error(st, stanza.Cancel, "service-unavailable", ""))
+		}
+		return
+	}
+	if typ != "get" && typ != "set" {
+		r.answer(st, from)
+		return
+	}
+	p := stanza.Payload(st)
+	switch {
+	case p == nil:
+		reply(stanza.Error(st, stanza.Modify, "bad-request", ""))
+	case to.Resource() != "":
+		reply(stanza.Error(st, stanza.Cancel, "service-unavailable", ""))
+	case p.Space == stanza.NSPing:
+		reply(stanza.Result(st))
+	case p.Space == stanza.NSDiscoInfo && typ == "get" && p.Attr("node") == "":
+		reply(discoInfo(st, "server", "im", "Aldis", r.ServerFeatures()))
+	default:
+		reply(stanza.Error(st, stanza.Cancel, "service-unavailable", ""))
+	}
+}

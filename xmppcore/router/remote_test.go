@@ -1,0 +1,86 @@
+package router
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/wire"
+)
+
+// fakeRemote records what the router hands to the s2s side.
+type fakeRemote struct{ ch chan string }
+
+func (f *fakeRemote) Send(st *wire.Element, from, to jid.JID) {
+	f.ch <- from.String() + " " + to.String() + " " + st.String()
+}
+
+func (f *fakeRemote) expect(t *testing.T, parts ...string) {
+	t.Helper()
+	deadline := time.After(3 * time.Second)
+	for {
+		select {
+		case s := <-f.ch:
+			ok := true
+			for _, p := range parts {
+				ok = ok && strings.Contains(s, p)
+			}
+			if ok {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("nothing sent to the remote side with %q", parts)
+		}
+	}
+}
+
+// inject parses raw as a stanza from a remote server and injects it.
+func inject(t *testing.T, r *Router, raw string) {
+	t.Helper()
+	el, err := wire.ParseElement(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Inject(el, jid.MustParse(el.Attr("from")), jid.MustParse(el.Attr("to")))
+}
+
+func TestRemoteRouting(t *testing.T) {
+	e := newEnv(t, "alice")
+	rm := &fakeRemote{ch: make(chan string, 64)}
+	e.r.SetRemote(rm)
+	a := e.login("alice", "a")
+	a.online(t)
+
+	// Messages and iqs to other domains go to the remote side.
+	a.send(t, `<message to='carol@remote.example' id='m1'><body>hi</body></message>`)
+	rm.expect(t, "alice@example.org/a carol@remote.example", "id='m1'")
+
+	// From a remote user: delivered like from a local one.
+	inject(t, e.r, `<message from='carol@remote.example/x' to='alice@example.org' type='chat' id='m2'><body>yo</body></message>`)
+	a.expect(t, "id='m2'", "from='carol@remote.example/x'")
+
+	// Subscription both ways update the roster, and presence flows.
+	a.send(t, `<presence to='carol@remote.example' type='subscribe'/>`)
+	rm.expect(t, "type='subscribe'", "from='alice@example.org'")
+	inject(t, e.r, `<presence from='carol@remote.example' to='alice@example.org' type='subscribed'/>`)
+	a.expect(t, "type='subscribed'")
+	inject(t, e.r, `<presence from='carol@remote.example/x' to='alice@example.org'/>`)
+	a.expect(t, "<presence", "from='carol@remote.example/x'")
+
+	inject(t, e.r, `<presence from='carol@remote.example' to='alice@example.org' type='subscribe'/>`)
+	a.expect(t, "type='subscribe'", "from='carol@remote.example'")
+	a.send(t, `<presence to='carol@remote.example' type='subscribed'/>`)
+	rm.expect(t, "type='subscribed'")
+	rm.expect(t, "<presence", "from='alice@example.org/a'", "to='carol@remote.example'")
+
+	// A probe from the contact is answered.
+	inject(t, e.r, `<presence from='carol@remote.example' to='alice@example.org' type='probe'/>`)
+	rm.expect(t, "alice@example.org/a carol@remote.example", "<presence")
+
+	// The server answers pings; unknown users bounce back to the remote side.
+	inject(t, e.r, `<iq from='remote.example' to='example.org' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>`)
+	rm.expect(t, "example.org remote.example", "type='result'", "id='p1'")
+	inject(t, e.r, `<message from='carol@remote.example' to='nobody@example.org' id='m3'><body>?</body></message>`)
+	rm.expect(t, "id='m3'", "service-unavailable")
+}

@@ -1,0 +1,477 @@
+package s2s
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/stanza"
+	"github.com/aldis-im/aldis/xmppcore/wire"
+)
+
+// streamErr is a stream error to send before closing.
+type streamErr struct{ cond, text string }
+
+func (e *streamErr) Error() string { return e.cond + ": " + e.text }
+
+// inConn is one incoming stream. Its reader goroutine (serve) negotiates
+// and reads; writes are rare (negotiation, dialback answers) and go
+// through wmu.
+type inConn struct {
+	m       *Manager
+	raw, c  net.Conn
+	ip      string
+	direct  bool
+	dec     *wire.Decoder
+	rd      *inReader
+	tls     *tls.ConnectionState
+	id      string // our stream id
+	local   string // the stream's to
+	from    string // the stream's from, if given
+	sasl    bool   // authenticated by SASL EXTERNAL (no dialback after it)
+	closing bool
+
+	wmu sync.Mutex
+
+	mu     sync.Mutex
+	authed map[pair]bool // (local, remote) pairs this stream may carry; pair.local is ours
+}
+
+func newIn(m *Manager, raw net.Conn, ip string, direct bool) *inConn {
+	c := &inConn{m: m, raw: raw, c: raw, ip: ip, direct: direct, authed: map[pair]bool{}}
+	c.rd = &inReader{c: raw, deadline: time.Now().Add(m.cfg.ConnectTimeout)}
+	if m.cfg.RateBytes > 0 {
+		c.rd.lim = rate.NewLimiter(rate.Limit(m.cfg.RateBytes), max(m.cfg.RateBurst, m.cfg.MaxStanza))
+		c.rd.ctx = m.ctx
+	}
+	return c
+}
+
+func (c *inConn) serve() {
+	defer c.m.forgetIn(c)
+	err := c.protect(c.run)
+	var final []byte
+	var se *streamErr
+	var we *wire.Error
+	switch {
+	case errors.As(err, &se):
+		c.m.log.Info("s2s: closing incoming stream", "remote", c.ip, "from", c.from, "err", se)
+		final = stanza.StreamError(se.cond, se.text)
+	case errors.As(err, &we):
+		c.m.log.Info("s2s: closing incoming stream", "remote", c.ip, "from", c.from, "err", we)
+		final = stanza.StreamError(we.Condition, we.Text)
+	case err == nil || errors.Is(err, io.EOF):
+		final = []byte("</stream:stream>")
+	default:
+		c.m.log.Debug("s2s: incoming stream ended", "remote", c.ip, "from", c.from, "err", err)
+	}
+	if final != nil {
+		c.write(final)
+	}
+	c.raw.Close()
+}
+
+func (c *inConn) protect(f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.m.log.Error("s2s: incoming stream panic", "panic", r, "remote", c.ip)
+			err = &streamErr{"internal-server-error", ""}
+		}
+	}()
+	return f()
+}
+
+// close ends the stream from another goroutine (shutdown).
+func (c *inConn) close(cond, text string) {
+	c.wmu.Lock()
+	c.closing = true
+	c.wmu.Unlock()
+	c.write(stanza.StreamError(cond, text))
+	c.raw.SetReadDeadline(time.Now())
+}
+
+func (c *inConn) write(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.c.SetWriteDeadline(time.Now().Add(c.m.cfg.ConnectTimeout))
+	_, err := c.c.Write(b)
+	return err
+}
+
+func (c *inConn) serverTLS() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"xmpp-server"},
+		ClientAuth: tls.RequestClientCert, // verified per domain, for SASL EXTERNAL
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return c.m.cfg.Certificate(), nil
+		},
+	}
+}
+
+func (c *inConn) startTLS() error {
+	if c.m.cfg.Certificate == nil {
+		return &streamErr{"policy-violation", "TLS is not configured"}
+	}
+	t := tls.Server(c.raw, c.serverTLS())
+	c.raw.SetDeadline(c.rd.deadline)
+	if err := t.Handshake(); err != nil {
+		return err
+	}
+	st := t.ConnectionState()
+	c.tls, c.c, c.rd.c = &st, t, t
+	return nil
+}
+
+// run negotiates and then reads stanzas until the stream ends.
+func (c *inConn) run() error {
+	if c.direct {
+		if err := c.startTLS(); err != nil {
+			return err
+		}
+	}
+	c.dec = wire.NewDecoder(c.rd, wire.Limits{MaxStanza: c.m.cfg.MaxStanza})
+	if err := c.open(); err != nil {
+		return err
+	}
+	for {
+		tok, err := c.dec.Next()
+		if err != nil {
+			if c.isClosing() {
+				return nil
+			}
+			return err
+		}
+		switch tok.Kind {
+		case wire.StreamEnd:
+			return nil
+		case wire.StreamStart:
+			return &streamErr{"not-well-formed", "unexpected stream header"}
+		}
+		if c.rd.idle == 0 && c.authedAny() {
+			c.rd.idle = c.m.cfg.IdleTimeout // negotiated: from now on only idleness ends it
+		}
+		el := tok.Elem
+		switch {
+		case el.Space == stanza.NSServer:
+			if err := c.stanza(el); err != nil {
+				return err
+			}
+		case el.Space == stanza.NSDialback:
+			if err := c.dialback(el); err != nil {
+				return err
+			}
+		case el.Space == stanza.NSTLS && el.Local() == "starttls":
+			if c.tls != nil || c.m.cfg.Certificate == nil || c.authedAny() {
+				return &streamErr{"policy-violation", "STARTTLS is not available now"}
+			}
+			if c.dec.PendingData() {
+				return &streamErr{"policy-violation", "data pipelined after STARTTLS"}
+			}
+			if err := c.write([]byte("<proceed xmlns='" + stanza.NSTLS + "'/>")); err != nil {
+				return err
+			}
+			if err := c.startTLS(); err != nil {
+				return err
+			}
+			c.dec.Reset(c.rd)
+			if err := c.open(); err != nil {
+				return err
+			}
+		case el.Space == stanza.NSSASL && el.Local() == "auth":
+			if err := c.external(el); err != nil {
+				return err
+			}
+		default:
+			return &streamErr{"unsupported-stanza-type", "unexpected element " + el.Local()}
+		}
+	}
+}
+
+// open reads the peer's stream header and answers with ours and the features.
+func (c *inConn) open() error {
+	tok, err := c.dec.Next()
+	if err != nil {
+		return err
+	}
+	c.id = randomID()
+	if tok.Kind != wire.StreamStart {
+		c.header()
+		return &streamErr{"not-well-formed", "expected a stream header"}
+	}
+	h := tok.Elem
+	to, err := domainOnly(h.Attr("to"))
+	if err != nil || !c.m.cfg.Local(to) {
+		c.header()
+		return &streamErr{"host-unknown", "this server does not serve " + h.Attr("to")}
+	}
+	if c.local != "" && to != c.local {
+		c.header()
+		return &streamErr{"host-unknown", "the stream's to changed"}
+	}
+	c.local = to
+	if f, err := domainOnly(h.Attr("from")); err == nil {
+		c.from = f
+	}
+	if err := c.header(); err != nil {
+		return err
+	}
+	if h.Attr("xmlns") != stanza.NSServer {
+		return &streamErr{"invalid-namespace", "the content namespace must be jabber:server"}
+	}
+	if v := h.Attr("version"); v == "" || !strings.HasPrefix(v, "1.") {
+		return &streamErr{"unsupported-version", "XMPP 1.0 is required"}
+	}
+	return c.write(c.features().Append(nil))
+}
+
+func (c *inConn) header() error {
+	h := wire.New("stream:stream", stanza.NSStream)
+	h.SetAttr("xmlns", stanza.NSServer)
+	h.SetAttr("xmlns:db", stanza.NSDialback)
+	h.SetAttr("id", c.id)
+	if c.local != "" {
+		h.SetAttr("from", c.local)
+	}
+	if c.from != "" {
+		h.SetAttr("to", c.from)
+	}
+	h.SetAttr("version", "1.0")
+	return c.write(h.AppendStart([]byte("<?xml version='1.0'?>")))
+}
+
+func (c *inConn) features() *wire.Element {
+	f := wire.New("stream:features", "")
+	if c.tls == nil && c.m.cfg.Certificate != nil {
+		st := f.AddChild(wire.New("starttls", stanza.NSTLS))
+		if c.m.cfg.RequireTLS {
+			st.AddChild(wire.New("required", ""))
+			return f
+		}
+	}
+	if c.sasl {
+		return f // authenticated: nothing more to negotiate
+	}
+	if c.tls != nil && c.from != "" && c.m.verifyPeer(c.tls.PeerCertificates, c.from) == nil {
+		mech := f.AddChild(wire.New("mechanisms", stanza.NSSASL))
+		mech.AddChild(wire.New("mechanism", "")).AddText("EXTERNAL")
+	}
+	if !c.m.cfg.RequireCertificates {
+		f.AddChild(wire.New("dialback", stanza.NSDialbackFeat)).AddChild(wire.New("errors", ""))
+	}
+	return f
+}
+
+// external handles SASL EXTERNAL (RFC 6120 §13.8, XEP-0178): the peer is
+// the domain its certificate is valid for.
+func (c *inConn) external(auth *wire.Element) error {
+	fail := func(cond string) error {
+		c.m.m.authFail.Inc()
+		f := wire.New("failure", stanza.NSSASL)
+		f.AddChild(wire.New(cond, ""))
+		c.write(f.Append(nil))
+		return &streamErr{"not-authorized", "authentication failed"}
+	}
+	if c.sasl || c.tls == nil || auth.Attr("mechanism") != "EXTERNAL" {
+		return fail("invalid-mechanism")
+	}
+	domain := c.from
+	if txt := strings.TrimSpace(auth.Text()); txt != "" && txt != "=" {
+		b, err := base64.StdEncoding.DecodeString(txt)
+		if err != nil {
+			return fail("incorrect-encoding")
+		}
+		if domain, err = domainOnly(string(b)); err != nil {
+			return fail("invalid-authzid")
+		}
+	}
+	if domain == "" || (c.from != "" && domain != c.from) {
+		return fail("invalid-authzid")
+	}
+	if err := c.m.verifyPeer(c.tls.PeerCertificates, domain); err != nil {
+		c.m.log.Info("s2s: certificate refused", "domain", domain, "err", err)
+		return fail("not-authorized")
+	}
+	if err := c.write([]byte("<success xmlns='" + stanza.NSSASL + "'/>")); err != nil {
+		return err
+	}
+	c.sasl = true
+	c.from = domain
+	c.allow(pair{c.local, domain})
+	c.m.log.Info("s2s: incoming stream authenticated", "from", domain, "to", c.local, "method", "certificate")
+	c.dec.Reset(c.rd)
+	return c.open()
+}
+
+func (c *inConn) allow(p pair) {
+	c.mu.Lock()
+	c.authed[p] = true
+	c.mu.Unlock()
+}
+
+func (c *inConn) allowed(p pair) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.authed[p]
+}
+
+func (c *inConn) authedAny() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.authed) > 0
+}
+
+func (c *inConn) isClosing() bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.closing
+}
+
+// dialback answers <db:verify/> as the authoritative server and checks
+// <db:result/> as the receiving one (XEP-0220 §2).
+func (c *inConn) dialback(el *wire.Element) error {
+	r, err := parseDialback(el)
+	if err != nil {
+		return &streamErr{"invalid-xml", "malformed dialback element"}
+	}
+	if r.typ != "" {
+		return nil // answers belong on streams we initiated
+	}
+	if r.verify {
+		// Did we generate this key for that stream? The receiving server
+		// is r.from, we (the originating server) are r.to.
+		typ := "invalid"
+		if c.m.cfg.Local(r.to) && r.key == dialbackKey(c.m.secret, r.from, r.to, r.id) {
+			typ = "valid"
+		}
+		return c.write(dbElement("verify", r.to, r.from, r.id, typ, "").Append(nil))
+	}
+	if c.m.cfg.RequireTLS && c.tls == nil {
+		return &streamErr{"policy-violation", "TLS is required before dialback"}
+	}
+	if !c.m.cfg.Local(r.to) {
+		return c.dbError(r, "cancel", "item-not-found")
+	}
+	if c.m.cfg.RequireCertificates {
+		return c.dbError(r, "cancel", "not-acceptable")
+	}
+	if c.sasl && r.from != c.from {
+		return c.dbError(r, "cancel", "not-acceptable")
+	}
+	// A certificate valid for the domain proves it without the callback
+	// (XEP-0344 §2.4).
+	if c.tls != nil && c.m.verifyPeer(c.tls.PeerCertificates, r.from) == nil {
+		c.dbVerified(r, true)
+		return nil
+	}
+	c.m.wg.Add(1)
+	go func() {
+		defer c.m.wg.Done()
+		ctx, cancel := context.WithTimeout(c.m.ctx, c.m.cfg.ConnectTimeout)
+		defer cancel()
+		ok, err := c.m.verify(ctx, r.to, r.from, c.id, r.key)
+		if err != nil {
+			c.m.log.Info("s2s: dialback verification failed", "from", r.from, "err", err)
+			c.write(dbElement("result", r.to, r.from, "", "error", "").
+				AddChild(stanza.ErrorElement(stanza.Cancel, "remote-server-not-found", "")).Append(nil))
+			return
+		}
+		c.dbVerified(r, ok)
+	}()
+	return nil
+}
+
+func (c *inConn) dbError(r dbRequest, typ, cond string) error {
+	e := dbElement("result", r.to, r.from, "", "error", "")
+	e.AddChild(stanza.ErrorElement(typ, cond, ""))
+	return c.write(e.Append(nil))
+}
+
+func (c *inConn) dbVerified(r dbRequest, ok bool) {
+	typ := "invalid"
+	if ok {
+		typ = "valid"
+		c.allow(pair{r.to, r.from})
+		c.m.log.Info("s2s: incoming stream authenticated", "from", r.from, "to", r.to, "method", "dialback")
+	} else {
+		c.m.m.authFail.Inc()
+	}
+	c.write(dbElement("result", r.to, r.from, "", typ, "").Append(nil))
+	if !ok {
+		c.close("not-authorized", "dialback key invalid")
+	}
+}
+
+// stanza checks a stanza from the peer and injects it into the router.
+func (c *inConn) stanza(st *wire.Element) error {
+	switch st.Local() {
+	case "message", "presence", "iq":
+	default:
+		return &streamErr{"unsupported-stanza-type", "unknown element " + st.Local()}
+	}
+	from, err1 := jid.Parse(st.Attr("from"))
+	to, err2 := jid.Parse(st.Attr("to"))
+	if err1 != nil || err2 != nil {
+		return &streamErr{"improper-addressing", "a stanza needs valid from and to"}
+	}
+	if !c.allowed(pair{to.Domain(), from.Domain()}) {
+		if !c.authedAny() {
+			return &streamErr{"not-authorized", "authenticate first"}
+		}
+		if !c.m.cfg.Local(to.Domain()) {
+			return &streamErr{"host-unknown", "this server does not serve " + to.Domain()}
+		}
+		return &streamErr{"invalid-from", "the sender's domain is not authenticated on this stream"}
+	}
+	c.m.m.in.Inc()
+	stanza.FromPeer(st, stanza.NSServer)
+	c.m.cfg.Router.Inject(st, from, to)
+	return nil
+}
+
+func randomID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// inReader bounds negotiation and idle time and paces reads.
+type inReader struct {
+	c        net.Conn
+	deadline time.Time // negotiation deadline; then moved on by every read
+	idle     time.Duration
+	lim      *rate.Limiter
+	ctx      context.Context
+}
+
+func (r *inReader) Read(p []byte) (int, error) {
+	if r.idle > 0 {
+		r.c.SetReadDeadline(time.Now().Add(r.idle))
+	} else {
+		r.c.SetReadDeadline(r.deadline)
+	}
+	n, err := r.c.Read(p)
+	if n > 0 && r.lim != nil {
+		res := r.lim.ReserveN(time.Now(), min(n, r.lim.Burst()))
+		if d := res.Delay(); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-r.ctx.Done():
+				t.Stop()
+			}
+		}
+	}
+	return n, err
+}

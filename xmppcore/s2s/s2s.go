@@ -1,0 +1,295 @@
+// Package s2s federates with other XMPP servers over server-to-server streams (RFC 6120), authenticated by SASL EXTERNAL or Server Dialback (XEP-0220).
+//
+// One outgoing stream per (local domain, remote domain) pair carries every
+// stanza from that local domain to that remote one; it is opened on demand,
+// queues stanzas (bounded) while it comes up, and closes when idle. Incoming
+// streams are accepted on the listeners; what they carry is checked (the
+// sender's domain must be the authenticated one, the recipient must be
+// local) and injected into the router.
+package s2s
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/aldis-im/aldis/core/obs"
+	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/stanza"
+	"github.com/aldis-im/aldis/xmppcore/wire"
+)
+
+// Router takes the stanzas remote servers send, and the bounces of those
+// that could not be sent.
+type Router interface {
+	// Inject routes a stanza whose from has been verified; it never blocks.
+	Inject(st *wire.Element, from, to jid.JID)
+}
+
+// Config configures federation.
+type Config struct {
+	// Local reports whether this server serves a domain (its own, or a
+	// service's or component's): only those may send and receive.
+	Local  func(domain string) bool
+	Router Router
+	// Certificate is the certificate presented to peers, both ways; nil
+	// disables TLS (tests only).
+	Certificate func() *tls.Certificate
+	// Roots verifies peers' certificates; nil means the system roots.
+	Roots               *x509.CertPool
+	RequireTLS          bool
+	RequireCertificates bool
+	// Hosts are static routes, remote domain to "host:port", tried
+	// instead of DNS.
+	Hosts          map[string]string
+	MaxStanza      int
+	ConnectTimeout time.Duration
+	IdleTimeout    time.Duration
+	Queue          int // stanzas waiting per outgoing stream
+	RateBytes      int // per incoming stream; 0 = unlimited
+	RateBurst      int
+	MaxPerIP       int // incoming streams per remote address
+	Resolver       *net.Resolver
+	Log            *slog.Logger
+	Metrics        *obs.Metrics
+}
+
+// pair names an outgoing stream.
+type pair struct{ local, remote string }
+
+// Manager owns the outgoing streams and serves incoming ones.
+type Manager struct {
+	cfg    Config
+	log    *slog.Logger
+	secret []byte // dialback keys (XEP-0185); new each start
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu        sync.Mutex
+	out       map[pair]*outConn
+	in        map[*inConn]struct{}
+	perIP     map[string]int
+	listeners map[net.Listener]struct{}
+	closing   bool
+
+	m mgrMetrics
+}
+
+type mgrMetrics struct {
+	in, out, bounced, authFail *metrics.Counter
+}
+
+// New returns a Manager; nothing connects until Send or Serve.
+func New(cfg Config) *Manager {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = obs.NewMetrics()
+	}
+	if cfg.MaxStanza <= 0 {
+		cfg.MaxStanza = 256 << 10
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 30 * time.Second
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 10 * time.Minute
+	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = 1000
+	}
+	if cfg.MaxPerIP <= 0 {
+		cfg.MaxPerIP = 20
+	}
+	if cfg.Resolver == nil {
+		cfg.Resolver = net.DefaultResolver
+	}
+	m := &Manager{cfg: cfg, log: cfg.Log, secret: make([]byte, 32), out: map[pair]*outConn{},
+		in: map[*inConn]struct{}{}, perIP: map[string]int{}, listeners: map[net.Listener]struct{}{}}
+	_, _ = rand.Read(m.secret)
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	mt := cfg.Metrics
+	m.m = mgrMetrics{
+		in:       mt.Counter(`aldis_s2s_stanzas_total{dir="in"}`),
+		out:      mt.Counter(`aldis_s2s_stanzas_total{dir="out"}`),
+		bounced:  mt.Counter(`aldis_s2s_bounced_total`),
+		authFail: mt.Counter(`aldis_s2s_auth_failures_total`),
+	}
+	mt.Gauge(`aldis_s2s_streams{dir="out"}`, func() float64 {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return float64(len(m.out))
+	})
+	mt.Gauge(`aldis_s2s_streams{dir="in"}`, func() float64 {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return float64(len(m.in))
+	})
+	return m
+}
+
+// item is a stanza waiting for its outgoing stream.
+type item struct {
+	st       *wire.Element
+	from, to jid.JID
+	retried  bool // already survived one stream that failed
+}
+
+// Send queues st for the stream from its sender's domain to its
+// recipient's, opening it if needed; it never blocks. It implements
+// router.Remote.
+func (m *Manager) Send(st *wire.Element, from, to jid.JID) {
+	m.send(item{st: st, from: from, to: to})
+}
+
+func (m *Manager) send(it item) {
+	if m.cfg.Local(it.to.Domain()) {
+		return // the router routes local stanzas itself; never loop them out
+	}
+	if !m.cfg.Local(it.from.Domain()) {
+		m.log.Warn("s2s: refusing to send a stanza from a domain not served here", "from", it.from.String())
+		return
+	}
+	p := pair{it.from.Domain(), it.to.Domain()}
+	m.mu.Lock()
+	if m.closing {
+		m.mu.Unlock()
+		m.bounce(it, stanza.Wait, "remote-server-timeout")
+		return
+	}
+	c := m.out[p]
+	if c == nil {
+		c = newOut(m, p)
+		m.out[p] = c
+		m.wg.Add(1)
+		go c.run()
+	}
+	ok := c.enqueue(it)
+	m.mu.Unlock()
+	if !ok {
+		m.bounce(it, stanza.Wait, "resource-constraint")
+	}
+}
+
+// forget removes an outgoing stream that ended and returns what it still
+// held; holding m.mu orders it against send, so nothing is queued on a
+// stream that has gone.
+func (m *Manager) forget(c *outConn) []item {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.out[c.p] == c {
+		delete(m.out, c.p)
+	}
+	return c.drain()
+}
+
+// bounce returns an error for a stanza that could not be sent, from the
+// remote recipient to the local sender. Errors are never bounced.
+func (m *Manager) bounce(it item, typ, cond string) {
+	if it.st.Attr("type") == "error" {
+		return
+	}
+	m.m.bounced.Inc()
+	e := stanza.Error(it.st, typ, cond, "")
+	e.SetAttr("from", it.to.String())
+	e.SetAttr("to", it.from.String())
+	m.cfg.Router.Inject(e, it.to, it.from)
+}
+
+// Serve accepts incoming streams on ln until it is closed; directTLS
+// expects TLS from the first byte (XEP-0368).
+func (m *Manager) Serve(ln net.Listener, directTLS bool) error {
+	m.mu.Lock()
+	if m.closing {
+		m.mu.Unlock()
+		return net.ErrClosed
+	}
+	m.listeners[ln] = struct{}{}
+	m.mu.Unlock()
+	for {
+		raw, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			return err
+		}
+		ip, _, _ := net.SplitHostPort(raw.RemoteAddr().String())
+		m.mu.Lock()
+		if m.closing || m.perIP[ip] >= m.cfg.MaxPerIP {
+			m.mu.Unlock()
+			raw.Close()
+			continue
+		}
+		m.perIP[ip]++
+		c := newIn(m, raw, ip, directTLS)
+		m.in[c] = struct{}{}
+		m.wg.Add(1)
+		m.mu.Unlock()
+		go c.serve()
+	}
+}
+
+func (m *Manager) forgetIn(c *inConn) {
+	m.mu.Lock()
+	delete(m.in, c)
+	if m.perIP[c.ip]--; m.perIP[c.ip] <= 0 {
+		delete(m.perIP, c.ip)
+	}
+	m.mu.Unlock()
+	m.wg.Done()
+}
+
+// Shutdown closes the listeners and every stream, outgoing ones after
+// writing what they hold, and waits for them or for ctx.
+func (m *Manager) Shutdown(ctx context.Context) error {
+	m.mu.Lock()
+	m.closing = true
+	for ln := range m.listeners {
+		ln.Close()
+	}
+	ins := make([]*inConn, 0, len(m.in))
+	for c := range m.in {
+		ins = append(ins, c)
+	}
+	outs := make([]*outConn, 0, len(m.out))
+	for _, c := range m.out {
+		outs = append(outs, c)
+	}
+	m.mu.Unlock()
+	for _, c := range outs {
+		c.stop()
+	}
+	m.cancel() // streams still connecting give up; their stanzas bounce
+	for _, c := range ins {
+		c.close("system-shutdown", "the server is shutting down")
+	}
+	done := make(chan struct{})
+	go func() { m.wg.Wait(); close(done) }()
+	defer m.cancel()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		m.cancel()
+		for _, c := range ins {
+			c.raw.Close()
+		}
+		return ctx.Err()
+	}
+}
