@@ -1,11 +1,13 @@
 package integration
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSecurityLabels: with the shipped example policy, a SECRET user and
@@ -117,4 +119,95 @@ func TestSecurityLabels(t *testing.T) {
 	if strings.Contains(string(log), "secret plan") || strings.Contains(string(log), "secret-1") {
 		t.Error("the audit log holds message text")
 	}
+}
+
+// ESS labels of the example policy (NATO, 1.3.26.1.3.1), as clients send them.
+const (
+	essSecret       = "MQoCAQQGBSsaAQMB"
+	essConfidential = "MQoCAQMGBSsaAQMB"
+)
+
+func secLabel(ess string) string {
+	return "<securitylabel xmlns='urn:xmpp:sec-label:0'><label><esssecuritylabel xmlns='urn:xmpp:sec-label:ess:0'>" +
+		ess + "</esssecuritylabel></label></securitylabel>"
+}
+
+// isForbidden matches a sanitised label refusal: a message error with
+// forbidden, of type auth, carrying no body and no label.
+func isForbidden(id string) func(*elem) bool {
+	return func(e *elem) bool {
+		return e.XMLName.Local == "message" && e.Attr("type") == "error" && e.Attr("id") == id &&
+			e.ErrorCondition() == "forbidden" && e.Child("", "error").Attr("type") == "auth" &&
+			e.Child("", "body") == nil && e.Child("urn:xmpp:sec-label:0", "securitylabel") == nil
+	}
+}
+
+// TestFederationLabels: two Aldis servers with the example policy federate;
+// each gives the other a clearance in [[s2s.peer]]. Nothing crosses the
+// boundary that the receiving side's peer clearance does not grant, in
+// either direction, 1:1 or in a room with a remote occupant.
+func TestFederationLabels(t *testing.T) {
+	integration(t)
+	policy, err := filepath.Abs("../policy.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pki := newPKI(t)
+	pa := fedPeer{"a" + randHex(3) + ".example", loopbackIP()}
+	pb := fedPeer{"b" + randHex(3) + ".example", loopbackIP()}
+	peer := func(domain, clearance string) string {
+		return fmt.Sprintf("\n[[s2s.peer]]\ndomain = %q\nclearance = %q\n[[s2s.peer]]\ndomain = %q\nclearance = %q\n",
+			domain, clearance, "conference."+domain, clearance)
+	}
+	start := func(self, other fedPeer, clearance string) *server {
+		cert, key := pki.issue(t, false, self.Domain, "conference."+self.Domain)
+		return startServer(t, serverOpts{Domain: self.Domain, CertFile: cert, KeyFile: key, PolicyFile: policy,
+			Extra: s2sConfig(self, pki.CAFile, other) + peer(other.Domain, clearance)})
+	}
+	// a trusts b with CONFIDENTIAL; b trusts a with SECRET.
+	a := start(pa, pb, "CONFIDENTIAL")
+	b := start(pb, pa, "SECRET")
+	a.AddUser("alice", "alice-password")
+	b.AddUser("bob", "bob-password")
+	for _, s := range []*server{a, b} {
+		who := "alice"
+		if s == b {
+			who = "bob"
+		}
+		if _, errOut, code := s.User("", "clearance", who, "SECRET"); code != 0 {
+			t.Fatalf("aldis user clearance: %s", errOut)
+		}
+	}
+	alice := online(t, a, "alice", "alice-password", loginOpts{})
+	bob := online(t, b, "bob", "bob-password", loginOpts{})
+	aj, bj := alice.JID.Bare().String(), bob.JID.Bare().String()
+
+	// Egress: a sends b nothing above CONFIDENTIAL.
+	alice.Send(fmt.Sprintf("<message to='%s' type='chat' id='s1'><body>secret for bob</body>%s</message>", bj, secLabel(essSecret)))
+	alice.Expect("egress refusal", isForbidden("s1"))
+	alice.Send(fmt.Sprintf("<message to='%s' type='chat' id='c1'><body>confidential for bob</body>%s</message>", bj, secLabel(essConfidential)))
+	got := bob.Expect("CONFIDENTIAL across", isMessage(aj, "confidential for bob"))
+	if dm := got.Path("securitylabel", "displaymarking"); dm == nil || dm.Text != "NATO CONFIDENTIAL" {
+		t.Errorf("label across the boundary: %v", got.Child("urn:xmpp:sec-label:0", "securitylabel"))
+	}
+	bob.ExpectNone("the SECRET message", isMessage(aj, "secret for bob"), 300*time.Millisecond)
+
+	// Ingress: b may send SECRET (b's view of a), but a accepts only
+	// CONFIDENTIAL from b: the refusal travels back to bob.
+	bob.Send(fmt.Sprintf("<message to='%s' type='chat' id='s2'><body>secret for alice</body>%s</message>", aj, secLabel(essSecret)))
+	bob.Expect("ingress refusal from the far side", isForbidden("s2"))
+	bob.Send(fmt.Sprintf("<message to='%s' type='chat' id='u2'><body>plain for alice</body></message>", aj))
+	alice.Expect("an unlabelled message, stamped by b", isMessage(bj, "plain for alice"))
+	alice.ExpectNone("the SECRET message", isMessage(bj, "secret for alice"), 300*time.Millisecond)
+
+	// A remote occupant has the clearance of their server.
+	room := "ops@conference." + pa.Domain
+	createRoom(alice, room, "alice")
+	enterRoom(bob, room, "bob", "")
+	alice.Expect("bob's arrival", isPresence("", room+"/bob"))
+	alice.Send(fmt.Sprintf("<message to='%s' type='groupchat' id='g1'><body>room secret</body>%s</message>", room, secLabel(essSecret)))
+	alice.Send(fmt.Sprintf("<message to='%s' type='groupchat' id='g2'><body>room confidential</body>%s</message>", room, secLabel(essConfidential)))
+	alice.Expect("alice's own SECRET", isMessage(room+"/alice", "room secret"))
+	bob.Expect("the CONFIDENTIAL room message", isMessage(room+"/alice", "room confidential"))
+	bob.ExpectNone("the SECRET room message", isMessage(room+"/alice", "room secret"), 300*time.Millisecond)
 }

@@ -18,13 +18,20 @@ import (
 // `aldis user clearance` on a running server applies within it.
 const clearanceTTL = 10 * time.Second
 
-// loadPolicy reads the security policy the configuration names; nil when
-// labels are off.
+// loadPolicy reads the security policy the configuration names, and checks
+// the clearances the configuration gives against it; nil when labels are off.
 func loadPolicy(cfg config.Config, cfgPath string) (*label.Set, error) {
 	if cfg.Labels.PolicyFile == "" {
 		return nil, nil
 	}
-	return config.LoadPolicy(config.PolicyPath(cfgPath, cfg.Labels.PolicyFile))
+	set, err := config.LoadPolicy(config.PolicyPath(cfgPath, cfg.Labels.PolicyFile))
+	if err != nil {
+		return nil, err
+	}
+	if err := config.CheckLabels(cfgPath, cfg, set); err != nil {
+		return nil, err
+	}
+	return set, nil
 }
 
 // openLabels builds the label guard of a server, or nil when labels are
@@ -47,8 +54,17 @@ func openLabels(cfg config.Config, cfgPath string, st identity.Store, log *slog.
 	if cfg.Labels.Mode == "warn" {
 		mode = seclabel.Warn
 	}
+	dir := identity.New(set, st, log, clearanceTTL)
+	for _, p := range cfg.Principals() {
+		if p.Clearance == "" && p.Label == "" {
+			continue
+		}
+		if err := dir.Register(p.Name, p.Clearance, p.Label); err != nil {
+			return nil, nil, err // loadPolicy checked them: not expected
+		}
+	}
 	g := seclabel.New(seclabel.Config{
-		Directory: identity.New(set, st, log, clearanceTTL),
+		Directory: dir,
 		Local:     cfg.Domains(), Mode: mode, Audit: audit, Metrics: m,
 	})
 	log.Info("security labels on", "policy", set.Governing.Name, "mode", cfg.Labels.Mode)

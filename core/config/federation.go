@@ -30,6 +30,20 @@ type S2S struct {
 	RateBytes        int               `toml:"rate_bytes"`      // bytes per second per incoming stream; 0 = unlimited
 	RateBurst        int               `toml:"rate_burst"`      // bytes
 	MaxIncomingPerIP int               `toml:"max_incoming_per_ip"`
+	// Peers are per-domain settings of remote servers.
+	Peers []Peer `toml:"peer"`
+}
+
+// Peer is one [[s2s.peer]]: what a remote domain is cleared for. Security
+// labels apply at the boundary: nothing the clearance does not grant is
+// sent to the peer, or accepted from it.
+type Peer struct {
+	Domain string `toml:"domain"`
+	// Clearance and Label are label expressions (see core/label): the
+	// peer's clearance, and the label of what it sends unlabelled. Empty:
+	// the policy's default clearance and label.
+	Clearance string `toml:"clearance"`
+	Label     string `toml:"label"`
 }
 
 // Components is the [components] table: external components (XEP-0114).
@@ -42,6 +56,10 @@ type Components struct {
 type Component struct {
 	Domain string `toml:"domain"`
 	Secret string `toml:"secret"`
+	// Clearance and Label are as for an [[s2s.peer]]: a component is an
+	// external principal too.
+	Clearance string `toml:"clearance"`
+	Label     string `toml:"label"`
 }
 
 func defaultS2S() S2S {
@@ -50,6 +68,7 @@ func defaultS2S() S2S {
 		ListenTLS:        []string{},
 		RequireTLS:       true,
 		Hosts:            map[string]string{},
+		Peers:            []Peer{},
 		MaxStanzaSize:    256 << 10,
 		ConnectTimeout:   30 * time.Second,
 		IdleTimeout:      10 * time.Minute,
@@ -102,6 +121,16 @@ func (c Config) federationProblems(ck *checker, listener func(key, addr string))
 			s.RateBurst, s.MaxStanzaSize), "s2s.rate_burst", "s2s.max_stanza_size", "s2s.rate_bytes")
 	}
 	ck.intRange("s2s.max_incoming_per_ip", s.MaxIncomingPerIP, 1, maxCount)
+	peers := map[string]bool{}
+	for i, p := range s.Peers {
+		key := indexKey("s2s.peer", i)
+		if msg := checkHostname(p.Domain); msg != "" {
+			ck.add(msg, key+".domain", key)
+		} else if peers[p.Domain] {
+			ck.add(fmt.Sprintf("%q has another [[s2s.peer]] already", p.Domain), key+".domain", key)
+		}
+		peers[p.Domain] = true
+	}
 
 	for i, a := range c.Components.Listen {
 		listener(indexKey("components.listen", i), a)

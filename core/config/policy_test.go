@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -84,5 +85,61 @@ func TestPolicyPath(t *testing.T) {
 	}
 	if _, err := LoadPolicy("/nonexistent/policy.toml"); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestCheckLabels(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "aldis.toml")
+	src := `[s2s]
+enabled = true
+
+[[s2s.peer]]
+domain = "partner.example"
+clearance = "SECRET; Releasable To: GBR"
+
+[[s2s.peer]]
+domain = "other.example"
+clearance = "SECRETISH"
+label = "UNCLASSIFIED; Releasable To: ESP"
+
+[[components.component]]
+domain = "irc.localhost"
+secret = "0123456789"
+clearance = "TOP SECRET"
+`
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := LoadPolicy("../../policy.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = CheckLabels(path, cfg, set)
+	if err == nil {
+		t.Fatal("bad expressions accepted")
+	}
+	got := err.Error()
+	for _, want := range []string{
+		path + `:10: s2s.peer[1].clearance: policy NATO has no classification "SECRETISH"`,
+		path + `:11: s2s.peer[1].label: tag set "Releasable To" has no value "ESP"`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %q in:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "peer[0]") || strings.Contains(got, "component[0]") {
+		t.Errorf("valid expressions reported:\n%s", got)
+	}
+	if ps := cfg.Principals(); len(ps) != 3 || ps[0].Name != "peer:partner.example" || ps[2].Name != "peer:irc.localhost" {
+		t.Errorf("Principals = %+v", ps)
+	}
+	_, err = Parse("x.toml", []byte("[[s2s.peer]]\ndomain = \"a.example\"\n[[s2s.peer]]\ndomain = \"a.example\"\n"))
+	if err == nil || !strings.Contains(err.Error(), "x.toml:4: s2s.peer[1].domain") {
+		t.Errorf("duplicate peer: %v", err)
 	}
 }

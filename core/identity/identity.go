@@ -133,14 +133,16 @@ func (d *Directory) Forget(bare string) {
 }
 
 // Register gives a non-user principal ("peer:example.net", a bridge link)
-// its clearance and default label from expressions; an empty label
-// expression means the governing default.
+// its clearance and default label from expressions; an empty expression
+// means the governing policy's default.
 func (d *Directory) Register(name, clearance, defaultLabel string) error {
-	c, err := d.set.ParseClearance(clearance)
-	if err != nil {
-		return fmt.Errorf("%s: clearance: %w", name, err)
+	p := Principal{Clearance: d.governingDefault()}
+	var err error
+	if clearance != "" {
+		if p.Clearance, err = d.set.ParseClearance(clearance); err != nil {
+			return fmt.Errorf("%s: clearance: %w", name, err)
+		}
 	}
-	p := Principal{Clearance: c}
 	if defaultLabel != "" {
 		if p.Label, err = d.set.ParseLabel(defaultLabel); err != nil {
 			return fmt.Errorf("%s: label: %w", name, err)

@@ -88,6 +88,10 @@ func (sv *Service) Route(st *wire.Element, from, to jid.JID) {
 	sv.s.bounce(st, from, to)
 }
 
+// Principal names the component as a label principal: like a remote
+// server, it has the clearance configured for its domain.
+func (sv *Service) Principal() string { return "peer:" + sv.domain }
+
 // Identity names the component in the server's disco#items.
 func (sv *Service) Identity() (category, typ, name string) { return "component", "generic", "" }
 

@@ -16,6 +16,9 @@ import (
 // error) to its recipient. It never waits (see post).
 func (r *Router) route(st *wire.Element, from, to jid.JID) {
 	if svc := r.services[to.Domain()]; svc != nil {
+		if ext, ok := svc.(External); ok && !r.egressAllowed(st, ext.Principal()) {
+			return
+		}
 		svc.Route(st, from, to)
 		return
 	}
@@ -25,7 +28,7 @@ func (r *Router) route(st *wire.Element, from, to jid.JID) {
 	}
 	if to.Domain() != r.domain.Domain() {
 		if r.remote != nil {
-			r.remote.Send(st, from, to)
+			r.sendRemote(st, from, to)
 		}
 		return
 	}

@@ -268,3 +268,45 @@ func BenchmarkLabelIngress(b *testing.B) {
 		}
 	}
 }
+
+// The boundary with a remote server: its clearance bounds what leaves for
+// it and what it may send; what it sends unlabelled gets its default label.
+func TestLabelsAtThePeerBoundary(t *testing.T) {
+	e, dir, _ := newLabelEnv(t, seclabel.Enforce, map[string]string{"alice": "SECRET"}, "alice")
+	if err := dir.Register("peer:partner.example", "CONFIDENTIAL", "RESTRICTED"); err != nil {
+		t.Fatal(err)
+	}
+	rm := &fakeRemote{ch: make(chan string, 16)}
+	e.r.SetRemote(rm)
+	a := e.login("alice", "a")
+	a.online(t)
+
+	a.send(t, `<message to='bob@partner.example' id='s1'><body>x</body>`+labeltest.Element(labeltest.SecretESS)+`</message>`)
+	sanitised(t, a.expect(t, `id='s1'`, `type='error'`, `<forbidden`))
+	a.send(t, `<message to='bob@partner.example' id='c1'><body>x</body>`+labeltest.Element(labeltest.ConfidentialESS)+`</message>`)
+	if got := <-rm.ch; !strings.Contains(got, `id='c1'`) {
+		t.Fatalf("remote got %s, want c1 only", got)
+	}
+
+	from, to := jid.MustParse("bob@partner.example/x"), jid.MustParse("alice@example.org/a")
+	inject := func(raw string) {
+		st, err := wire.ParseElement(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.r.Inject(st, from, to)
+	}
+	inject(`<message from='bob@partner.example/x' to='alice@example.org/a' id='p1'><body>plain</body></message>`)
+	if got := a.expect(t, `id='p1'`); !strings.Contains(got, "RESTRICTED") {
+		t.Fatalf("not stamped with the peer's default label: %s", got)
+	}
+	inject(`<message from='bob@partner.example/x' to='alice@example.org/a' id='s2'><body>x</body>` + labeltest.Element(labeltest.SecretESS) + `</message>`)
+	a.quiet(t, `id='s2'`)
+	if got := <-rm.ch; !strings.Contains(got, `id='s2'`) || !strings.Contains(got, `<forbidden`) || strings.Contains(got, "securitylabel") {
+		t.Fatalf("the peer got %s, want a sanitised forbidden", got)
+	}
+	inject(`<presence from='bob@partner.example/x' to='alice@example.org' id='pr'>` + labeltest.Element(labeltest.SecretESS) + `</presence>`)
+	if got := <-rm.ch; !strings.Contains(got, `id='pr'`) || !strings.Contains(got, `<bad-request`) {
+		t.Fatalf("labelled presence from the peer: %s", got)
+	}
+}

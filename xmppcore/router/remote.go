@@ -1,7 +1,9 @@
 package router
 
 import (
+	"github.com/aldis-im/aldis/core/label"
 	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/seclabel"
 	"github.com/aldis-im/aldis/xmppcore/stanza"
 	"github.com/aldis-im/aldis/xmppcore/wire"
 )
@@ -19,9 +21,48 @@ type Remote interface {
 // refused with remote-server-not-found. Call it before serving starts.
 func (r *Router) SetRemote(rm Remote) { r.remote = rm }
 
+// sendRemote hands a stanza to the remote side once the peer's clearance
+// grants its label (egress, PROTOCOLS.md §1.9 row 3); a refused message
+// comes back to its sender as forbidden.
+func (r *Router) sendRemote(st *wire.Element, from, to jid.JID) {
+	if r.egressAllowed(st, "peer:"+to.Domain()) {
+		r.remote.Send(st, from, to)
+	}
+}
+
+// egressAllowed checks a stanza leaving for an external principal and
+// bounces a refused message to its sender.
+func (r *Router) egressAllowed(st *wire.Element, principal string) bool {
+	g := r.cfg.Labels
+	if g == nil || st.Local() != "message" {
+		return true
+	}
+	p := g.Directory().Lookup(principal)
+	if g.Allowed(st, p.Clearance, p.Label, seclabel.PointEgress, principal) {
+		return true
+	}
+	r.bounce(st, stanza.Auth, "forbidden")
+	return false
+}
+
 // Inject routes a stanza from a trusted peer, a remote server or an
 // external component, whose from the caller has verified. It never blocks.
+// The peer's clearance must grant what it sends, as a local user's must
+// (ingress, PROTOCOLS.md §1.9 row 2); unlabelled messages get the peer's
+// default label.
 func (r *Router) Inject(st *wire.Element, from, to jid.JID) {
+	if g := r.cfg.Labels; g != nil {
+		peer := "peer:" + from.Domain()
+		p := g.Directory().Lookup(peer)
+		toService := r.services[to.Domain()] != nil
+		switch v, reply := g.Ingress(st, func() *label.Clearance { return p.Clearance }, p.Label, peer, !toService); v {
+		case seclabel.Refuse:
+			r.route(reply, to, from)
+			return
+		case seclabel.Discard:
+			return
+		}
+	}
 	if to.Domain() == r.domain.Domain() && to.Local() == "" {
 		r.peerToServer(st, from, to)
 		return

@@ -67,6 +67,13 @@ type Service interface {
 	Identity() (category, typ, name string)
 }
 
+// External is what a Service outside the server's trust (an XEP-0114
+// component) also implements: the label principal whose clearance stanzas
+// to it must pass, as stanzas to a remote server do.
+type External interface {
+	Principal() string
+}
+
 // Router routes stanzas for one domain.
 type Router struct {
 	cfg      Config
@@ -322,10 +329,11 @@ func (b *Binding) Inbound(st *wire.Element) {
 	name := st.Local()
 	toService := !to.IsZero() && r.services[to.Domain()] != nil
 	if g := r.cfg.Labels; g != nil {
-		// The sender must be cleared for what it sends; a message for a
-		// service keeps its label unstamped, as the room's default applies.
+		// The sender must be cleared for what it sends; a message for one
+		// of our own services (a room) stays unstamped, as its default applies.
+		_, external := r.services[to.Domain()].(External)
 		user := b.jid.Bare().String()
-		v, reply := g.Ingress(st, func() *label.Clearance { return g.UserClearance(r.ctx, user) }, nil, user, !toService)
+		v, reply := g.Ingress(st, func() *label.Clearance { return g.UserClearance(r.ctx, user) }, nil, user, !toService || external)
 		switch v {
 		case seclabel.Refuse:
 			b.reply(reply)
@@ -384,7 +392,7 @@ func (b *Binding) Inbound(st *wire.Element) {
 		} else if to.Domain() == r.domain.Domain() {
 			r.post(to.Bare(), event{kind: evDeliver, st: st, from: b.jid, to: to}, true)
 		} else {
-			r.remote.Send(st, b.jid, to) // never blocks: a queue per remote domain
+			r.sendRemote(st, b.jid, to) // never blocks: a queue per remote domain
 		}
 		if name == "message" && b.h.carbonSessions.Load() > 0 && carbonEligible(st) {
 			b.h.post(event{kind: evSent, binding: b, st: st}, true)

@@ -24,6 +24,7 @@ import (
 const (
 	PointIngress    = "ingress"     // from a local client: the sender's clearance
 	PointDelivery   = "delivery"    // to a local user, offline storage included
+	PointEgress     = "egress"      // to a remote server or component: the peer's clearance
 	PointOffline    = "offline"     // offline message at its later delivery
 	PointRoom       = "room"        // MUC submission: the room's clearance
 	PointJoin       = "join"        // MUC join: the room label
