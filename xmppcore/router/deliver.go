@@ -62,12 +62,18 @@ func (h *hub) deliverMessage(st *wire.Element, from, to jid.JID) {
 		h.r.bounce(st, stanza.Cancel, "service-unavailable")
 		return
 	}
-	if g := h.r.cfg.Labels; g != nil && !g.Allowed(st, h.clearance(), nil, seclabel.PointDelivery, h.bare.String()) {
-		// A room filters its own fan-out; anything else learns it was refused.
-		if !h.r.isService(from.Domain()) {
-			h.r.bounce(st, stanza.Auth, "forbidden")
+	if g := h.r.cfg.Labels; g != nil {
+		c := h.clearance()
+		if !g.Allowed(st, c, nil, seclabel.PointDelivery, h.bare.String()) {
+			// A room filters its own fan-out; anything else learns it was refused.
+			if !h.r.isService(from.Domain()) {
+				h.r.bounce(st, stanza.Auth, "forbidden")
+			}
+			return
 		}
-		return
+		if c != nil {
+			st = g.Rewrite(st, c.Policy) // the user's policy's marking first
+		}
 	}
 	if typ != "error" && typ != "groupchat" {
 		st = h.archiveIncoming(st, from)

@@ -309,4 +309,69 @@ func TestLabelsAtThePeerBoundary(t *testing.T) {
 	if got := <-rm.ch; !strings.Contains(got, `id='pr'`) || !strings.Contains(got, `<bad-request`) {
 		t.Fatalf("labelled presence from the peer: %s", got)
 	}
+	// Catalogs are for local users only.
+	st, _ := wire.ParseElement(`<iq type='get' id='cat' from='partner.example' to='example.org'><catalog xmlns='urn:xmpp:sec-label:catalog:2' to='example.org' from='bob@partner.example'/></iq>`)
+	e.r.Inject(st, jid.MustParse("partner.example"), jid.MustParse("example.org"))
+	if got := <-rm.ch; !strings.Contains(got, `id='cat'`) || !strings.Contains(got, `<not-authorized`) {
+		t.Fatalf("catalog from a peer: %s", got)
+	}
+}
+
+// A recipient cleared under another policy gets the message with the label
+// of their policy first and the original kept as an equivalent.
+func TestLabelRewrittenForRecipientPolicy(t *testing.T) {
+	spec := labeltest.Spec()
+	spec.Policies = append(spec.Policies, label.PolicySpec{
+		Name: "UK", ID: "2.16.826.0.1.1", DefaultClearance: "OFFICIAL",
+		Classifications: []label.ClassSpec{{Name: "OFFICIAL", Value: 1}, {Name: "UK SECRET", Value: 4, Marking: "UK SECRET"}},
+	})
+	spec.Equivalences = []label.EquivalenceSpec{{From: "NATO", To: "UK", Map: []label.MapSpec{
+		{From: "UNCLASSIFIED", To: "OFFICIAL"}, {From: "SECRET", To: "UK SECRET"}}}}
+	set, errs := label.Build(spec)
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	ctx := context.Background()
+	db, err := sqlite.OpenMemory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc := accounts.New(db, 4096)
+	for _, u := range []string{"alice", "uma"} {
+		if err := acc.Create(ctx, jid.MustParse(u+"@example.org"), "secret-password"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := identity.New(set, db, nil, time.Millisecond)
+	_ = dir.SetUser(ctx, "alice@example.org", "SECRET")
+	_ = dir.SetUser(ctx, "uma@example.org", "UK :: UK SECRET")
+	g := seclabel.New(seclabel.Config{Directory: dir, Local: []string{"example.org"}})
+	r, err := New(Config{Domain: "example.org", Store: db, Accounts: acc, OfflineMax: 10, Labels: g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(time.Second); db.Close() })
+	e := &env{t: t, r: r, db: db}
+	a, u := e.login("alice", "a"), e.login("uma", "u")
+	a.online(t)
+	u.online(t)
+	a.send(t, `<message to='uma@example.org' id='r1'><body>x</body>`+labeltest.Element(labeltest.SecretESS)+`</message>`)
+	got := u.expect(t, `id='r1'`)
+	el, err := wire.ParseElement(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl := el.Child("securitylabel", label.NS)
+	if sl == nil || sl.ChildText("displaymarking", label.NS) != "UK SECRET" || sl.Child("equivalentlabel", label.NS) == nil {
+		t.Fatalf("not rewritten to the UK label with the NATO one kept: %s", got)
+	}
+	m, err := g.Marking(el)
+	if err != nil || m.Primary.Policy.Name != "UK" || len(m.Equivalents) != 1 || m.Equivalents[0].Policy.Name != "NATO" {
+		t.Fatalf("rewritten label reads as %+v, %v", m, err)
+	}
+	// Alice, under NATO, sees her own label unchanged.
+	a.send(t, `<message to='alice@example.org/a' id='r2'><body>x</body>`+labeltest.Element(labeltest.SecretESS)+`</message>`)
+	if got := a.expect(t, `id='r2'`); strings.Contains(got, "equivalentlabel") {
+		t.Fatalf("rewritten for a recipient of the same policy: %s", got)
+	}
 }

@@ -99,6 +99,9 @@ func (r *Router) peerToServer(st *wire.Element, from, to jid.JID) {
 		reply(stanza.Result(st))
 	case p.Space == stanza.NSDiscoInfo && typ == "get" && p.Attr("node") == "":
 		reply(discoInfo(st, "server", "im", "Aldis", r.ServerFeatures()))
+	case seclabel.IsCatalog(p.Space):
+		// Catalogs are for our own users (PROTOCOLS.md §1.8.4).
+		reply(stanza.Error(st, stanza.Auth, "not-authorized", ""))
 	default:
 		reply(stanza.Error(st, stanza.Cancel, "service-unavailable", ""))
 	}

@@ -493,6 +493,44 @@ func setDisplay(st *wire.Element, m *label.Marking) {
 // Strip removes any label from st (a MUC subject change carries none).
 func Strip(st *wire.Element) { st.RemoveChildren("securitylabel", label.NS) }
 
+// Rewrite returns st with its label rewritten for a principal cleared under
+// policy p (PROTOCOLS.md §1.7): the label under p becomes the primary one
+// and the original primary is kept as an equivalent, so a client shows the
+// marking of its own policy. st itself is not changed; it is returned as is
+// when it needs no rewrite or none is possible. Equivalents in formats the
+// server cannot read are dropped from the rewritten label.
+func (g *Guard) Rewrite(st *wire.Element, p *label.Policy) *wire.Element {
+	if g == nil || p == nil || st.Attr("type") == "error" {
+		return st
+	}
+	m, err := g.Marking(st)
+	if err != nil || m == nil || m.Primary == nil || m.Primary.Policy == p {
+		return st
+	}
+	l := g.set.For(m, p, nil)
+	if l == nil {
+		return st
+	}
+	eqs := []*label.Label{m.Primary}
+	for _, e := range m.Equivalents {
+		if e != l {
+			eqs = append(eqs, e)
+		}
+	}
+	b, err := l.Marshal(eqs...)
+	if err != nil {
+		return st
+	}
+	el, err := wire.ParseElement(string(b))
+	if err != nil {
+		return st
+	}
+	out := st.Copy()
+	out.RemoveChildren("securitylabel", label.NS)
+	out.AddChild(el)
+	return out
+}
+
 // Forbidden is the sanitised refusal E1/E2/E3 of PROTOCOLS.md §1.11:
 // addresses swapped, the same id, a forbidden error of type auth (by the
 // room when by is set), and nothing else: no body, subject or label.
