@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -210,4 +211,53 @@ func TestFederationLabels(t *testing.T) {
 	alice.Expect("alice's own SECRET", isMessage(room+"/alice", "room secret"))
 	bob.Expect("the CONFIDENTIAL room message", isMessage(room+"/alice", "room confidential"))
 	bob.ExpectNone("the SECRET room message", isMessage(room+"/alice", "room secret"), 300*time.Millisecond)
+}
+
+// TestSecurityPolicyReload: SIGHUP applies an edited policy file to the
+// running server, and a broken one is refused with the old one kept.
+func TestSecurityPolicyReload(t *testing.T) {
+	integration(t)
+	src, err := os.ReadFile("../policy.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := filepath.Join(t.TempDir(), "policy.toml")
+	if err := os.WriteFile(policy, src, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := startServer(t, serverOpts{PolicyFile: policy})
+	srv.AddUser("alice", "alice-password")
+	srv.AddUser("bob", "bob-password")
+	if _, errOut, code := srv.User("", "clearance", "alice", "SECRET"); code != 0 {
+		t.Fatal(errOut)
+	}
+	alice := online(t, srv, "alice", "alice-password", loginOpts{})
+	bob := online(t, srv, "bob", "bob-password", loginOpts{})
+	send := func(id string) {
+		alice.Send(fmt.Sprintf("<message to='%s' type='chat' id='%s'><body>%s</body>%s</message>", bob.JID.Bare(), id, id, secLabel(essSecret)))
+	}
+	send("before")
+	alice.Expect("refusal under the old policy", isForbidden("before"))
+
+	// A broken policy is refused; the running one stays.
+	if err := os.WriteFile(policy, []byte("[[policy]]\nname = \"NATO\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv.Signal(syscall.SIGHUP)
+	srv.WaitLog("security policy has errors")
+	send("broken")
+	alice.Expect("refusal under the kept policy", isForbidden("broken"))
+
+	// Users without a clearance of their own now default to SECRET.
+	edited := strings.Replace(string(src), `default_clearance = "UNCLASSIFIED"`, `default_clearance = "SECRET"`, 1)
+	if edited == string(src) {
+		t.Fatal("policy.toml no longer has the default_clearance line this test edits")
+	}
+	if err := os.WriteFile(policy, []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv.Signal(syscall.SIGHUP)
+	srv.WaitLog("reloaded the security policy")
+	send("after")
+	bob.Expect("SECRET delivered under the new policy", isMessage(alice.JID.String(), "after"))
 }

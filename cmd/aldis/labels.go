@@ -55,13 +55,8 @@ func openLabels(cfg config.Config, cfgPath string, st identity.Store, log *slog.
 		mode = seclabel.Warn
 	}
 	dir := identity.New(set, st, log, clearanceTTL)
-	for _, p := range cfg.Principals() {
-		if p.Clearance == "" && p.Label == "" {
-			continue
-		}
-		if err := dir.Register(p.Name, p.Clearance, p.Label); err != nil {
-			return nil, nil, err // loadPolicy checked them: not expected
-		}
+	if err := dir.Replace(set, principals(cfg)); err != nil {
+		return nil, nil, err // loadPolicy checked them: not expected
 	}
 	g := seclabel.New(seclabel.Config{
 		Directory: dir,
@@ -69,4 +64,35 @@ func openLabels(cfg config.Config, cfgPath string, st identity.Store, log *slog.
 	})
 	log.Info("security labels on", "policy", set.Governing.Name, "mode", cfg.Labels.Mode)
 	return g, closer, nil
+}
+
+// principals are the configured peers and components with their label
+// expressions, as the directory registers them.
+func principals(cfg config.Config) map[string]identity.Spec {
+	out := map[string]identity.Spec{}
+	for _, p := range cfg.Principals() {
+		if p.Clearance != "" || p.Label != "" {
+			out[p.Name] = identity.Spec{Clearance: p.Clearance, Label: p.Label}
+		}
+	}
+	return out
+}
+
+// reloadLabels applies a changed policy file and changed peer clearances
+// to a running server. Turning labels on or off needs a restart.
+func reloadLabels(log *slog.Logger, g *seclabel.Guard, cfg config.Config, cfgPath string) {
+	set, err := loadPolicy(cfg, cfgPath)
+	switch {
+	case err != nil:
+		log.Error("reload: security policy has errors; keeping the running one", "err", err)
+	case (set == nil) != (g == nil):
+		log.Warn("reload: turning security labels on or off needs a restart")
+	case set == nil:
+	default:
+		if err := g.Reload(set, principals(cfg)); err != nil {
+			log.Error("reload: security policy not applied", "err", err)
+			return
+		}
+		log.Info("reloaded the security policy", "policy", set.Governing.Name)
+	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/aldis-im/aldis/xmppcore/mam"
 	"github.com/aldis-im/aldis/xmppcore/muc"
 	"github.com/aldis-im/aldis/xmppcore/router"
+	"github.com/aldis-im/aldis/xmppcore/seclabel"
 )
 
 func cmdServe(args []string, stdout, stderr io.Writer) int {
@@ -245,7 +246,7 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 	for {
 		select {
 		case <-hup:
-			reload(log, level, src, rt, path)
+			reload(log, level, src, rt, labels, path)
 		case <-ctx.Done():
 			log.Info("shutting down")
 			sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
@@ -279,7 +280,7 @@ func resumeTimeout(d time.Duration) time.Duration {
 // reload applies what can change without a restart: the log level, the
 // offline quota, whether accounts may remove themselves, and the
 // certificate files. Other settings need a restart, which the log says.
-func reload(log *slog.Logger, level *slog.LevelVar, src *certs.Source, rt *router.Router, path string) {
+func reload(log *slog.Logger, level *slog.LevelVar, src *certs.Source, rt *router.Router, labels *seclabel.Guard, path string) {
 	if path != "" {
 		cfg, err := config.Load(path)
 		if err != nil {
@@ -288,10 +289,11 @@ func reload(log *slog.Logger, level *slog.LevelVar, src *certs.Source, rt *route
 		}
 		level.Set(parseLevel(cfg.Log.Level))
 		rt.SetPolicy(cfg.Offline.MaxPerUser, cfg.Auth.Registration)
+		reloadLabels(log, labels, cfg, path)
 	}
 	if err := src.Reload(); err != nil {
 		log.Error("reload: certificate", "err", err)
 		return
 	}
-	log.Info("reloaded log level, offline quota, account removal and certificates (other settings need a restart)")
+	log.Info("reloaded log level, offline quota, account removal, security policy and certificates (other settings need a restart)")
 }

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aldis-im/aldis/core/label"
@@ -35,7 +36,7 @@ type Principal struct {
 
 // Directory answers "what is X cleared for". It is safe for concurrent use.
 type Directory struct {
-	set   *label.Set
+	set   atomic.Pointer[label.Set]
 	store Store
 	log   *slog.Logger
 	ttl   time.Duration
@@ -47,6 +48,7 @@ type Directory struct {
 
 type cachedUser struct {
 	c    *label.Clearance
+	set  *label.Set // the policies c was read under: a reload invalidates it
 	when time.Time
 }
 
@@ -61,11 +63,38 @@ func New(set *label.Set, st Store, log *slog.Logger, ttl time.Duration) *Directo
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Directory{set: set, store: st, log: log, ttl: ttl, users: map[string]cachedUser{}, static: map[string]Principal{}}
+	d := &Directory{store: st, log: log, ttl: ttl, users: map[string]cachedUser{}, static: map[string]Principal{}}
+	d.set.Store(set)
+	return d
 }
 
 // Policies is the directory's policy set.
-func (d *Directory) Policies() *label.Set { return d.set }
+func (d *Directory) Policies() *label.Set { return d.set.Load() }
+
+// Spec is a registered principal's clearance and default label as
+// expressions, for Replace.
+type Spec struct{ Clearance, Label string }
+
+// Replace switches to a new policy set (a reload) with the registered
+// principals given afresh. Nothing changes unless every expression fits
+// the new set. Cached user clearances are dropped.
+func (d *Directory) Replace(set *label.Set, principals map[string]Spec) error {
+	next := &Directory{static: map[string]Principal{}}
+	next.set.Store(set)
+	static := map[string]Principal{}
+	for name, s := range principals {
+		if err := next.Register(name, s.Clearance, s.Label); err != nil {
+			return err
+		}
+		static[name] = next.static[name]
+	}
+	d.mu.Lock()
+	d.set.Store(set)
+	d.static = static
+	clear(d.users)
+	d.mu.Unlock()
+	return nil
+}
 
 // User returns the effective clearance of a local user (bare JID): their
 // own, else the governing policy's default, else nil. A stored expression
@@ -76,10 +105,14 @@ func (d *Directory) User(ctx context.Context, bare string) *label.Clearance {
 	d.mu.Lock()
 	cu, ok := d.users[bare]
 	d.mu.Unlock()
-	if ok && now.Sub(cu.when) < d.ttl {
+	set := d.Policies()
+	if ok && cu.set == set && now.Sub(cu.when) < d.ttl {
 		return cu.c
 	}
-	c := d.governingDefault()
+	var c *label.Clearance
+	if set != nil && set.Governing != nil {
+		c = set.Governing.DefaultClearance
+	}
 	expr, err := d.store.Clearance(ctx, bare)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -88,7 +121,7 @@ func (d *Directory) User(ctx context.Context, bare string) *label.Clearance {
 		d.log.Error("read clearance", "user", bare, "err", err)
 		return nil
 	default:
-		if c, err = d.set.ParseClearance(expr); err != nil {
+		if c, err = set.ParseClearance(expr); err != nil {
 			d.log.Error("stored clearance does not fit the policy; user is cleared for nothing", "user", bare, "clearance", expr, "err", err)
 			c = nil
 		}
@@ -97,16 +130,17 @@ func (d *Directory) User(ctx context.Context, bare string) *label.Clearance {
 	if len(d.users) >= maxCached {
 		clear(d.users)
 	}
-	d.users[bare] = cachedUser{c: c, when: now}
+	d.users[bare] = cachedUser{c: c, set: set, when: now}
 	d.mu.Unlock()
 	return c
 }
 
 func (d *Directory) governingDefault() *label.Clearance {
-	if d.set == nil || d.set.Governing == nil {
+	set := d.Policies()
+	if set == nil || set.Governing == nil {
 		return nil
 	}
-	return d.set.Governing.DefaultClearance
+	return set.Governing.DefaultClearance
 }
 
 // SetUser stores a user's clearance expression after checking it against
@@ -114,7 +148,7 @@ func (d *Directory) governingDefault() *label.Clearance {
 func (d *Directory) SetUser(ctx context.Context, bare, expr string) error {
 	expr = strings.TrimSpace(expr)
 	if expr != "" {
-		if _, err := d.set.ParseClearance(expr); err != nil {
+		if _, err := d.Policies().ParseClearance(expr); err != nil {
 			return fmt.Errorf("clearance %q: %w", expr, err)
 		}
 	}
@@ -139,12 +173,12 @@ func (d *Directory) Register(name, clearance, defaultLabel string) error {
 	p := Principal{Clearance: d.governingDefault()}
 	var err error
 	if clearance != "" {
-		if p.Clearance, err = d.set.ParseClearance(clearance); err != nil {
+		if p.Clearance, err = d.Policies().ParseClearance(clearance); err != nil {
 			return fmt.Errorf("%s: clearance: %w", name, err)
 		}
 	}
 	if defaultLabel != "" {
-		if p.Label, err = d.set.ParseLabel(defaultLabel); err != nil {
+		if p.Label, err = d.Policies().ParseLabel(defaultLabel); err != nil {
 			return fmt.Errorf("%s: label: %w", name, err)
 		}
 	}

@@ -109,3 +109,44 @@ func TestRegister(t *testing.T) {
 		t.Fatal("bad clearance registered")
 	}
 }
+
+func TestReplace(t *testing.T) {
+	set := testSet(t)
+	st := &memStore{m: map[string]string{"alice@x": "C"}}
+	d := New(set, st, nil, time.Hour)
+	ctx := t.Context()
+	if err := d.Register("peer:a.example", "C", ""); err != nil {
+		t.Fatal(err)
+	}
+	old := d.User(ctx, "alice@x")
+
+	// A set whose expressions do not fit changes nothing.
+	next, errs := label.Build(label.FileSpec{Policies: []label.PolicySpec{{
+		Name: "Q", ID: "1.2.4", Classifications: []label.ClassSpec{{Name: "LOW", Value: 1}, {Name: "C", Value: 3}},
+	}}})
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	if err := d.Replace(next, map[string]Spec{"peer:a.example": {Clearance: "NOPE"}}); err == nil {
+		t.Fatal("a bad principal was accepted")
+	}
+	if d.Policies() != set || d.User(ctx, "alice@x") != old {
+		t.Fatal("a failed Replace changed the directory")
+	}
+	if err := d.Replace(next, map[string]Spec{"peer:b.example": {Clearance: "LOW"}}); err != nil {
+		t.Fatal(err)
+	}
+	if d.Policies() != next {
+		t.Fatal("set not replaced")
+	}
+	// Cached clearances are read again under the new policies.
+	if c := d.User(ctx, "alice@x"); c == nil || c.Policy.Name != "Q" {
+		t.Fatalf("alice's clearance %v not re-read under Q", c)
+	}
+	if p := d.Lookup("peer:a.example"); p.Clearance != nil {
+		t.Fatal("a principal left out of Replace kept its clearance")
+	}
+	if p := d.Lookup("peer:b.example"); p.Clearance == nil || p.Clearance.Policy != next.Governing {
+		t.Fatal("new principal not registered")
+	}
+}

@@ -36,6 +36,7 @@ func (r *room) setupLabels() {
 		return
 	}
 	set := g.Policies()
+	r.labSet = set
 	r.lab, r.clr = set.Governing.DefaultLabel, set.Governing.RoomClearance
 	if r.clr == nil {
 		r.clr = set.Governing.Top()

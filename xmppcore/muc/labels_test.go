@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/aldis-im/aldis/core/identity"
+	"github.com/aldis-im/aldis/core/label"
 	"github.com/aldis-im/aldis/core/label/labeltest"
 	"github.com/aldis-im/aldis/xmppcore/seclabel"
 	"github.com/aldis-im/aldis/xmppcore/wire"
@@ -193,4 +194,25 @@ func TestRoomLabelsSurviveRestart(t *testing.T) {
 	alice.enter(room1, "Alice")
 	alice.send(`<message to='` + room1 + `' type='groupchat' id='s1'><body>x</body>` + labelled(labeltest.SecretESS) + `</message>`)
 	alice.expect("E3 after restart", isError("message", "auth", "forbidden"))
+}
+
+// A reloaded policy applies to rooms that exist: here its room clearance.
+func TestRoomsFollowPolicyReload(t *testing.T) {
+	e := newLabelEnv(t)
+	alice := e.user("alice@example.org/a")
+	alice.create(room1, "Alice")
+	alice.send(`<message to='` + room1 + `' type='groupchat' id='s1'><body>x</body>` + labelled(labeltest.SecretESS) + `</message>`)
+	alice.expect("accepted before", body("x"))
+
+	spec := labeltest.Spec()
+	spec.Policies[0].RoomClearance = "CONFIDENTIAL"
+	set, errs := label.Build(spec)
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	if err := e.svc.cfg.Labels.Reload(set, nil); err != nil {
+		t.Fatal(err)
+	}
+	alice.send(`<message to='` + room1 + `' type='groupchat' id='s2'><body>y</body>` + labelled(labeltest.SecretESS) + `</message>`)
+	alice.expect("E3 after the reload", isError("message", "auth", "forbidden"))
 }

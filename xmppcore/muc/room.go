@@ -66,8 +66,9 @@ type room struct {
 	iqs       map[string]pendingIQ // iqs forwarded between occupants, by the id we gave them
 	// With security labels on: the room label (the default of unlabelled
 	// messages) and the room clearance (the labels it admits); see labels.go.
-	lab *label.Label
-	clr *label.Clearance
+	lab    *label.Label
+	clr    *label.Clearance
+	labSet *label.Set // the policies lab and clr were read under
 }
 
 type affEntry struct {
@@ -168,6 +169,9 @@ func (r *room) handle(ev event) {
 	if r.destroyed || (!r.exists && !isJoin(ev.st)) {
 		r.s.noRoom(ev)
 		return
+	}
+	if g := r.s.cfg.Labels; g != nil && r.labSet != g.Policies() {
+		r.setupLabels() // the policy was reloaded
 	}
 	switch ev.st.Local() {
 	case "presence":

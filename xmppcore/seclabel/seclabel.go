@@ -53,7 +53,6 @@ const maxCache = 4096
 // Guard makes the label decisions of one server. It is safe for concurrent use.
 type Guard struct {
 	dir   *identity.Directory
-	set   *label.Set
 	local map[string]bool
 	mode  Mode
 	audit *slog.Logger
@@ -69,6 +68,7 @@ type Guard struct {
 }
 
 type cached struct {
+	set *label.Set // the policies m was read under: after a reload it is stale
 	m   *label.Marking
 	err error
 }
@@ -98,7 +98,7 @@ func New(cfg Config) *Guard {
 	for _, d := range cfg.Local {
 		local[d] = true
 	}
-	return &Guard{dir: cfg.Directory, set: cfg.Directory.Policies(), local: local, mode: cfg.Mode, audit: cfg.Audit, m: cfg.Metrics, cache: map[string]cached{}, ess: map[string]cached{}, stamps: map[*label.Label]*wire.Element{}}
+	return &Guard{dir: cfg.Directory, local: local, mode: cfg.Mode, audit: cfg.Audit, m: cfg.Metrics, cache: map[string]cached{}, ess: map[string]cached{}, stamps: map[*label.Label]*wire.Element{}}
 }
 
 // Clearance is the effective clearance of a user (bare JID): a local
@@ -108,6 +108,21 @@ func (g *Guard) Clearance(ctx context.Context, user jid.JID) *label.Clearance {
 		return g.dir.User(ctx, user.Bare().String())
 	}
 	return g.dir.Lookup("peer:" + user.Domain()).Clearance
+}
+
+// Reload switches to a new policy set and registered principals (SIGHUP).
+// Nothing changes unless all of them fit the new policies; labels read
+// under the old ones are read again.
+func (g *Guard) Reload(set *label.Set, principals map[string]identity.Spec) error {
+	if err := g.dir.Replace(set, principals); err != nil {
+		return err
+	}
+	g.mu.Lock()
+	clear(g.cache)
+	clear(g.ess)
+	clear(g.stamps)
+	g.mu.Unlock()
+	return nil
 }
 
 // Directory is where the guard finds clearances.
@@ -123,7 +138,7 @@ func (g *Guard) Policies() *label.Set {
 	if g == nil {
 		return nil
 	}
-	return g.set
+	return g.dir.Policies()
 }
 
 // UserClearance is a local user's effective clearance.
@@ -156,23 +171,24 @@ func (g *Guard) Marking(st *wire.Element) (*label.Marking, error) {
 	}
 	// Most labels are one ESS label (and a display marking): look those up
 	// by their base64 text, without serialising the element.
+	set := g.Policies()
 	if key, ok := essKey(el); ok {
 		g.mu.Lock()
 		c, hit := g.ess[key]
 		g.mu.Unlock()
-		if hit {
+		if hit && c.set == set {
 			return c.m, c.err
 		}
-		m, err := g.parse(el)
+		m, err := g.parse(el, set)
 		g.mu.Lock()
 		if len(g.ess) >= maxCache {
 			clear(g.ess)
 		}
-		g.ess[key] = cached{m: m, err: err}
+		g.ess[key] = cached{set: set, m: m, err: err}
 		g.mu.Unlock()
 		return m, err
 	}
-	return g.parse(el)
+	return g.parse(el, set)
 }
 
 // essKey returns the base64 text of a <securitylabel/> that holds exactly
@@ -217,7 +233,7 @@ func essKey(sl *wire.Element) (string, bool) {
 	return key, labels == 1 && len(key) <= label.MaxElementSize
 }
 
-func (g *Guard) parse(el *wire.Element) (*label.Marking, error) {
+func (g *Guard) parse(el *wire.Element, set *label.Set) (*label.Marking, error) {
 	bp, _ := g.bufs.Get().(*[]byte)
 	if bp == nil {
 		bp = new([]byte)
@@ -230,19 +246,19 @@ func (g *Guard) parse(el *wire.Element) (*label.Marking, error) {
 	g.mu.Lock()
 	c, ok := g.cache[string(buf)]
 	g.mu.Unlock()
-	if ok {
+	if ok && c.set == set {
 		return c.m, c.err
 	}
 	e, err := label.ParseElement(buf)
 	var m *label.Marking
 	if err == nil {
-		m, err = g.set.Resolve(e)
+		m, err = set.Resolve(e)
 	}
 	g.mu.Lock()
 	if len(g.cache) >= maxCache {
 		clear(g.cache)
 	}
-	g.cache[string(buf)] = cached{m: m, err: err}
+	g.cache[string(buf)] = cached{set: set, m: m, err: err}
 	g.mu.Unlock()
 	return m, err
 }
@@ -259,17 +275,17 @@ func (g *Guard) Effective(st *wire.Element, c *label.Clearance, def *label.Label
 		return nil, nil
 	}
 	if def != nil && def.Policy != c.Policy {
-		def, _ = g.set.Translate(def, c.Policy)
+		def, _ = g.Policies().Translate(def, c.Policy)
 	}
-	return g.set.For(m, c.Policy, def), nil
+	return g.Policies().For(m, c.Policy, def), nil
 }
 
 // Default is the governing policy's default label.
 func (g *Guard) Default() *label.Label {
-	if g == nil || g.set.Governing == nil {
+	if g == nil || g.Policies().Governing == nil {
 		return nil
 	}
-	return g.set.Governing.DefaultLabel
+	return g.Policies().Governing.DefaultLabel
 }
 
 // Allowed decides whether a principal with clearance c may receive st,
@@ -420,7 +436,7 @@ func (g *Guard) Ingress(st *wire.Element, sender func() *label.Clearance, def *l
 			return Refuse, stanza.Error(st, stanza.Wait, "internal-server-error", "")
 		}
 		c := sender()
-		if !g.set.Grants(c, def) {
+		if !g.Policies().Grants(c, def) {
 			if g.Deny(PointIngress, st, principal, def, nil) {
 				return Pass, nil
 			}
@@ -507,7 +523,7 @@ func (g *Guard) Rewrite(st *wire.Element, p *label.Policy) *wire.Element {
 	if err != nil || m == nil || m.Primary == nil || m.Primary.Policy == p {
 		return st
 	}
-	l := g.set.For(m, p, nil)
+	l := g.Policies().For(m, p, nil)
 	if l == nil {
 		return st
 	}
