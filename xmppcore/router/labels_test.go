@@ -375,3 +375,25 @@ func TestLabelRewrittenForRecipientPolicy(t *testing.T) {
 		t.Fatalf("rewritten for a recipient of the same policy: %s", got)
 	}
 }
+
+// Carbons carry only what the user was cleared for: a message refused to
+// bob is not copied to his other session, and what he may read is copied
+// with its label.
+func TestLabelsAndCarbons(t *testing.T) {
+	e, _, _ := newLabelEnv(t, seclabel.Enforce, map[string]string{"alice": "SECRET"}, "alice", "bob")
+	a := e.login("alice", "a")
+	b1, b2 := e.login("bob", "one"), e.login("bob", "two")
+	a.online(t)
+	for _, c := range []*client{b1, b2} {
+		c.online(t)
+		c.send(t, `<iq type='set' id='cc'><enable xmlns='urn:xmpp:carbons:2'/></iq>`)
+		c.expect(t, `id='cc'`, `type='result'`)
+	}
+	a.send(t, `<message to='bob@example.org/one' type='chat' id='s1'><body>x</body>`+labeltest.Element(labeltest.SecretESS)+`</message>`)
+	a.expect(t, `id='s1'`, `<forbidden`)
+	b1.quiet(t, `id='s1'`)
+	b2.quiet(t, `id='s1'`)
+	a.send(t, `<message to='bob@example.org/one' type='chat' id='u1'><body>y</body></message>`)
+	b1.expect(t, `id='u1'`, `NATO UNCLASSIFIED`)
+	b2.expect(t, `<received xmlns='urn:xmpp:carbons:2'>`, `id='u1'`, `NATO UNCLASSIFIED`)
+}
