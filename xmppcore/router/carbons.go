@@ -9,8 +9,13 @@ import (
 // Message carbons (XEP-0280): a user's sessions that enable them get a copy
 // of each chat message another of their sessions sent or received.
 
+// nsMUCUser marks private messages through a room (XEP-0045 §7.5).
+const nsMUCUser = "http://jabber.org/protocol/muc#user"
+
 // carbonEligible applies XEP-0280 §6: chat messages, and normal messages
-// with a body, unless the sender opted out.
+// with a body, unless the sender opted out, and never a room's messages,
+// private messages between occupants included (those carry muc#user <x/>):
+// the user's other devices are not in the room and could not answer.
 func carbonEligible(st *wire.Element) bool {
 	switch st.Attr("type") {
 	case "chat":
@@ -22,6 +27,7 @@ func carbonEligible(st *wire.Element) bool {
 		return false
 	}
 	return st.Child("private", stanza.NSCarbons) == nil &&
+		st.Child("x", nsMUCUser) == nil &&
 		st.Child("no-copy", stanza.NSHints) == nil &&
 		st.Child("received", stanza.NSCarbons) == nil &&
 		st.Child("sent", stanza.NSCarbons) == nil

@@ -119,9 +119,13 @@ func (h *hub) deliverMessage(st *wire.Element, from, to jid.JID) {
 // carbonReceived copies a delivered message to the user's other sessions
 // that enabled carbons.
 func (h *hub) carbonReceived(st *wire.Element, got func(*sess) bool) {
-	if h.carbonSessions.Load() > 0 && carbonEligible(st) {
-		h.carbonCopies(st, "received", got)
+	if h.carbonSessions.Load() == 0 || !carbonEligible(st) {
+		return
 	}
+	if from, err := jid.Parse(st.Attr("from")); err == nil && h.r.isService(from.Domain()) {
+		return // sent by a room or another service (XEP-0280 §6)
+	}
+	h.carbonCopies(st, "received", got)
 }
 
 // deliverToBest sends st to the available resources of highest

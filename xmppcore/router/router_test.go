@@ -511,6 +511,15 @@ func TestCarbons(t *testing.T) {
 	b.expect(t, `id='priv'`)
 	a2.quiet(t, `id='priv'`)
 
+	// A private message through a room (muc#user <x/>) is not copied
+	// either way: the other devices are not in the room (XEP-0280 §6).
+	a1.send(t, `<message to='bob@example.org/b' type='chat' id='mucpm'><body>x</body><x xmlns='http://jabber.org/protocol/muc#user'/></message>`)
+	b.expect(t, `id='mucpm'`)
+	a2.quiet(t, `id='mucpm'`)
+	b.send(t, `<message to='alice@example.org/one' type='chat' id='mucpm2'><body>x</body><x xmlns='http://jabber.org/protocol/muc#user'/></message>`)
+	a1.expect(t, `id='mucpm2'`)
+	a2.quiet(t, `id='mucpm2'`)
+
 	a2.send(t, `<iq type='set' id='cd'><disable xmlns='urn:xmpp:carbons:2'/></iq>`)
 	a2.expect(t, `id='cd'`, `type='result'`)
 	b.send(t, `<message to='alice@example.org/one' type='chat' id='in2'><body>again</body></message>`)
