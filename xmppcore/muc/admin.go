@@ -239,6 +239,13 @@ func (r *room) ownersAfter(changes []change) int {
 // first, then the requester gets its result, then everyone else learns
 // the outcome (XEP-0045 §8.2).
 func (r *room) apply(ev event, changes []change, actorNick string) {
+	r.applyChanges(changes, actorNick, func() { r.deliver(reply(ev), ev.to, ev.from) })
+}
+
+// applyChanges is apply with answer (may be nil) called where the
+// requester's result belongs. A user whose affiliation changes while not
+// in the room is told by a message with status 101 (§9.3 and §10.6).
+func (r *room) applyChanges(changes []change, actorNick string, answer func()) {
 	type update struct {
 		o     *occupant
 		codes []string
@@ -273,6 +280,9 @@ func (r *room) apply(ev event, changes []change, actorNick string) {
 			r.affs[c.user] = e
 		}
 		r.saveAff(c.user, e)
+		if c.user.Local() != "" && len(r.occupantsOf(c.user)) == 0 && c.aff != old {
+			r.tellAbsent(c.user, c.aff, c.reason)
+		}
 		for _, o := range r.occupantsOf(c.user) {
 			reasons[o] = c.reason
 			switch {
@@ -298,13 +308,29 @@ func (r *room) apply(ev event, changes []change, actorNick string) {
 	for _, u := range removed {
 		r.tellSelf(u.o, presOpts{unavailable: true, codes: u.codes, actor: actorNick, reason: reasons[u.o]})
 	}
-	r.deliver(reply(ev), ev.to, ev.from)
+	if answer != nil {
+		answer()
+	}
 	for _, u := range removed {
 		r.broadcastPresence(u.o, presOpts{unavailable: true, codes: u.codes, actor: actorNick, reason: reasons[u.o]}, false)
 	}
 	for _, u := range updated {
 		r.broadcastPresence(u.o, presOpts{actor: actorNick, reason: reasons[u.o]}, true)
 	}
+}
+
+// tellAbsent sends a user not in the room its new affiliation (status 101).
+func (r *room) tellAbsent(user jid.JID, a affiliation, reason string) {
+	m := wire.New("message", "")
+	m.SetAttr("from", r.jid.String()).SetAttr("to", user.String()).SetAttr("id", randomID())
+	x := m.AddChild(wire.New("x", NSUser))
+	it := x.AddChild(wire.New("item", ""))
+	it.SetAttr("affiliation", a.String()).SetAttr("jid", user.String())
+	if reason != "" {
+		it.AddChild(wire.New("reason", "")).AddText(reason)
+	}
+	x.AddChild(wire.New("status", "")).SetAttr("code", "101")
+	r.deliver(m, r.jid, user)
 }
 
 // adminList answers a muc#admin get for the occupants with a role or the

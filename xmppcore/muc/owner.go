@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/aldis-im/aldis/xmppcore/jid"
 	"github.com/aldis-im/aldis/xmppcore/stanza"
@@ -32,6 +33,17 @@ type roomConfig struct {
 	// expressions (XEP-0258); empty means the policy's defaults.
 	Label     string `json:"label,omitempty"`
 	Clearance string `json:"clearance,omitempty"`
+	// PresenceBroadcast lists the roles whose presence occupants see
+	// (muc#roomconfig_presencebroadcast); nil means every role.
+	PresenceBroadcast []string `json:"presence_broadcast,omitempty"`
+}
+
+// broadcasts reports whether occupants see the presence of a role.
+func (c *roomConfig) broadcasts(rl role) bool {
+	if c.PresenceBroadcast == nil {
+		return true
+	}
+	return slices.Contains(c.PresenceBroadcast, rl.String())
 }
 
 func defaultConfig(maxUsers int) roomConfig {
@@ -92,9 +104,20 @@ func (r *room) ownerIQ(ev event, q *wire.Element) {
 		if err == nil {
 			err = r.applyLabels(&conf, fields, ev.from)
 		}
+		var changes []change
+		if err == nil {
+			changes, err = r.listChanges(fields)
+		}
 		if err != nil {
 			r.refuse(ev, stanza.Modify, "not-acceptable", err.Error())
 			return
+		}
+		if len(changes) > 0 {
+			actor := ""
+			if o := r.sessions[ev.from]; o != nil {
+				actor = o.nick
+			}
+			r.applyChanges(changes, actor, nil)
 		}
 		r.configure(ev, conf)
 	default:
@@ -104,7 +127,7 @@ func (r *room) ownerIQ(ev event, q *wire.Element) {
 
 // configure applies a new configuration and tells the occupants what changed.
 func (r *room) configure(ev event, conf roomConfig) {
-	old, wasLocked := r.conf, r.locked
+	old, wasLocked, wasLogged := r.conf, r.locked, r.archiving()
 	r.conf, r.locked = conf, false
 	r.setupLabels()
 	switch {
@@ -134,6 +157,12 @@ func (r *room) configure(ev event, conf roomConfig) {
 			codes = append(codes, "172")
 		case !conf.NonAnonymous && old.NonAnonymous:
 			codes = append(codes, "173")
+		}
+		switch logged := r.archiving(); {
+		case logged && !wasLogged:
+			codes = append(codes, "170")
+		case !logged && wasLogged:
+			codes = append(codes, "171")
 		}
 		m := wire.New("message", "")
 		m.SetAttr("from", r.jid.String()).SetAttr("type", "groupchat").SetAttr("id", randomID())
@@ -209,11 +238,77 @@ func (r *room) configForm() *wire.Element {
 		option(f, "", p)
 	}
 	field(x, "boolean", "muc#roomconfig_allowinvites", "Allow occupants to invite others", boolValue(c.AllowInvites))
+	roles := c.PresenceBroadcast
+	if roles == nil {
+		roles = allRoles
+	}
+	f = field(x, "list-multi", "muc#roomconfig_presencebroadcast", "Roles whose presence is broadcast", roles...)
+	for _, rl := range allRoles {
+		option(f, "", rl)
+	}
+	field(x, "jid-multi", "muc#roomconfig_roomowners", "Full list of room owners", r.affiliated(affOwner)...)
+	field(x, "jid-multi", "muc#roomconfig_roomadmins", "Full list of room admins", r.affiliated(affAdmin)...)
 	if r.s.cfg.Archive != nil {
 		field(x, "boolean", "muc#roomconfig_enablearchiving", "Archive messages (persistent rooms only)", boolValue(!c.NoArchive))
 	}
 	r.labelFields(x)
 	return x
+}
+
+// allRoles are the roles whose presence a room may broadcast.
+var allRoles = []string{"moderator", "participant", "visitor"}
+
+// affiliated lists the bare JIDs with an affiliation, sorted.
+func (r *room) affiliated(a affiliation) []string {
+	var out []string
+	for j, e := range r.affs {
+		if e.aff == a {
+			out = append(out, j.String())
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// listChanges turns the owner and admin lists of a submitted form into
+// affiliation changes: listed JIDs get the affiliation, those no longer
+// listed lose it.
+func (r *room) listChanges(fields map[string][]string) ([]change, error) {
+	var changes []change
+	for _, l := range []struct {
+		name string
+		aff  affiliation
+	}{{"muc#roomconfig_roomowners", affOwner}, {"muc#roomconfig_roomadmins", affAdmin}} {
+		v, ok := fields[l.name]
+		if !ok {
+			continue
+		}
+		want := map[jid.JID]bool{}
+		for _, s := range v {
+			if strings.TrimSpace(s) == "" {
+				continue
+			}
+			j, err := jid.Parse(s)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %q is not a JID", l.name, s)
+			}
+			want[j.Bare()] = true
+		}
+		for j := range want {
+			if r.affs[j].aff != l.aff {
+				changes = append(changes, change{user: j, aff: l.aff})
+			}
+		}
+		for j, e := range r.affs {
+			if e.aff == l.aff && !want[j] {
+				changes = append(changes, change{user: j, aff: affNone})
+			}
+		}
+	}
+	if len(changes) > 0 && r.ownersAfter(changes) == 0 {
+		return nil, fmt.Errorf("a room needs at least one owner")
+	}
+	return changes, nil
 }
 
 func maxUsersOptions(limit, current int) []int {
@@ -305,6 +400,20 @@ func (c roomConfig) apply(fields map[string][]string, maxUsers int) (roomConfig,
 			return c, fmt.Errorf("muc#roomconfig_maxusers: %q is not a number from 1 to %d", s, maxUsers)
 		} else {
 			c.MaxUsers = n
+		}
+	}
+	if v, ok := fields["muc#roomconfig_presencebroadcast"]; ok {
+		c.PresenceBroadcast = []string{}
+		for _, rl := range v {
+			if !slices.Contains(allRoles, rl) {
+				return c, fmt.Errorf("muc#roomconfig_presencebroadcast: %q is not one of moderator, participant, visitor", rl)
+			}
+			if !slices.Contains(c.PresenceBroadcast, rl) {
+				c.PresenceBroadcast = append(c.PresenceBroadcast, rl)
+			}
+		}
+		if len(c.PresenceBroadcast) == len(allRoles) {
+			c.PresenceBroadcast = nil
 		}
 	}
 	if v, ok := fields["muc#roomconfig_allowpm"]; ok {

@@ -148,6 +148,9 @@ func (r *room) welcome(ev event, o *occupant, codes []string) {
 	if r.conf.NonAnonymous {
 		codes = append(codes, "100")
 	}
+	if r.archiving() {
+		codes = append(codes, "170") // the room is logged (§7.2.12)
+	}
 	self := r.presenceOf(o, presOpts{self: true, withJID: true, codes: codes, id: ev.st.Attr("id")})
 	r.deliver(withTo(self, sj), r.occJID(o.nick), sj)
 	var hist *wire.Element
@@ -163,7 +166,7 @@ func (r *room) welcome(ev event, o *occupant, codes []string) {
 func (r *room) sendOccupants(viewer *occupant, sessions []jid.JID) {
 	see := r.seesJIDs(viewer)
 	for _, o := range r.order {
-		if o == viewer {
+		if o == viewer || !r.conf.broadcasts(o.role) {
 			continue
 		}
 		p := r.presenceOf(o, presOpts{withJID: see})
@@ -278,8 +281,11 @@ func withSelf(opts presOpts) presOpts {
 func (r *room) broadcastPresence(o *occupant, opts presOpts, self bool) {
 	var with, without *wire.Element
 	from := r.occJID(o.nick)
+	// The presence of a role the room does not broadcast reaches no one
+	// but the occupant itself (muc#roomconfig_presencebroadcast).
+	hidden := !r.conf.broadcasts(o.role)
 	for _, v := range r.order {
-		if v == o {
+		if v == o || hidden {
 			continue
 		}
 		var p *wire.Element
