@@ -917,10 +917,20 @@ func TestQueueBound(t *testing.T) {
 	e.svc.mu.RLock()
 	r := e.svc.rooms[jid.MustParse(room1)]
 	e.svc.mu.RUnlock()
-	// Hold the room as if its goroutine were busy.
-	r.mu.Lock()
-	r.running = true
-	r.mu.Unlock()
+	// Once the room's goroutine has finished the creation, hold the room
+	// as if it were busy (taking over before would race with it).
+	for {
+		r.mu.Lock()
+		idle := !r.running
+		if idle {
+			r.running = true
+		}
+		r.mu.Unlock()
+		if idle {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
 	msg := fmt.Sprintf("<message type='groupchat' to='%s'><body>x</body></message>", room1)
 	for range 3 {
 		alice.send(msg)
