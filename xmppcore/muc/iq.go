@@ -58,10 +58,19 @@ func (r *room) iq(ev event) {
 	case p.Space == stanza.NSDiscoInfo:
 		r.discoInfo(ev, p)
 	case p.Space == stanza.NSDiscoItem:
-		// Occupants are not listed: a semi-anonymous room tells
-		// outsiders nothing about who is there.
+		// Occupants are listed to those who may see who is there: an
+		// occupant of the room who sees real JIDs (§6.5). Everyone else
+		// gets an empty list, which tells a semi-anonymous room's
+		// outsiders nothing.
 		res := reply(ev)
-		res.AddChild(wire.New("query", stanza.NSDiscoItem))
+		q := res.AddChild(wire.New("query", stanza.NSDiscoItem))
+		if v := r.sessions[ev.from]; v != nil && r.seesJIDs(v) {
+			for _, o := range r.order {
+				if r.conf.broadcasts(o.role) {
+					q.AddChild(wire.New("item", "")).SetAttr("jid", r.occJID(o.nick).String())
+				}
+			}
+		}
 		r.deliver(res, ev.to, ev.from)
 	default:
 		r.refuse(ev, stanza.Cancel, "service-unavailable", "")

@@ -45,6 +45,7 @@ const (
 	NSData       = "jabber:x:data"
 	NSMAM        = "urn:xmpp:mam:2" // XEP-0313 archives of rooms
 	NSSID        = "urn:xmpp:sid:0" // XEP-0359 stanza-id
+	NSRSM        = "http://jabber.org/protocol/rsm"
 )
 
 // Deliverer sends a stanza the service produced to its recipient without
@@ -420,14 +421,22 @@ func (s *Service) handleService(st *wire.Element, from, to jid.JID) {
 		}
 		s.deliver(res, to, from)
 	case p.Space == stanza.NSDiscoItem && p.Attr("node") == "":
+		rooms, set, err := page(s.publicRooms(), p.Child("set", NSRSM), maxListing)
+		if err != nil {
+			s.refuse(ev, stanza.Modify, "bad-request", err.Error())
+			return
+		}
 		res := reply(ev)
 		q := res.AddChild(wire.New("query", stanza.NSDiscoItem))
-		for _, in := range s.publicRooms() {
+		for _, in := range rooms {
 			it := q.AddChild(wire.New("item", ""))
 			it.SetAttr("jid", in.jid.String())
 			if in.name != "" {
 				it.SetAttr("name", in.name)
 			}
+		}
+		if set != nil {
+			q.AddChild(set)
 		}
 		s.deliver(res, to, from)
 	case p.Space == stanza.NSDiscoInfo || p.Space == stanza.NSDiscoItem:
