@@ -125,3 +125,65 @@ func (e *env) roomAffs(t *testing.T) map[string]string {
 	}
 	return out
 }
+
+func TestRegisteredNicknames(t *testing.T) {
+	e := newEnv(t)
+	alice, bob := e.user("alice@example.org/a"), e.user("bob@example.org/b")
+	alice.create(room1, "Alice")
+	alice.configure(room1, map[string]string{"muc#roomconfig_persistentroom": "1"})
+
+	bob.send(`<iq type='get' id='g' to='` + room1 + `'><query xmlns='jabber:iq:register'/></iq>`)
+	if form := bob.expect("form", isResult("g")).String(); !strings.Contains(form, "muc#register_roomnick") || !strings.Contains(form, NSRegisterForm) {
+		t.Fatalf("registration form: %s", form)
+	}
+	register := func(u *user, nick string) *wire.Element {
+		u.send(`<iq type='set' id='r' to='` + room1 + `'><query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'>` +
+			`<field var='FORM_TYPE'><value>` + NSRegisterForm + `</value></field><field var='muc#register_roomnick'><value>` + nick + `</value></field></x></query></iq>`)
+		for {
+			if st := u.next(); st.Local() == "iq" && st.Attr("id") == "r" {
+				return st
+			}
+		}
+	}
+	if res := register(bob, "Bobby"); res.Attr("type") != "result" {
+		t.Fatalf("register: %s", res)
+	}
+	if got := e.roomAffs(t); got["bob@example.org"] != "member" {
+		t.Errorf("registering did not make bob a member: %v", got)
+	}
+	// Taken: nobody else may register or use it, in any case.
+	carol := e.user("carol@example.org/c")
+	if res := register(carol, "bobby"); res.Attr("type") != "error" || res.Child("error", "").Child("conflict", "urn:ietf:params:xml:ns:xmpp-stanzas") == nil {
+		t.Errorf("a taken nick was registered: %s", res)
+	}
+	carol.join(room1+"/BOBBY", "")
+	carol.expect("refused join", isError("presence", "cancel", "conflict"))
+	// bob sees his registration, also through disco (§7.12).
+	bob.send(`<iq type='get' id='g2' to='` + room1 + `'><query xmlns='jabber:iq:register'/></iq>`)
+	if got := bob.expect("registered", isResult("g2")).String(); !strings.Contains(got, "<registered/>") || !strings.Contains(got, "<username>Bobby</username>") {
+		t.Errorf("registration: %s", got)
+	}
+	bob.send(`<iq type='get' id='d' to='` + room1 + `'><query xmlns='http://jabber.org/protocol/disco#info' node='x-roomuser-item'/></iq>`)
+	if got := bob.expect("roomuser", isResult("d")).String(); !strings.Contains(got, "name='Bobby'") {
+		t.Errorf("x-roomuser-item: %s", got)
+	}
+	// The registration survives a restart; bob may use his nick.
+	_ = e.svc.Close(t.Context())
+	e.start()
+	carol.join(room1+"/Bobby", "")
+	carol.expect("refused after restart", isError("presence", "cancel", "conflict"))
+	bob.enter(room1, "Bobby")
+	// Removal frees it.
+	bob.send(`<iq type='set' id='rm' to='` + room1 + `'><query xmlns='jabber:iq:register'><remove/></query></iq>`)
+	for st := bob.next(); st.Attr("id") != "rm"; st = bob.next() {
+	}
+	if res := register(carol, "Bobby2"); res.Attr("type") != "result" {
+		t.Errorf("register another nick: %s", res)
+	}
+	// A members-only room does not let outsiders in by registering.
+	alice.configure(room1, map[string]string{"muc#roomconfig_membersonly": "1"})
+	dave := e.user("dave@example.org/d")
+	if res := register(dave, "Dave"); res.Attr("type") != "error" {
+		t.Errorf("registration let a non-member into a members-only room: %s", res)
+	}
+}

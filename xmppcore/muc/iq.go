@@ -53,6 +53,8 @@ func (r *room) iq(ev event) {
 		r.archiveIQ(ev)
 	case seclabel.IsCatalog(p.Space) && typ == "get":
 		r.catalogIQ(ev, p)
+	case p.Space == stanza.NSRegister:
+		r.registerIQ(ev, p)
 	case typ != "get":
 		r.refuse(ev, stanza.Cancel, "service-unavailable", "")
 	case p.Space == stanza.NSDiscoInfo:
@@ -84,8 +86,11 @@ func (r *room) discoInfo(ev event, p *wire.Element) {
 	switch node := p.Attr("node"); node {
 	case "":
 	case "x-roomuser-item":
-		// No nicks are registered, so there is none to report (§7.12).
+		// The requester's registered nickname, if any (§7.12).
 		q.SetAttr("node", node)
+		if nick := r.conf.Nicks[ev.from.Bare().String()]; nick != "" {
+			q.AddChild(wire.New("identity", "")).SetAttr("category", "conference").SetAttr("name", nick).SetAttr("type", "text")
+		}
 		r.deliver(res, ev.to, ev.from)
 		return
 	default:

@@ -36,6 +36,9 @@ type roomConfig struct {
 	// PresenceBroadcast lists the roles whose presence occupants see
 	// (muc#roomconfig_presencebroadcast); nil means every role.
 	PresenceBroadcast []string `json:"presence_broadcast,omitempty"`
+	// Nicks are the registered nicknames (XEP-0045 §7.10) by bare JID;
+	// kept with the configuration, though the form does not show them.
+	Nicks map[string]string `json:"nicks,omitempty"`
 }
 
 // broadcasts reports whether occupants see the presence of a role.

@@ -108,6 +108,9 @@ func (r *room) join(ev event) {
 	case existing != nil && existing.real != ev.from.Bare():
 		r.refuse(ev, stanza.Cancel, "conflict", "the nickname is in use")
 		return
+	case r.reservedFor(nick, ev.from.Bare()):
+		r.refuse(ev, stanza.Cancel, "conflict", "the nickname is registered to someone else")
+		return
 	case r.conf.Password != "" && aff < affOwner && password(st, x) != r.conf.Password:
 		r.refuse(ev, stanza.Auth, "not-authorized", "a password is required")
 		return
@@ -213,6 +216,10 @@ func (r *room) changeNick(ev event, o *occupant) {
 	}
 	if other := r.occupants[fold(nick)]; other != nil && other != o {
 		r.refuse(ev, stanza.Cancel, "conflict", "the nickname is in use")
+		return
+	}
+	if r.reservedFor(nick, o.real) {
+		r.refuse(ev, stanza.Cancel, "conflict", "the nickname is registered to someone else")
 		return
 	}
 	r.broadcastPresence(o, presOpts{unavailable: true, newNick: nick, codes: []string{"303"}}, true)
