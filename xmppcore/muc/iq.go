@@ -111,7 +111,7 @@ func (r *room) discoInfo(ev event, p *wire.Element) {
 		return no
 	}
 	feats := []string{
-		NS, NSStableID, NSSelfPing, NSRequest, stanza.NSDiscoInfo,
+		NS, NSStableID, NSSelfPing, NSRequest, stanza.NSDiscoInfo, stanza.NSRegister,
 		pick(c.Public, "muc_public", "muc_hidden"),
 		pick(c.Persistent, "muc_persistent", "muc_temporary"),
 		pick(c.MembersOnly, "muc_membersonly", "muc_open"),

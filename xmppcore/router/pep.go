@@ -282,18 +282,23 @@ func (h *hub) pepPublish(st, ps, op *wire.Element, name string, n *pepNode) *wir
 	if payload == nil {
 		return pubsubError(st, stanza.Modify, "bad-request", "payload-required")
 	}
+	var opts *wire.Element
+	if po := ps.Child("publish-options", ""); po != nil {
+		opts = po.Child("x", nsDataForm)
+	}
 	if n == nil {
 		if len(h.pep) >= maxPEPNodes {
 			return pubsubError(st, stanza.Wait, "resource-constraint", "")
 		}
+		// Auto-create (XEP-0163 §3) takes the publish options as its
+		// configuration.
 		n = &pepNode{name: name, access: "presence", maxItems: 1, sendLast: true}
+		applyOptions(n, opts)
 		h.pep[name] = n
-	}
-	// Publish options are applied rather than only checked: only the owner
-	// publishes to a PEP node, so a mismatch means the owner wants the new
-	// configuration (clients would otherwise reconfigure and retry).
-	if po := ps.Child("publish-options", ""); po != nil {
-		applyOptions(n, po.Child("x", nsDataForm))
+	} else if !optionsMet(n, opts) {
+		// Publish options are preconditions on an existing node (XEP-0060
+		// §7.1.5): the client reconfigures the node and publishes again.
+		return pubsubError(st, stanza.Cancel, "conflict", "precondition-not-met")
 	}
 	id := it.Attr("id")
 	if id == "" {
@@ -386,6 +391,47 @@ func applyOptions(n *pepNode, form *wire.Element) {
 	if len(n.items) > n.maxItems {
 		n.items = n.items[len(n.items)-n.maxItems:]
 	}
+}
+
+// optionsMet reports whether a node's configuration satisfies publish
+// options; options the service does not know are not preconditions.
+func optionsMet(n *pepNode, form *wire.Element) bool {
+	if form == nil {
+		return true
+	}
+	for f := range form.Elements() {
+		if f.Local() != "field" {
+			continue
+		}
+		v := f.ChildText("value", "")
+		switch f.Attr("var") {
+		case "pubsub#access_model":
+			if v != n.access {
+				return false
+			}
+		case "pubsub#max_items":
+			want := maxPEPItems
+			if v != "max" {
+				m, err := strconv.Atoi(v)
+				if err != nil || m <= 0 {
+					return false
+				}
+				want = min(m, maxPEPItems) // as applyOptions caps it
+			}
+			if want != n.maxItems {
+				return false
+			}
+		case "pubsub#send_last_published_item":
+			if (v != "never") != n.sendLast {
+				return false
+			}
+		case "pubsub#persist_items":
+			if v != "1" && v != "true" {
+				return false // items are always persisted
+			}
+		}
+	}
+	return true
 }
 
 func nodeForm(n *pepNode, typ string) *wire.Element {

@@ -83,6 +83,19 @@ func TestPEP(t *testing.T) {
 	b.send(t, `<iq type='get' id='bmget' to='alice@example.org'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:xmpp:bookmarks:1'/></pubsub></iq>`)
 	b.expect(t, `id='bmget'`, `closed-node`)
 
+	// On an existing node publish options are preconditions (XEP-0060
+	// §7.1.5): a mismatch is refused, the client reconfigures and retries.
+	openOpts := `<publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field><field var='pubsub#access_model'><value>open</value></field></x></publish-options>`
+	a.send(t, `<iq type='set' id='bm2'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='urn:xmpp:bookmarks:1'><item id='x@conference.example.org'><conference xmlns='urn:xmpp:bookmarks:1'/></item></publish>`+openOpts+`</pubsub></iq>`)
+	a.expect(t, `id='bm2'`, `type='error'`, `<conflict`, `<precondition-not-met`)
+	b.quiet(t, `x@conference.example.org`)
+	a.send(t, `<iq type='set' id='cfg'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='urn:xmpp:bookmarks:1'><x xmlns='jabber:x:data' type='submit'><field var='pubsub#access_model'><value>open</value></field></x></configure></pubsub></iq>`)
+	a.expect(t, `id='cfg'`, `type='result'`)
+	a.send(t, `<iq type='set' id='bm3'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='urn:xmpp:bookmarks:1'><item id='x@conference.example.org'><conference xmlns='urn:xmpp:bookmarks:1'/></item></publish>`+openOpts+`</pubsub></iq>`)
+	a.expect(t, `id='bm3'`, `type='result'`)
+	a.send(t, `<iq type='set' id='cfg2'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='urn:xmpp:bookmarks:1'><x xmlns='jabber:x:data' type='submit'><field var='pubsub#access_model'><value>whitelist</value></field></x></configure></pubsub></iq>`)
+	a.expect(t, `id='cfg2'`, `type='result'`)
+
 	// Retract with notify.
 	a.send(t, `<iq type='set' id='rt'><pubsub xmlns='http://jabber.org/protocol/pubsub'><retract node='urn:xmpp:bookmarks:1' notify='true'><item id='room@conference.example.org'/></retract></pubsub></iq>`)
 	a.expect(t, `id='rt'`, `type='result'`)
