@@ -143,7 +143,10 @@ func (s *session) Send(b []byte) bool {
 	if s.ended {
 		return false
 	}
-	if s.inactive && s.hold(b) {
+	// While detached (XEP-0198), as while inactive (XEP-0352), presence
+	// and chat states wait merged per sender, so a client away for minutes
+	// comes back to each contact's latest presence, not to all of them.
+	if (s.inactive || s.detached) && s.hold(b) {
 		return true
 	}
 	return s.sendLocked(b)

@@ -667,3 +667,52 @@ func TestSMResumeDisabled(t *testing.T) {
 	x.send("<r xmlns='urn:xmpp:sm:3'/>")
 	x.until("ack", named("a", nsSM)) // acks still work
 }
+
+// TestSMDetachedPresenceMerged: while a session waits for its client to
+// resume, presence from each contact is kept merged (the latest only) and
+// delivered after the unacknowledged messages, in order with them.
+func TestSMDetachedPresenceMerged(t *testing.T) {
+	srv, addr := startTestServer(t, Config{}, "alice", "bob")
+	alice, id := online(t, addr, "alice", "phone", true)
+	alice.autoAck = true
+	bob, _ := online(t, addr, "bob", "b", false)
+	alice.c.Close()
+	waitFor(t, "the session to be detached", func() bool { return srv.detached.Load() == 1 })
+	for i := range 20 {
+		bob.send(fmt.Sprintf("<presence to='alice@example.org/phone'><status>s%d</status></presence>", i))
+	}
+	bob.send("<message to='alice@example.org/phone' id='m1' type='chat'><body>m1</body></message>")
+	for i := 20; i < 40; i++ {
+		bob.send(fmt.Sprintf("<presence to='alice@example.org/phone'><status>s%d</status></presence>", i))
+	}
+	bob.ping("sent")
+	s := srv.resumableFor(id)
+	waitFor(t, "the last presence to be held", func() bool {
+		h := s.heldNow()
+		return len(h) == 1 && strings.Contains(h[0], "s39")
+	})
+
+	x := xdial(t, addr)
+	x.auth("alice")
+	x.in = alice.in
+	x.send(fmt.Sprintf("<resume xmlns='urn:xmpp:sm:3' previd='%s' h='%d'/>", id, x.in))
+	if r := x.next(); r.Local() != "resumed" {
+		t.Fatalf("got %s", r)
+	}
+	x.autoAck = true
+	got := x.until("the last presence", func(e *wire.Element) bool { return e.ChildText("status", "") == "s39" })
+	var seen []string
+	for _, e := range got {
+		switch {
+		case e.Local() == "presence":
+			seen = append(seen, e.ChildText("status", ""))
+		case e.Local() == "message":
+			seen = append(seen, e.ChildText("body", ""))
+		}
+	}
+	// The message flushed the presence held before it; the 20 after it
+	// arrive as one.
+	if strings.Join(seen, " ") != "s19 m1 s39" {
+		t.Errorf("after resumption alice got %q, want s19 m1 s39", seen)
+	}
+}
