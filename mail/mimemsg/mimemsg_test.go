@@ -9,7 +9,9 @@ import (
 	"github.com/aldis-im/aldis/mail/siolabel"
 )
 
-func crlf(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\n", "\r\n") }
+func crlf(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\n", "\r\n")
+}
 
 func TestParseAlternativeQPCharsets(t *testing.T) {
 	raw := crlf(`Received: from a by b; Mon, 1 Jan 2024 00:00:00 +0000
