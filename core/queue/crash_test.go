@@ -49,7 +49,7 @@ func TestCrashChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	q, err := New(db, Config{
-		Name: "crash", Workers: workers, PerDest: workers, Lease: time.Second,
+		Name: "crash", Owner: "child", Workers: workers, PerDest: workers, Lease: time.Second,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
 		Deliver: func(ctx context.Context, it Item) error {
 			if down {

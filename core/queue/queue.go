@@ -62,6 +62,7 @@ type Store interface {
 	QueueDone(ctx context.Context, queue string, id int64, lease string, followUps []store.QueueItem) error
 	QueueRetry(ctx context.Context, queue string, id int64, lease string, due time.Time, lastError string) error
 	QueueNextDue(ctx context.Context, queue string) (time.Time, bool, error)
+	QueueRelease(ctx context.Context, queue, prefix string) (int64, error)
 	QueueCount(ctx context.Context, queue string) (int, error)
 	QueuePrune(ctx context.Context, queue string, before time.Time) (int64, error)
 }
@@ -100,6 +101,13 @@ type Config struct {
 	// Poll is how often the scheduler looks at the store even with nothing
 	// due: other processes may add items (default 30 seconds).
 	Poll time.Duration
+	// Owner names this process among those sharing the store (a node
+	// name). Its claims carry it, and Run starts by releasing the claims
+	// an earlier run under the same name left behind when it died, so
+	// that they are delivered at once rather than when their leases
+	// lapse. Two processes running at once must not share an Owner.
+	// Empty: claims lapse only with their leases.
+	Owner string
 	// Logger receives delivery failures; nil discards.
 	Logger *slog.Logger
 	// Now is the clock; nil is time.Now.
@@ -211,6 +219,15 @@ func (q *Queue) Run(ctx context.Context) error {
 			finished(<-q.done)
 		}
 	}()
+	if q.cfg.Owner != "" {
+		n, err := q.st.QueueRelease(ctx, q.cfg.Name, q.cfg.Owner+"/")
+		if err != nil {
+			return fmt.Errorf("queue %s: releasing the claims of an earlier run: %w", q.cfg.Name, err)
+		}
+		if n > 0 {
+			q.log.Info("released deliveries interrupted by an earlier run", "items", n)
+		}
+	}
 	nextPrune := time.Time{}
 	for {
 		if ctx.Err() != nil {
@@ -287,7 +304,7 @@ func (q *Queue) fill(ctx context.Context, now time.Time, inflight *int, perDest 
 				blocked = true
 				continue
 			}
-			it, err := q.st.QueueClaim(ctx, q.cfg.Name, c.ID, newLease(), now, now.Add(q.cfg.Lease))
+			it, err := q.st.QueueClaim(ctx, q.cfg.Name, c.ID, q.newLease(), now, now.Add(q.cfg.Lease))
 			if errors.Is(err, store.ErrNotFound) {
 				continue // claimed by another process, or retired meanwhile
 			}
@@ -429,9 +446,12 @@ func safeDeliver(ctx context.Context, deliver func(context.Context, Item) error,
 	return deliver(ctx, it)
 }
 
-func newLease() string {
+func (q *Queue) newLease() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
+	if q.cfg.Owner != "" {
+		return q.cfg.Owner + "/" + hex.EncodeToString(b[:])
+	}
 	return hex.EncodeToString(b[:])
 }
 

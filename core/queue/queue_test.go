@@ -302,6 +302,35 @@ func TestLeaseLapse(t *testing.T) {
 	}
 }
 
+// TestOwnerReleases checks that Run releases at once the claims an
+// earlier run under the same owner left, and not those of other owners.
+func TestOwnerReleases(t *testing.T) {
+	st := memStore(t)
+	delivered := make(chan string, 2)
+	q, _ := New(st, Config{Name: "t", Owner: "node1", Lease: time.Hour, Deliver: func(ctx context.Context, it Item) error {
+		delivered <- it.Key
+		return nil
+	}})
+	ids, _ := q.Add(t.Context(), Item{Key: "mine", Dest: "d"}, Item{Key: "theirs", Dest: "d"})
+	now := time.Now()
+	st.QueueClaim(t.Context(), "t", ids[0], "node1/dead", now, now.Add(time.Hour))
+	st.QueueClaim(t.Context(), "t", ids[1], "node2/alive", now, now.Add(time.Hour))
+	run(t, q)
+	select {
+	case k := <-delivered:
+		if k != "mine" {
+			t.Errorf("delivered %s, want mine", k)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the earlier run's claim was not released")
+	}
+	select {
+	case k := <-delivered:
+		t.Errorf("delivered %s, claimed by another owner", k)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
 // TestShutdownReleases checks that a delivery cut short by shutdown makes
 // the item due again at once, not after its lease.
 func TestShutdownReleases(t *testing.T) {

@@ -252,6 +252,11 @@ type Store interface {
 	// QueueRetry ends a claim and makes the item due again at due, with the
 	// error text kept; ErrNotFound as for QueueDone.
 	QueueRetry(ctx context.Context, queue string, id int64, lease string, due time.Time, lastError string) error
+	// QueueRelease ends every claim of the queue whose lease starts with
+	// prefix, making the items due at once (for a process that restarted
+	// and knows its earlier incarnation's claims are dead); it returns how
+	// many it released.
+	QueueRelease(ctx context.Context, queue, prefix string) (int64, error)
 	// QueueNextDue returns when the queue's next item becomes due (claimed
 	// or not); ok is false when the queue holds no live item.
 	QueueNextDue(ctx context.Context, queue string) (due time.Time, ok bool, err error)

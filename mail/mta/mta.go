@@ -76,6 +76,9 @@ func New(st queue.Store, send Sender, cfg Config) (*MTA, error) {
 	qc.Name = QueueName
 	qc.Deliver = m.deliver
 	qc.Failed = m.failed
+	if qc.Owner == "" {
+		qc.Owner = cfg.Hostname
+	}
 	if qc.Logger == nil {
 		qc.Logger = log
 	}
@@ -176,6 +179,15 @@ func (m *MTA) failed(ctx context.Context, it queue.Item, cause error) ([]queue.I
 	if errors.As(cause, &re) {
 		f.RemoteMTA = re.Host
 		f.Diagnostic = re.Err.Error()
+	}
+	var se *smtp.SMTPError
+	if errors.As(cause, &se) {
+		// The remote server's own words, with its status code.
+		f.Diagnostic = fmt.Sprintf("%d %s", se.Code, se.Message)
+		if ec := se.EnhancedCode; ec[0] == 5 {
+			f.Status = fmt.Sprintf("%d.%d.%d", ec[0], ec[1], ec[2])
+			f.Diagnostic = fmt.Sprintf("%d %s %s", se.Code, f.Status, se.Message)
+		}
 	}
 	if errors.Is(cause, queue.ErrExpired) {
 		f.Status = "4.4.7" // RFC 3463: delivery time expired

@@ -202,3 +202,25 @@ func testQueueClaimConcurrent(t *testing.T, s store.Store) {
 		t.Errorf("%d claims won, want 1", won)
 	}
 }
+
+func testQueueRelease(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	t0 := time.Now()
+	ids, err := s.QueueAdd(ctx, []store.QueueItem{qitem("q", "", "d", 0, t0), qitem("q", "", "d", 0, t0), qitem("q", "", "d", 0, t0)})
+	noErr(t, "QueueAdd", err)
+	for i, lease := range []string{"node1/a", "node1/b", "node2/a"} {
+		_, err := s.QueueClaim(ctx, "q", ids[i], lease, t0, t0.Add(time.Hour))
+		noErr(t, "QueueClaim", err)
+	}
+	n, err := s.QueueRelease(ctx, "q", "node1/")
+	noErr(t, "QueueRelease", err)
+	if n != 2 {
+		t.Errorf("released %d, want 2", n)
+	}
+	due, err := s.QueueDue(ctx, store.QueueDueQuery{Queue: "q", Now: time.Now(), Max: 10})
+	noErr(t, "QueueDue", err)
+	if len(due) != 2 || due[0].ID != ids[0] || due[1].ID != ids[1] || due[0].Lease != "" {
+		t.Errorf("due after release: %+v", due)
+	}
+	wantErr(t, "QueueDone with a released lease", s.QueueDone(ctx, "q", ids[0], "node1/a", nil), store.ErrNotFound)
+}

@@ -195,6 +195,29 @@ func (s *Store) QueueRetry(ctx context.Context, queue string, id int64, lease st
 	return nil
 }
 
+// QueueRelease implements store.Store.
+func (s *Store) QueueRelease(ctx context.Context, queue, prefix string) (int64, error) {
+	const op = "queue release"
+	if err := checkKey("prefix", prefix); err != nil {
+		return 0, s.fail(op, queue, err)
+	}
+	var n int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE queue_items SET lease = '', due = $1
+			WHERE queue = $2 AND done = 0 AND lease <> '' AND substr(lease, 1, $3) = $4`,
+			time.Now().UnixMicro(), queue, len(prefix), prefix)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, s.fail(op, queue, err)
+	}
+	return n, nil
+}
+
 // QueueNextDue implements store.Store.
 func (s *Store) QueueNextDue(ctx context.Context, queue string) (time.Time, bool, error) {
 	var due sql.NullInt64
