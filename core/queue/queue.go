@@ -284,7 +284,7 @@ func (q *Queue) fill(ctx context.Context, now time.Time, inflight *int, perDest 
 		}
 		free := q.cfg.Workers - *inflight
 		cands, err := q.st.QueueDue(ctx, store.QueueDueQuery{
-			Queue: q.cfg.Name, Now: now, SkipDests: skip, Max: free + free*q.cfg.PerDest,
+			Queue: q.cfg.Name, Now: now, SkipDests: skip, Max: 2*free + q.cfg.PerDest,
 		})
 		if err != nil {
 			if ctx.Err() == nil {

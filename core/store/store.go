@@ -236,7 +236,8 @@ type Store interface {
 	// Lease and LastError are ignored; Created zero means now.
 	QueueAdd(ctx context.Context, items []QueueItem) ([]int64, error)
 	// QueueDue returns items that may be claimed (Due at or before Now), in
-	// delivery order, without claiming them.
+	// delivery order, without claiming them. Only ID, Queue, Dest, Priority
+	// and Due are filled in: QueueClaim returns the whole item.
 	QueueDue(ctx context.Context, q QueueDueQuery) ([]QueueItem, error)
 	// QueueClaim claims an item that is due at now: it sets its Lease to
 	// lease, Due to until, and counts an attempt. It returns the claimed

@@ -149,8 +149,9 @@ func migrations() []sqlstore.Migration {
 				`CREATE UNIQUE INDEX queue_items_key ON queue_items (queue, key)`,
 				// The next due time, and pruning of tombstones.
 				`CREATE INDEX queue_items_due ON queue_items (queue, done, due)`,
-				// Delivery order: a scan in index order stops at the LIMIT.
-				`CREATE INDEX queue_items_order ON queue_items (queue, done, priority DESC, due, id)`,
+				// Delivery order: a scan in index order stops at the LIMIT,
+				// and covers the due query (no row lookups).
+				`CREATE INDEX queue_items_order ON queue_items (queue, done, priority DESC, due, id, dest)`,
 			},
 		},
 	}

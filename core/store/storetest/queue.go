@@ -65,20 +65,27 @@ func testQueueOrderAndClaim(t *testing.T, s store.Store) {
 		qitem("q", "future", "a", 9, t0.Add(time.Hour)),
 		qitem("q", "immediate", "c", 2, t0.Add(-time.Second)),
 	}
-	_, err := s.QueueAdd(ctx, items)
+	ids, err := s.QueueAdd(ctx, items)
 	noErr(t, "QueueAdd", err)
 	due, err := s.QueueDue(ctx, store.QueueDueQuery{Queue: "q", Now: t0, Max: 10})
 	noErr(t, "QueueDue", err)
+	byID := map[int64]string{}
+	for i, id := range ids {
+		byID[id] = items[i].Key
+	}
 	var keys []string
 	for _, it := range due {
-		keys = append(keys, it.Key)
+		keys = append(keys, byID[it.ID])
 	}
 	if fmt.Sprint(keys) != "[flash immediate routine-early routine-late]" {
 		t.Errorf("QueueDue order = %v", keys)
 	}
+	if len(due[0].Payload) != 0 || due[0].Meta != nil {
+		t.Errorf("QueueDue returned a payload or meta: %+v", due[0])
+	}
 	due, err = s.QueueDue(ctx, store.QueueDueQuery{Queue: "q", Now: t0, Max: 10, SkipDests: []string{"b", "c"}})
 	noErr(t, "QueueDue skip", err)
-	if len(due) != 2 || due[0].Key != "routine-early" {
+	if len(due) != 2 || byID[due[0].ID] != "routine-early" || due[0].Dest != "a" || due[0].Priority != 0 || !due[0].Due.Equal(t0.Add(-3*time.Second)) {
 		t.Errorf("QueueDue skipping b, c = %v", due)
 	}
 	due, err = s.QueueDue(ctx, store.QueueDueQuery{Queue: "q", Now: t0, Max: 1})
@@ -89,7 +96,8 @@ func testQueueOrderAndClaim(t *testing.T, s store.Store) {
 	id := due[0].ID
 	c, err := s.QueueClaim(ctx, "q", id, "lease-1", t0, t0.Add(time.Minute))
 	noErr(t, "QueueClaim", err)
-	if c.Lease != "lease-1" || c.Attempts != 1 || !c.Due.Equal(t0.Add(time.Minute)) || c.Key != "flash" {
+	if c.Lease != "lease-1" || c.Attempts != 1 || !c.Due.Equal(t0.Add(time.Minute)) || c.Key != "flash" ||
+		!bytes.Equal(c.Payload, []byte("payload flash\x00\xff")) || c.Meta["k"] != "flash" {
 		t.Errorf("claimed %+v", c)
 	}
 	_, err = s.QueueClaim(ctx, "q", id, "lease-2", t0, t0.Add(time.Minute))

@@ -115,7 +115,10 @@ func (s *Store) QueueDue(ctx context.Context, q store.QueueDueQuery) ([]store.Qu
 	}
 	var b strings.Builder
 	args := []any{q.Queue, q.Now.UnixMicro()}
-	b.WriteString(`SELECT ` + queueColumns + ` FROM queue_items WHERE queue = $1 AND done = 0 AND due <= $2`)
+	// Only what the covering index queue_items_order holds: candidates are
+	// many and most are not claimed by this call; QueueClaim returns the
+	// whole item.
+	b.WriteString(`SELECT id, dest, priority, due FROM queue_items WHERE queue = $1 AND done = 0 AND due <= $2`)
 	if len(q.SkipDests) > 0 {
 		b.WriteString(` AND dest NOT IN (`)
 		for i, d := range q.SkipDests {
@@ -130,7 +133,14 @@ func (s *Store) QueueDue(ctx context.Context, q store.QueueDueQuery) ([]store.Qu
 	args = append(args, q.Max)
 	b.WriteString(` ORDER BY priority DESC, due, id LIMIT $` + strconv.Itoa(len(args)))
 	rows, err := s.r.QueryContext(ctx, b.String(), args...)
-	items, err := collect(rows, err, func(r *sql.Rows, v *store.QueueItem) error { return scanQueueItem(r, v) })
+	items, err := collect(rows, err, func(r *sql.Rows, v *store.QueueItem) error {
+		var due int64
+		if err := r.Scan(&v.ID, &v.Dest, &v.Priority, &due); err != nil {
+			return err
+		}
+		v.Queue, v.Due = q.Queue, fromMicro(due)
+		return nil
+	})
 	if err != nil {
 		return nil, s.fail("queue due", q.Queue, err)
 	}
