@@ -172,6 +172,16 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 	if err != nil {
 		return err
 	}
+	mailSvc, err := startMail(cfg, log, st, src)
+	if err != nil {
+		return err
+	}
+	// Before the store closes: deliveries record their outcome.
+	defer func() {
+		mctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
+		defer cancel()
+		mailSvc.shutdown(mctx)
+	}()
 	srv := c2s.New(c2s.Config{
 		Domain: cfg.Server.Domain, TLS: src.TLSConfig("xmpp-client"),
 		RequireTLS: cfg.C2S.RequireTLS, AllowPlainWithoutTLS: cfg.C2S.AllowPlainWithoutTLS,
@@ -213,6 +223,9 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 		return err
 	}
 	lns = append(lns, peers.lns...)
+	if mailSvc != nil {
+		lns = append(lns, mailSvc.lns...)
+	}
 	adminCtx, stopAdmin := context.WithCancel(context.Background())
 	defer stopAdmin()
 	if cfg.Admin.Listen != "" {

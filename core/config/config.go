@@ -28,6 +28,7 @@ type Config struct {
 	S2S        S2S        `toml:"s2s"`
 	Components Components `toml:"components"`
 	Labels     Labels     `toml:"labels"`
+	Mail       Mail       `toml:"mail"`
 }
 
 // Server is the [server] table.
@@ -171,6 +172,7 @@ func Default() Config {
 		S2S:        defaultS2S(),
 		Components: defaultComponents(),
 		Labels:     Labels{Mode: "enforce"},
+		Mail:       defaultMail(),
 	}
 }
 

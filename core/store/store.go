@@ -92,6 +92,36 @@ type ArchiveQuery struct {
 	Last bool
 }
 
+// QueueItem is one item of a durable store-and-forward queue (see
+// core/queue, which gives the fields their meaning; the store keeps them).
+type QueueItem struct {
+	ID    int64  // assigned by QueueAdd, never reused
+	Queue string // the queue's name: each queue is independent
+	// Key is the idempotency key, unique within the queue for as long as
+	// the item or its tombstone exists.
+	Key      string
+	Dest     string // destination key: delivery concurrency is bounded per destination
+	Priority int    // higher is delivered first
+	Meta     map[string]string
+	Payload  []byte
+	Attempts int       // delivery attempts begun (claims)
+	Created  time.Time // when it was added
+	// Due is when the item may next be claimed; while claimed, when the
+	// claim lapses.
+	Due       time.Time
+	Expires   time.Time // the item fails for good after this; zero: never
+	Lease     string    // the current claim's token; "" when not claimed
+	LastError string
+}
+
+// QueueDueQuery selects the items of a queue that may be claimed.
+type QueueDueQuery struct {
+	Queue     string
+	Now       time.Time // items due at or before Now
+	SkipDests []string  // leave out items for these destinations
+	Max       int       // at most this many, highest priority, then earliest due, then lowest ID
+}
+
 // Store is the server's persistent state. Implementations are safe for
 // concurrent use, and every method is atomic.
 //
@@ -199,6 +229,45 @@ type Store interface {
 	Clearance(ctx context.Context, principal string) (string, error)
 	// SetClearance sets a principal's clearance expression; "" removes it.
 	SetClearance(ctx context.Context, principal, expr string) error
+
+	// QueueAdd adds items in one transaction (all or none) and returns
+	// their IDs; ErrExists if an item or tombstone with the same non-empty
+	// Key is already in the queue (nothing is added then). ID, Attempts,
+	// Lease and LastError are ignored; Created zero means now.
+	QueueAdd(ctx context.Context, items []QueueItem) ([]int64, error)
+	// QueueDue returns items that may be claimed (Due at or before Now), in
+	// delivery order, without claiming them. Only ID, Queue, Dest, Priority
+	// and Due are filled in: QueueClaim returns the whole item.
+	QueueDue(ctx context.Context, q QueueDueQuery) ([]QueueItem, error)
+	// QueueClaim claims an item that is due at now: it sets its Lease to
+	// lease, Due to until, and counts an attempt. It returns the claimed
+	// item, or ErrNotFound if the item is gone or no longer due (someone
+	// else claimed it).
+	QueueClaim(ctx context.Context, queue string, id int64, lease string, now, until time.Time) (QueueItem, error)
+	// QueueDone ends a claim for good in one transaction: the item becomes
+	// a tombstone (its Key stays taken until QueuePrune) and follow-up
+	// items are added, e.g. a delivery failure report. ErrNotFound if the
+	// item is not claimed under lease (the claim lapsed and was taken over);
+	// ErrExists, with nothing changed, if a follow-up's Key is taken.
+	QueueDone(ctx context.Context, queue string, id int64, lease string, followUps []QueueItem) error
+	// QueueRetry ends a claim and makes the item due again at due, with the
+	// error text kept; ErrNotFound as for QueueDone.
+	QueueRetry(ctx context.Context, queue string, id int64, lease string, due time.Time, lastError string) error
+	// QueueRelease ends every claim of the queue whose lease starts with
+	// prefix, making the items due at once (for a process that restarted
+	// and knows its earlier incarnation's claims are dead); it returns how
+	// many it released.
+	QueueRelease(ctx context.Context, queue, prefix string) (int64, error)
+	// QueueNextDue returns when the queue's next item becomes due (claimed
+	// or not); ok is false when the queue holds no live item.
+	QueueNextDue(ctx context.Context, queue string) (due time.Time, ok bool, err error)
+	// QueueGet returns a live item; ErrNotFound if absent or done.
+	QueueGet(ctx context.Context, queue string, id int64) (QueueItem, error)
+	// QueueCount returns how many live items the queue holds.
+	QueueCount(ctx context.Context, queue string) (int, error)
+	// QueuePrune deletes the queue's tombstones made before t and returns
+	// how many went.
+	QueuePrune(ctx context.Context, queue string, before time.Time) (int64, error)
 
 	// Close releases the store's resources.
 	Close() error

@@ -122,5 +122,37 @@ func migrations() []sqlstore.Migration {
 				) STRICT, WITHOUT ROWID`,
 			},
 		},
+		{
+			Name: "store-and-forward queue",
+			Stmts: []string{
+				// One row per item of every queue (core/queue). A finished item
+				// stays as a tombstone (done > 0, payload emptied) so that its
+				// idempotency key keeps refusing duplicates until pruned. key
+				// is NULL when the item has none: NULLs never clash in a
+				// UNIQUE index, in SQLite and PostgreSQL alike.
+				`CREATE TABLE queue_items (
+					id         INTEGER PRIMARY KEY AUTOINCREMENT,
+					queue      TEXT    NOT NULL,
+					key        TEXT,
+					dest       TEXT    NOT NULL,
+					priority   INTEGER NOT NULL,
+					meta       TEXT    NOT NULL, -- JSON object of strings
+					payload    BLOB    NOT NULL,
+					attempts   INTEGER NOT NULL,
+					created    INTEGER NOT NULL, -- Unix microseconds
+					due        INTEGER NOT NULL, -- Unix microseconds
+					expires    INTEGER NOT NULL, -- Unix microseconds; 0: never
+					lease      TEXT    NOT NULL,
+					last_error TEXT    NOT NULL,
+					done       INTEGER NOT NULL  -- Unix microseconds; 0: live
+				) STRICT`,
+				`CREATE UNIQUE INDEX queue_items_key ON queue_items (queue, key)`,
+				// The next due time, and pruning of tombstones.
+				`CREATE INDEX queue_items_due ON queue_items (queue, done, due)`,
+				// Delivery order: a scan in index order stops at the LIMIT,
+				// and covers the due query (no row lookups).
+				`CREATE INDEX queue_items_order ON queue_items (queue, done, priority DESC, due, id, dest)`,
+			},
+		},
 	}
 }

@@ -55,6 +55,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ArchiveFilters", testArchiveFilters},
 		{"ArchiveAppendErrors", testArchiveAppendErrors},
 		{"ArchivePrune", testArchivePrune},
+		{"QueueAddGet", testQueueAddGet},
+		{"QueueOrderAndClaim", testQueueOrderAndClaim},
+		{"QueueDone", testQueueDone},
+		{"QueueClaimConcurrent", testQueueClaimConcurrent},
+		{"QueueRelease", testQueueRelease},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })

@@ -1,0 +1,123 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"time"
+)
+
+// Mail is the [mail] table: the SMTP ingress and the store-and-forward
+// relay. Until the mail bridge's maps exist, mail accepted for
+// RelayDomains is queued and sent on to Smarthost (or by MX).
+type Mail struct {
+	Enabled bool     `toml:"enabled"`
+	Listen  []string `toml:"listen"` // SMTP listeners with STARTTLS (the [tls] certificate), host:port
+	// Hostname is the name in the SMTP greeting, Received fields, bounces and
+	// the loop-detection trace; empty: server.domain. Use Config.MailHostname.
+	Hostname string `toml:"hostname"`
+	// RequireTLS refuses MAIL before STARTTLS on the listeners.
+	RequireTLS     bool `toml:"require_tls"`
+	MaxMessageSize int  `toml:"max_message_size"` // bytes; larger mail is refused with 552
+	MaxRecipients  int  `toml:"max_recipients"`   // per message
+	MaxConnections int  `toml:"max_connections"`
+	MaxConnsPerIP  int  `toml:"max_connections_per_ip"`
+	MessagesPerMin int  `toml:"messages_per_minute"` // per client IP address
+	MaxHops        int  `toml:"max_hops"`            // Received fields; more is a loop
+	// RelayDomains are the recipient domains accepted; others get 550.
+	RelayDomains []string `toml:"relay_domains"`
+	// Smarthost, "host:port", receives all outgoing mail; empty: MX lookup.
+	Smarthost         string `toml:"smarthost"`
+	SmarthostUser     string `toml:"smarthost_user"`
+	SmarthostPassword string `toml:"smarthost_password"`
+	// OutboundRequireTLS fails deliveries to servers without STARTTLS or
+	// with certificates that do not verify.
+	OutboundRequireTLS bool `toml:"outbound_require_tls"`
+	// Queue: concurrent deliveries in all and per destination domain, the
+	// wait before retries (doubling from retry_min to retry_max, jittered),
+	// and how long mail may wait before it is bounced.
+	Workers      int           `toml:"workers"`
+	PerDomain    int           `toml:"per_domain"`
+	RetryMin     time.Duration `toml:"retry_min"`
+	RetryMax     time.Duration `toml:"retry_max"`
+	MaxQueueTime time.Duration `toml:"max_queue_time"`
+}
+
+func defaultMail() Mail {
+	return Mail{
+		Listen:         []string{"127.0.0.1:2525"},
+		MaxMessageSize: 10 << 20,
+		MaxRecipients:  100,
+		MaxConnections: 100,
+		MaxConnsPerIP:  10,
+		MessagesPerMin: 60,
+		MaxHops:        30,
+		RelayDomains:   []string{},
+		Workers:        8,
+		PerDomain:      2,
+		RetryMin:       time.Minute,
+		RetryMax:       time.Hour,
+		MaxQueueTime:   5 * 24 * time.Hour,
+	}
+}
+
+// MailHostname returns Mail.Hostname, or the server's domain when it is empty.
+func (c Config) MailHostname() string {
+	if c.Mail.Hostname != "" {
+		return c.Mail.Hostname
+	}
+	return c.Server.Domain
+}
+
+// mailProblems checks [mail]; listener records listen addresses against clashes.
+func (c Config) mailProblems(ck *checker, listener func(key, addr string)) {
+	m := c.Mail
+	if m.Enabled {
+		for i, a := range m.Listen {
+			listener(indexKey("mail.listen", i), a)
+		}
+		if len(m.RelayDomains) == 0 {
+			ck.add("is empty, so the enabled mail relay would refuse every recipient", "mail.relay_domains", "mail.enabled")
+		}
+	}
+	if m.Hostname != "" {
+		if msg := checkHostname(m.Hostname); msg != "" {
+			ck.add(msg, "mail.hostname")
+		}
+	}
+	for i, d := range m.RelayDomains {
+		if msg := checkHostname(d); msg != "" {
+			ck.add(msg, indexKey("mail.relay_domains", i))
+		}
+	}
+	if m.Smarthost != "" {
+		if _, msg := checkListen(m.Smarthost); msg != "" {
+			ck.add(msg, "mail.smarthost")
+		} else if host, _, _ := net.SplitHostPort(m.Smarthost); host == "" {
+			ck.add(fmt.Sprintf("invalid address %q: the host is missing", m.Smarthost), "mail.smarthost")
+		}
+	}
+	if (m.SmarthostUser == "") != (m.SmarthostPassword == "") {
+		ck.add("smarthost_user and smarthost_password go together", "mail.smarthost_user", "mail.smarthost_password")
+	}
+	if m.SmarthostUser != "" && m.Smarthost == "" {
+		ck.add("is set but mail.smarthost is not: credentials are only sent to a smarthost", "mail.smarthost_user")
+	}
+	if strings.ContainsAny(m.SmarthostUser+m.SmarthostPassword, "\r\n\x00") {
+		ck.add("must not contain line breaks or NUL", "mail.smarthost_user")
+	}
+	ck.intRange("mail.max_message_size", m.MaxMessageSize, 1<<10, 1<<30)
+	ck.intRange("mail.max_recipients", m.MaxRecipients, 1, 10000)
+	ck.intRange("mail.max_connections", m.MaxConnections, 1, maxCount)
+	ck.intRange("mail.max_connections_per_ip", m.MaxConnsPerIP, 1, maxCount)
+	ck.intRange("mail.messages_per_minute", m.MessagesPerMin, 1, maxCount)
+	ck.intRange("mail.max_hops", m.MaxHops, 5, 500)
+	ck.intRange("mail.workers", m.Workers, 1, 1000)
+	ck.intRange("mail.per_domain", m.PerDomain, 1, 1000)
+	ck.durRange("mail.retry_min", m.RetryMin, time.Second, 24*time.Hour)
+	ck.durRange("mail.retry_max", m.RetryMax, time.Second, 7*24*time.Hour)
+	if m.RetryMax < m.RetryMin {
+		ck.add("must not be shorter than mail.retry_min", "mail.retry_max")
+	}
+	ck.durRange("mail.max_queue_time", m.MaxQueueTime, time.Minute, 30*24*time.Hour)
+}

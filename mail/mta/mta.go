@@ -1,0 +1,241 @@
+// Package mta is the store-and-forward mail relay: mail the SMTP ingress accepts is checked, queued durably, sent on by the relay client, and bounced to its sender when it fails for good.
+package mta
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/aldis-im/aldis/core/queue"
+	"github.com/aldis-im/aldis/mail/dsn"
+	"github.com/aldis-im/aldis/mail/mimemsg"
+	"github.com/aldis-im/aldis/mail/relay"
+	"github.com/aldis-im/aldis/mail/smtpin"
+)
+
+// QueueName is the mail queue's name in the store.
+const QueueName = "mail"
+
+// Sender sends one message to one recipient; relay.Client is one.
+type Sender interface {
+	Send(ctx context.Context, from, to string, data []byte) error
+}
+
+// Config sets up an MTA.
+type Config struct {
+	// Hostname names this node: in bounces, and in the trace header that
+	// detects loops.
+	Hostname string
+	// Domains are the recipient domains accepted; others get 550 5.7.1.
+	Domains []string
+	// MaxHops refuses mail with more Received fields (default 30).
+	MaxHops int
+	// Limits bound the MIME parsing of incoming mail.
+	Limits mimemsg.Limits
+	// Queue configures the queue; Name, Deliver and Failed are set here.
+	Queue queue.Config
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// MTA relays mail through a durable queue.
+type MTA struct {
+	cfg     Config
+	domains map[string]bool
+	q       *queue.Queue
+	send    Sender
+	log     *slog.Logger
+}
+
+// New builds an MTA over the store st; Run delivers.
+func New(st queue.Store, send Sender, cfg Config) (*MTA, error) {
+	if cfg.Hostname == "" {
+		return nil, errors.New("mta: no hostname")
+	}
+	if cfg.MaxHops <= 0 {
+		cfg.MaxHops = 30
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m := &MTA{cfg: cfg, domains: map[string]bool{}, send: send, log: log}
+	for _, d := range cfg.Domains {
+		m.domains[strings.ToLower(strings.TrimSuffix(d, "."))] = true
+	}
+	qc := cfg.Queue
+	qc.Name = QueueName
+	qc.Deliver = m.deliver
+	qc.Failed = m.failed
+	if qc.Owner == "" {
+		qc.Owner = cfg.Hostname
+	}
+	if qc.Logger == nil {
+		qc.Logger = log
+	}
+	q, err := queue.New(st, qc)
+	if err != nil {
+		return nil, fmt.Errorf("mta: %w", err)
+	}
+	m.q = q
+	return m, nil
+}
+
+// Run delivers queued mail until ctx ends.
+func (m *MTA) Run(ctx context.Context) error { return m.q.Run(ctx) }
+
+// Queued returns how many deliveries wait.
+func (m *MTA) Queued(ctx context.Context) (int, error) { return m.q.Count(ctx) }
+
+func reply(code int, class, subject, detail int, msg string) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: code, EnhancedCode: smtp.EnhancedCode{class, subject, detail}, Message: msg}
+}
+
+// Recipient is the ingress's RCPT check.
+func (m *MTA) Recipient(ctx context.Context, from, to string) error {
+	at := strings.LastIndexByte(to, '@')
+	if at <= 0 || at == len(to)-1 || strings.ContainsAny(to, " \t\r\n<>") {
+		return reply(553, 5, 1, 3, "Bad recipient address syntax")
+	}
+	if !m.domains[strings.ToLower(strings.TrimSuffix(to[at+1:], "."))] {
+		return reply(550, 5, 7, 1, "Relaying denied: not a domain served here")
+	}
+	return nil
+}
+
+// Accept is the ingress's consumer: it checks the message and queues one
+// delivery per recipient, all in one transaction, before the client is
+// told 250.
+func (m *MTA) Accept(ctx context.Context, env smtpin.Envelope, data []byte) error {
+	msg, err := mimemsg.Parse(bytes.NewReader(data), m.cfg.Limits)
+	if err != nil {
+		return reply(554, 5, 6, 0, "Message refused: "+oneLine(err.Error()))
+	}
+	if msg.Hops > m.cfg.MaxHops {
+		return reply(554, 5, 4, 6, fmt.Sprintf("Too many hops (%d > %d): mail loop?", msg.Hops, m.cfg.MaxHops))
+	}
+	if slices.Contains(msg.Trace, m.cfg.Hostname) {
+		return reply(554, 5, 4, 6, "Mail loop: this message has passed through "+m.cfg.Hostname+" before")
+	}
+	if msg.LabelErr != nil {
+		return reply(554, 5, 7, 1, "Message refused: "+oneLine(msg.LabelErr.Error()))
+	}
+	now := time.Now()
+	items := make([]queue.Item, 0, len(env.To))
+	for _, to := range env.To {
+		items = append(items, queue.Item{
+			Key:  env.ID + "/" + to,
+			Dest: domainOf(to),
+			Meta: map[string]string{
+				"from": env.From, "to": to, "arrival": now.UTC().Format(time.RFC3339), "id": env.ID,
+			},
+			Payload: data,
+		})
+	}
+	if _, err := m.q.Add(ctx, items...); err != nil {
+		m.log.Error("queueing mail", "id", env.ID, "err", err)
+		return reply(451, 4, 3, 0, "Temporary failure storing the message, try again later")
+	}
+	m.log.Info("mail queued", "id", env.ID, "from", env.From, "to", env.To, "message_id", msg.MessageID)
+	return nil
+}
+
+// deliver sends one queued message to one recipient, adding our trace
+// field.
+func (m *MTA) deliver(ctx context.Context, it queue.Item) error {
+	data := make([]byte, 0, len(it.Payload)+64)
+	data = append(data, mimemsg.TraceHeader+": "+m.cfg.Hostname+"\r\n"...)
+	data = append(data, it.Payload...)
+	err := m.send.Send(ctx, it.Meta["from"], it.Meta["to"], data)
+	if err == nil {
+		m.log.Info("mail delivered", "id", it.Meta["id"], "to", it.Meta["to"], "attempt", it.Attempts)
+		return nil
+	}
+	if relay.IsPermanent(err) {
+		return queue.Permanent(err)
+	}
+	return err
+}
+
+// failed turns a final failure into a bounce to the sender, unless the
+// mail was itself a bounce.
+func (m *MTA) failed(ctx context.Context, it queue.Item, cause error) ([]queue.Item, error) {
+	from := it.Meta["from"]
+	if from == "" {
+		m.log.Warn("undeliverable bounce dropped", "id", it.Meta["id"], "to", it.Meta["to"], "err", cause)
+		return nil, nil
+	}
+	f := dsn.Failure{Recipient: it.Meta["to"], Diagnostic: cause.Error(), LastTry: time.Now()}
+	var re *relay.Error
+	if errors.As(cause, &re) {
+		f.RemoteMTA = re.Host
+		f.Diagnostic = re.Err.Error()
+	}
+	var se *smtp.SMTPError
+	if errors.As(cause, &se) {
+		// The remote server's own words, with its status code.
+		f.Diagnostic = fmt.Sprintf("%d %s", se.Code, se.Message)
+		if ec := se.EnhancedCode; ec[0] == 5 {
+			f.Status = fmt.Sprintf("%d.%d.%d", ec[0], ec[1], ec[2])
+			f.Diagnostic = fmt.Sprintf("%d %s %s", se.Code, f.Status, se.Message)
+		}
+	}
+	if errors.Is(cause, queue.ErrExpired) {
+		f.Status = "4.4.7" // RFC 3463: delivery time expired
+		f.Diagnostic = fmt.Sprintf("delivery time expired after %d attempts: %s", it.Attempts, it.LastError)
+	}
+	arrival, _ := time.Parse(time.RFC3339, it.Meta["arrival"])
+	report, err := dsn.Build(dsn.Report{
+		ReportingMTA: m.cfg.Hostname,
+		To:           from,
+		Failures:     []dsn.Failure{f},
+		Original:     it.Payload,
+		Arrival:      arrival,
+		MessageID:    newID() + "@" + m.cfg.Hostname,
+		Trace:        m.cfg.Hostname,
+	})
+	if err != nil {
+		// The sender address cannot be written: nobody to tell.
+		m.log.Warn("cannot build a bounce", "id", it.Meta["id"], "from", from, "err", err)
+		return nil, nil
+	}
+	return []queue.Item{{
+		Key:  "dsn:" + it.Key,
+		Dest: domainOf(from),
+		Meta: map[string]string{
+			"from": "", "to": from, "arrival": time.Now().UTC().Format(time.RFC3339), "id": it.Meta["id"] + "-dsn",
+		},
+		Payload: report,
+	}}, nil
+}
+
+func domainOf(addr string) string {
+	if at := strings.LastIndexByte(addr, '@'); at >= 0 {
+		return strings.ToLower(addr[at+1:])
+	}
+	return ""
+}
+
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+func newID() string {
+	var b [9]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

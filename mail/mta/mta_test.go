@@ -1,0 +1,149 @@
+package mta
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/aldis-im/aldis/core/queue"
+	"github.com/aldis-im/aldis/core/store/sqlite"
+	"github.com/aldis-im/aldis/mail/relay"
+	"github.com/aldis-im/aldis/mail/smtpin"
+)
+
+type sent struct{ from, to, data string }
+
+type fakeSender struct {
+	mu   sync.Mutex
+	sent []sent
+	fail func(to string) error
+}
+
+func (f *fakeSender) Send(ctx context.Context, from, to string, data []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		if err := f.fail(to); err != nil {
+			return err
+		}
+	}
+	f.sent = append(f.sent, sent{from, to, string(data)})
+	return nil
+}
+
+func (f *fakeSender) all() []sent {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]sent(nil), f.sent...)
+}
+
+func newMTA(t *testing.T, snd *fakeSender) *MTA {
+	t.Helper()
+	db, err := sqlite.OpenMemory(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	m, err := New(db, snd, Config{Hostname: "gw.example.org", Domains: []string{"example.net"},
+		Queue: queue.Config{MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return m
+}
+
+func code(err error) int {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return se.Code
+	}
+	return 0
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+const mail1 = "Received: from x by y; Mon, 1 Jan 2024 00:00:00 +0000\r\nFrom: alice@example.org\r\nTo: bob@example.net\r\nSubject: hi\r\nMessage-ID: <m1@example.org>\r\n\r\nhello\r\n"
+
+func TestRelayAndTrace(t *testing.T) {
+	snd := &fakeSender{}
+	m := newMTA(t, snd)
+	ctx := t.Context()
+	if err := m.Recipient(ctx, "alice@example.org", "bob@example.net"); err != nil {
+		t.Errorf("served domain: %v", err)
+	}
+	if err := m.Recipient(ctx, "alice@example.org", "bob@elsewhere.example"); code(err) != 550 {
+		t.Errorf("other domain: %v, want 550", err)
+	}
+	env := smtpin.Envelope{ID: "t1", From: "alice@example.org", To: []string{"bob@example.net", "carol@example.net"}}
+	if err := m.Accept(ctx, env, []byte(mail1)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "two deliveries", func() bool { return len(snd.all()) == 2 })
+	for _, s := range snd.all() {
+		if s.from != "alice@example.org" || !strings.HasPrefix(s.data, "X-Aldis-Trace: gw.example.org\r\n"+mail1[:9]) {
+			t.Errorf("sent %+v", s)
+		}
+	}
+	// What comes back through us is a loop.
+	back := snd.all()[0].data
+	if err := m.Accept(ctx, env, []byte(back)); code(err) != 554 {
+		t.Errorf("looped mail: %v, want 554", err)
+	}
+	hops := strings.Repeat("Received: from x by y; Mon, 1 Jan 2024 00:00:00 +0000\r\n", 31) + "Subject: x\r\n\r\nx\r\n"
+	if err := m.Accept(ctx, env, []byte(hops)); code(err) != 554 {
+		t.Errorf("31 hops: %v, want 554", err)
+	}
+	if err := m.Accept(ctx, env, []byte("this is not\r\na header\r\n\r\n")); code(err) != 554 {
+		t.Errorf("malformed: %v, want 554", err)
+	}
+	if err := m.Accept(ctx, env, []byte("SIO-Label: label=x\r\n\r\nx\r\n")); code(err) != 554 {
+		t.Errorf("malformed label: %v, want 554", err)
+	}
+	waitFor(t, "an empty queue", func() bool { n, _ := m.Queued(ctx); return n == 0 })
+}
+
+func TestBounce(t *testing.T) {
+	snd := &fakeSender{fail: func(to string) error {
+		if to == "nobody@example.net" || to == "gone@example.net" {
+			return &relay.Error{Permanent: true, Host: "mx.example.net", Err: errors.New("550 5.1.1 no such user")}
+		}
+		return nil
+	}}
+	m := newMTA(t, snd)
+	ctx := t.Context()
+	if err := m.Accept(ctx, smtpin.Envelope{ID: "t2", From: "alice@example.org", To: []string{"nobody@example.net"}}, []byte(mail1)); err != nil {
+		t.Fatal(err)
+	}
+	// A bounce that fails is not bounced again.
+	if err := m.Accept(ctx, smtpin.Envelope{ID: "t3", From: "", To: []string{"gone@example.net"}}, []byte(mail1)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the bounce", func() bool { return len(snd.all()) == 1 })
+	waitFor(t, "an empty queue", func() bool { n, _ := m.Queued(ctx); return n == 0 })
+	b := snd.all()[0]
+	if b.from != "" || b.to != "alice@example.org" || !strings.Contains(b.data, "multipart/report") ||
+		!strings.Contains(b.data, "Final-Recipient: rfc822; nobody@example.net") || !strings.Contains(b.data, "Status: 5.1.1") ||
+		!strings.Contains(b.data, "Remote-MTA: dns; mx.example.net") {
+		t.Errorf("bounce %+v", b)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := len(snd.all()); n != 1 {
+		t.Errorf("%d messages sent, want only the one bounce", n)
+	}
+}
