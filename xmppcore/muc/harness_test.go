@@ -49,6 +49,37 @@ func (f *fakeRouter) Deliver(st *wire.Element, from, to jid.JID) {
 	}
 }
 
+// DeliverRaw records what the room serialised itself, after checking that
+// it says the same as st (attributes in any order).
+func (f *fakeRouter) DeliverRaw(st *wire.Element, raw []byte, from, to jid.JID) {
+	el, err := wire.ParseElement(string(raw))
+	f.mu.Lock()
+	switch {
+	case err != nil:
+		f.errs = append(f.errs, fmt.Sprintf("undecodable raw stanza %s: %v", raw, err))
+	case len(el.Attrs) != len(st.Attrs):
+		f.errs = append(f.errs, fmt.Sprintf("raw %s differs from %s", raw, st))
+	default:
+		for _, a := range st.Attrs {
+			if el.Attr(a.Name) != a.Value {
+				f.errs = append(f.errs, fmt.Sprintf("raw %s differs from %s in %s", raw, st, a.Name))
+			}
+		}
+		var x, y []byte
+		for _, n := range el.Nodes {
+			x = append(x, (&wire.Element{Nodes: []wire.Node{n}}).Append(nil)...)
+		}
+		for _, n := range st.Nodes {
+			y = append(y, (&wire.Element{Nodes: []wire.Node{n}}).Append(nil)...)
+		}
+		if string(x) != string(y) {
+			f.errs = append(f.errs, fmt.Sprintf("raw %s differs from %s in content", raw, st))
+		}
+	}
+	f.mu.Unlock()
+	f.Deliver(st, from, to)
+}
+
 // env is a service with a fake router and an in-memory store.
 type env struct {
 	t   *testing.T

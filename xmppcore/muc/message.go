@@ -136,12 +136,21 @@ func reflect(st *wire.Element, from jid.JID) *wire.Element {
 // user is cleared for it; the others silently get nothing.
 func (r *room) broadcast(m *wire.Element, from jid.JID) {
 	labelled := r.s.cfg.Labels != nil && m.Local() == "message"
+	rd, once := r.s.cfg.Router.(RawDeliverer)
+	var tmpl wire.Template
+	if once {
+		tmpl = wire.NewTemplate(m, "to")
+	}
 	for _, o := range r.order {
 		if labelled && !r.mayReceive(m, o, seclabel.PointFanout) {
 			continue
 		}
 		for _, sj := range o.sessions {
-			r.deliver(withTo(m, sj), from, sj)
+			if once {
+				rd.DeliverRaw(withTo(m, sj), tmpl.Append(nil, sj.String()), from, sj)
+			} else {
+				r.deliver(withTo(m, sj), from, sj)
+			}
 		}
 	}
 }

@@ -54,6 +54,12 @@ type Deliverer interface {
 	Deliver(st *wire.Element, from, to jid.JID)
 }
 
+// RawDeliverer is what a Deliverer may also do: take a stanza already
+// serialised, so a broadcast is written once per room, not per occupant.
+type RawDeliverer interface {
+	DeliverRaw(st *wire.Element, raw []byte, from, to jid.JID)
+}
+
 // Store is the part of store.Store that keeps persistent rooms.
 type Store interface {
 	PutRoom(ctx context.Context, r store.Room) error

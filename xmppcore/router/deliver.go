@@ -51,8 +51,16 @@ func (r *Router) bounce(st *wire.Element, typ, condition string) {
 	r.route(stanza.Error(st, typ, condition, ""), to, from)
 }
 
-// deliverMessage applies RFC 6121 §8.5 to a message for this user.
-func (h *hub) deliverMessage(st *wire.Element, from, to jid.JID) {
+// deliverMessage applies RFC 6121 §8.5 to a message for this user. raw,
+// when not nil, is st already serialised; it is used while st is unchanged.
+func (h *hub) deliverMessage(st *wire.Element, raw []byte, from, to jid.JID) {
+	orig := st
+	bytesOf := func() []byte {
+		if raw != nil && st == orig {
+			return raw
+		}
+		return st.Append(nil)
+	}
 	typ := st.Attr("type")
 	if !h.exists {
 		h.r.bounce(st, stanza.Cancel, "service-unavailable")
@@ -80,7 +88,7 @@ func (h *hub) deliverMessage(st *wire.Element, from, to jid.JID) {
 	}
 	if res := to.Resource(); res != "" {
 		if s := h.byResource(res); s != nil {
-			if h.send(s, st.Append(nil)) {
+			if h.send(s, bytesOf()) {
 				h.carbonReceived(st, func(o *sess) bool { return o == s })
 				return
 			}
@@ -101,7 +109,7 @@ func (h *hub) deliverMessage(st *wire.Element, from, to jid.JID) {
 		h.r.bounce(st, stanza.Cancel, "service-unavailable")
 	case "error":
 	case "headline":
-		b := st.Append(nil)
+		b := bytesOf()
 		for _, s := range h.sessions {
 			if s.available && s.priority >= 0 {
 				h.send(s, b)

@@ -34,6 +34,7 @@ type event struct {
 	kind    evKind
 	binding *Binding
 	st      *wire.Element // read-only once posted: receivers copy before changing it
+	raw     []byte        // evDeliver: st serialised already (DeliverRaw), or nil
 	from    jid.JID
 	to      jid.JID
 	done    chan struct{}
@@ -328,7 +329,7 @@ func (h *hub) handle(ev event) {
 		}
 		switch ev.st.Local() {
 		case "message":
-			h.deliverMessage(ev.st, ev.from, ev.to)
+			h.deliverMessage(ev.st, ev.raw, ev.from, ev.to)
 		case "presence":
 			h.inboundPresence(ev.st, ev.from, ev.to)
 		case "iq":

@@ -157,6 +157,17 @@ func (r *Router) AddService(domain string, s Service) error {
 // or another service); it never blocks.
 func (r *Router) Deliver(st *wire.Element, from, to jid.JID) { r.route(st, from, to) }
 
+// DeliverRaw is Deliver for a stanza the service serialised already, as
+// raw (with its to): a room writes a broadcast once and only splices in
+// each occupant's JID.
+func (r *Router) DeliverRaw(st *wire.Element, raw []byte, from, to jid.JID) {
+	if to.Domain() == r.domain.Domain() && to.Local() != "" {
+		r.post(to.Bare(), event{kind: evDeliver, st: st, raw: raw, from: from, to: to}, false)
+		return
+	}
+	r.route(st, from, to)
+}
+
 // Resend routes again a stanza that reached a session which then went away
 // without acknowledging it (XEP-0198): it goes to the recipient's bare JID,
 // so another resource or offline storage gets it.
