@@ -65,6 +65,7 @@ type conn struct {
 	final    []byte        // stream error (or close tag) written last
 	writable bool          // bound: stanzas may be queued and written
 	writing  bool          // a flush goroutine is running
+	wdl      time.Time     // the write deadline set last; only the running flush uses it
 	done     chan struct{} // closed when the final bytes are written
 	doneOnce sync.Once
 }
@@ -276,7 +277,12 @@ func (c *conn) flush() {
 		c.queue = c.spare[:0]
 		c.mu.Unlock()
 
-		c.c.SetWriteDeadline(time.Now().Add(c.srv.cfg.IdleTimeout))
+		// Moving the deadline costs a timer update per write; keeping it
+		// between half the idle timeout and the whole of it is as good.
+		if now := time.Now(); c.wdl.Sub(now) < c.srv.cfg.IdleTimeout/2 {
+			c.wdl = now.Add(c.srv.cfg.IdleTimeout)
+			c.c.SetWriteDeadline(c.wdl)
+		}
 		var err error
 		for i, b := range q {
 			if len(buf)+len(b) > flushChunk && len(buf) > 0 {
