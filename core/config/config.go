@@ -28,6 +28,7 @@ type Config struct {
 	S2S        S2S        `toml:"s2s"`
 	Components Components `toml:"components"`
 	Labels     Labels     `toml:"labels"`
+	IRC        IRC        `toml:"irc"` // the IRC gateway (irc.go)
 }
 
 // Server is the [server] table.
@@ -171,6 +172,7 @@ func Default() Config {
 		S2S:        defaultS2S(),
 		Components: defaultComponents(),
 		Labels:     Labels{Mode: "enforce"},
+		IRC:        IRC{Maps: []string{}},
 	}
 }
 

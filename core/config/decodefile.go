@@ -1,8 +1,11 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"reflect"
+	"slices"
+	"strings"
 )
 
 // Problem is a problem a schema finds in its own decoded values, reported against the key that
@@ -21,7 +24,8 @@ type Checker interface {
 // a pointer to a struct whose fields carry `toml` tags (the schema), as Parse does for the server
 // configuration: unknown keys and wrong types are errors, values already in *dst are defaults,
 // and every problem is reported with its line, as Errors sorted by line. When dst implements
-// Checker, its problems are reported too, except against keys that already failed to decode.
+// Checker, its problems are reported too (a missing key with its table's line), except against
+// keys that already failed to decode.
 // Other files with their own schemas (bridge maps) use it to be as strict as aldis.toml.
 func DecodeFile(name string, data []byte, dst any) error {
 	rv := reflect.ValueOf(dst)
@@ -34,28 +38,57 @@ func DecodeFile(name string, data []byte, dst any) error {
 	}
 	d := decoder{}
 	d.table("", raw, dst)
-	probs := d.probs
+	errs := locate(name, data, d.probs)
 	if c, ok := dst.(Checker); ok {
+		var checked []Problem
 		for _, p := range c.Check() {
 			// A key that failed to decode kept its default; don't report a second problem against it.
 			if !d.failed[p.Key] {
-				probs = append(probs, problem{keys: []string{p.Key}, msg: p.Msg})
+				checked = append(checked, p)
 			}
 		}
+		errs = append(errs, Locate(name, data, checked)...)
+		slices.SortStableFunc(errs, func(a, b *Error) int { return cmp.Compare(a.Line, b.Line) })
 	}
-	if len(probs) == 0 {
+	if len(errs) == 0 {
 		return nil
 	}
-	return locate(name, data, probs)
+	return errs
 }
 
 // Locate gives problems found after decoding (say, label expressions checked against a policy
 // loaded later) the lines of their keys in data, the document read from the file called name.
-// A problem whose key is not in the file (a default) is reported without a line.
+// A problem whose key is not in the file (a default) gets the line of the nearest enclosing
+// table that is, such as the [[link]] header for a link's missing key.
 func Locate(name string, data []byte, probs []Problem) Errors {
-	ps := make([]problem, len(probs))
-	for i, p := range probs {
-		ps[i] = problem{keys: []string{p.Key}, msg: p.Msg}
+	lines := keyLines(string(data))
+	errs := make(Errors, 0, len(probs))
+	for _, p := range probs {
+		e := &Error{File: name, Key: p.Key, Msg: p.Msg}
+		for _, k := range withParents(p.Key) {
+			if l, ok := lines[k]; ok {
+				e.Line = l
+				break
+			}
+		}
+		errs = append(errs, e)
 	}
-	return locate(name, data, ps)
+	slices.SortStableFunc(errs, func(a, b *Error) int { return cmp.Compare(a.Line, b.Line) })
+	return errs
+}
+
+// withParents returns key and then the keys of its enclosing tables, innermost first, as the
+// fallbacks locate tries: "link[0].network", "link[0]", "link". Quoted segments with dots are
+// rare enough in map files that cutting at the last dot is good enough for a line number.
+func withParents(key string) []string {
+	keys := []string{key}
+	for {
+		switch i := strings.LastIndexAny(key, ".["); {
+		case i <= 0:
+			return keys
+		default:
+			key = key[:i]
+			keys = append(keys, key)
+		}
+	}
 }

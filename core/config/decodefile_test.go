@@ -60,3 +60,11 @@ func TestDecodeFile(t *testing.T) {
 		t.Fatalf("Locate: %v", loc)
 	}
 }
+
+func TestLocateMissingKeyUsesItsTable(t *testing.T) {
+	src := "title = \"t\"\n\n[[item]]\nname = \"a\"\n"
+	errs := Locate("m.toml", []byte(src), []Problem{{Key: "item[0].n", Msg: "missing"}})
+	if errs[0].Line != 3 || errs[0].Key != "item[0].n" {
+		t.Fatalf("got %v", errs)
+	}
+}

@@ -166,6 +166,7 @@ func (c Config) problems() []problem {
 	c.federationProblems(&ck, listener)
 
 	ck.oneOf("labels.mode", c.Labels.Mode, "enforce", "warn")
+	c.ircProblems(&ck)
 	return ck.probs
 }
 
