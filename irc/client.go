@@ -150,9 +150,13 @@ func (c *Client) Run(ctx context.Context) error {
 	if c.closing.Load() {
 		return nil
 	}
-	log := c.cfg.Log.With("network", c.cfg.Network, "addr", c.cfg.Addr)
-	for attempt := 0; ; {
-		readyAt, err := c.session(ctx, log)
+	if len(c.cfg.Addrs) == 0 {
+		return errors.New("irc: no server address")
+	}
+	for attempt, server := 0, 0; ; {
+		addr := c.cfg.Addrs[server%len(c.cfg.Addrs)]
+		log := c.cfg.Log.With("network", c.cfg.Network, "addr", addr)
+		readyAt, err := c.session(ctx, addr, log)
 		c.sess.Store(nil)
 		c.mu.Lock()
 		c.state.Ready = false
@@ -169,6 +173,8 @@ func (c *Client) Run(ctx context.Context) error {
 		c.emit(ctx, Event{Kind: Disconnected, Err: err, Time: time.Now()})
 		if !readyAt.IsZero() && time.Since(readyAt) > c.cfg.MinBackoff {
 			attempt = 0 // it worked for a while: this is a new outage, start the backoff again
+		} else {
+			server++ // this server is not working: try the next
 		}
 		attempt++
 		d := c.backoff(attempt)
@@ -423,8 +429,8 @@ type reg struct {
 
 // session dials, registers and serves one connection until it fails. It returns when the
 // connection became ready (zero if never) and why it ended.
-func (c *Client) session(ctx context.Context, log *slog.Logger) (readyAt time.Time, err error) {
-	conn, err := c.dial(ctx)
+func (c *Client) session(ctx context.Context, addr string, log *slog.Logger) (readyAt time.Time, err error) {
+	conn, err := c.dial(ctx, addr)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -529,25 +535,25 @@ func (c *Client) drain(ctx context.Context, backlog []Event) {
 	}
 }
 
-func (c *Client) dial(ctx context.Context) (net.Conn, error) {
+func (c *Client) dial(ctx context.Context, addr string) (net.Conn, error) {
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
 	defer cancel()
-	conn, err := c.cfg.Dial(dctx, "tcp", c.cfg.Addr)
+	conn, err := c.cfg.Dial(dctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("irc: dialling %s: %w", c.cfg.Addr, err)
+		return nil, fmt.Errorf("irc: dialling %s: %w", addr, err)
 	}
 	if c.cfg.TLS == nil {
 		return conn, nil
 	}
 	tc := c.cfg.TLS.Clone()
 	if tc.ServerName == "" {
-		host, _, _ := net.SplitHostPort(c.cfg.Addr)
+		host, _, _ := net.SplitHostPort(addr)
 		tc.ServerName = host
 	}
 	tconn := tls.Client(conn, tc)
 	if err := tconn.HandshakeContext(dctx); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("irc: TLS with %s: %w", c.cfg.Addr, err)
+		return nil, fmt.Errorf("irc: TLS with %s: %w", addr, err)
 	}
 	return tconn, nil
 }

@@ -357,3 +357,16 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+func TestFailoverToNextServer(t *testing.T) {
+	dead := newFakeServer(t)
+	deadAddr := dead.addr()
+	dead.ln.Close() // refuses connections
+	s := newFakeServer(t)
+	c := New(Config{Addrs: []string{deadAddr, s.addr()}, Nick: "n", MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { cancel(); <-c.Done() }()
+	go c.Run(ctx)
+	s.accept().register()
+	waitEvent(t, c, Connected, nil)
+}

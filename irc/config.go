@@ -12,9 +12,12 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Config describes one client connection to an IRC server. Addr and Nick are required.
+// Config describes one client connection to an IRC server. Addr (or Addrs) and Nick are required.
 type Config struct {
-	Addr     string      // host:port
+	Addr string // host:port
+	// Addrs are alternatives to Addr (a network's other servers): each reconnect after a failure
+	// tries the next, in turn.
+	Addrs    []string
 	TLS      *tls.Config // nil: plain TCP. ServerName defaults to Addr's host; verification stays on unless the caller turns it off
 	Password string      // server password (PASS), sent before NICK
 
@@ -98,6 +101,9 @@ var (
 )
 
 func (c *Config) defaults() {
+	if c.Addr != "" {
+		c.Addrs = append([]string{c.Addr}, c.Addrs...)
+	}
 	if c.User == "" {
 		c.User = c.Nick
 	}
