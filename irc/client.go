@@ -260,7 +260,7 @@ func (c *Client) Send(msgs ...Message) error {
 	}
 	lines := make([][]byte, 0, len(msgs))
 	for i := range msgs {
-		b, err := Serialize(&msgs[i], s.lineLen)
+		b, err := Serialize(&msgs[i], int(s.lineLen.Load()))
 		if err != nil {
 			return err
 		}
@@ -382,10 +382,10 @@ func (c *Client) emit(ctx context.Context, ev Event) bool {
 // session is one TCP connection: its queues and the goroutines that serve them.
 type session struct {
 	conn    net.Conn
-	out     chan []byte // paced by the limiter
-	prio    chan []byte // PONG, PING, QUIT and registration: sent at once
-	enqMu   sync.Mutex  // keeps one Send's lines together in out
-	lineLen int
+	out     chan []byte  // paced by the limiter
+	prio    chan []byte  // PONG, PING, QUIT and registration: sent at once
+	enqMu   sync.Mutex   // keeps one Send's lines together in out
+	lineLen atomic.Int32 // the server's LINELEN: set by Run's goroutine, read by senders
 }
 
 // enqueue adds lines to the paced queue, all or none.
@@ -437,11 +437,11 @@ func (c *Client) session(ctx context.Context, addr string, log *slog.Logger) (re
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	s := &session{
-		conn:    conn,
-		out:     make(chan []byte, c.cfg.SendQueue),
-		prio:    make(chan []byte, 64),
-		lineLen: DefaultLineLen,
+		conn: conn,
+		out:  make(chan []byte, c.cfg.SendQueue),
+		prio: make(chan []byte, 64),
 	}
+	s.lineLen.Store(DefaultLineLen)
 	var lastRead atomic.Int64
 	lastRead.Store(time.Now().UnixNano())
 	lines := make(chan Message, 64)
@@ -701,7 +701,7 @@ func (c *Client) handle(s *session, r *reg, m *Message, log *slog.Logger) error 
 		if len(m.Params) > 2 {
 			r.iso.Apply(m.Params[1 : len(m.Params)-1])
 			r.joined = refold(r.joined, r.iso.CaseMapping)
-			s.lineLen = r.iso.LineLen
+			s.lineLen.Store(int32(r.iso.LineLen))
 			c.publish(r)
 		}
 	case "376", "422": // end of MOTD, or no MOTD: registration is complete
@@ -925,7 +925,7 @@ func (c *Client) becomeReady(s *session, r *reg, log *slog.Logger) {
 	c.publish(r)
 	for _, w := range rejoin {
 		m := joinMessage(w.name, w.key)
-		if b, err := Serialize(&m, s.lineLen); err == nil {
+		if b, err := Serialize(&m, int(s.lineLen.Load())); err == nil {
 			if err := s.enqueue(b); err != nil {
 				log.Warn("irc rejoin not queued", "channel", w.name, "err", err)
 			}

@@ -370,3 +370,26 @@ func TestFailoverToNextServer(t *testing.T) {
 	s.accept().register()
 	waitEvent(t, c, Connected, nil)
 }
+
+// TestISupportAfterRegistration: a server may send 005 again later (LINELEN here) while others
+// send; the race detector checks the state is handed over safely.
+func TestISupportAfterRegistration(t *testing.T) {
+	s := newFakeServer(t)
+	c := testClient(t, s, nil)
+	fc := s.accept()
+	fc.register()
+	waitEvent(t, c, Connected, nil)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 50 {
+			c.Privmsg("#c", strings.Repeat("x", 600))
+		}
+	}()
+	fc.send(":srv 005 alice LINELEN=1024 :are supported by this server")
+	<-done
+	waitEvent(t, c, Received, isCmd("005"))
+	if c.State().ISupport.LineLen != 1024 {
+		t.Fatal("LINELEN not applied")
+	}
+}
