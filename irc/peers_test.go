@@ -35,13 +35,17 @@ func forEachPeer(t *testing.T, f func(t *testing.T, srv *irctest.Server, p peer)
 	}
 }
 
-func peerClient(t *testing.T, srv *irctest.Server, nick string) *Client {
+func peerClient(t *testing.T, srv *irctest.Server, nick string, mods ...func(*Config)) *Client {
 	t.Helper()
-	c := New(Config{
+	cfg := Config{
 		Addr: srv.Addr, Nick: nick, Network: srv.Name,
 		MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second,
 		Rate: 50, Burst: 20,
-	})
+	}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	c := New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	go c.Run(ctx)
 	t.Cleanup(func() {
