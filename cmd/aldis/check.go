@@ -6,6 +6,8 @@ import (
 	"io"
 
 	"github.com/aldis-im/aldis/core/config"
+	"github.com/aldis-im/aldis/core/label"
+	"github.com/aldis-im/aldis/mapping"
 )
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
@@ -20,8 +22,12 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg, err := config.Load(*path)
+	var set *label.Set
 	if err == nil {
-		_, err = loadPolicy(cfg, *path)
+		set, err = loadPolicy(cfg, *path)
+	}
+	if err == nil {
+		err = checkMaps(cfg, *path, set)
 	}
 	if err != nil {
 		printConfigErr(stderr, err)
@@ -38,4 +44,20 @@ func loadConfig(path string) (config.Config, error) {
 		return c, c.Validate()
 	}
 	return config.Load(path)
+}
+
+// checkMaps validates the IRC bridge maps, and their label expressions when labels are on.
+func checkMaps(cfg config.Config, cfgPath string, set *label.Set) error {
+	paths := cfg.MapPaths(cfgPath)
+	if len(paths) == 0 {
+		return nil
+	}
+	m, err := mapping.Load(paths...)
+	if err != nil {
+		return err
+	}
+	if set != nil {
+		return m.CheckLabels(set)
+	}
+	return nil
 }

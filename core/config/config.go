@@ -29,6 +29,7 @@ type Config struct {
 	Components Components `toml:"components"`
 	Labels     Labels     `toml:"labels"`
 	Mail       Mail       `toml:"mail"`
+	IRC        IRC        `toml:"irc"` // the IRC gateway (irc.go)
 }
 
 // Server is the [server] table.
@@ -173,6 +174,7 @@ func Default() Config {
 		Components: defaultComponents(),
 		Labels:     Labels{Mode: "enforce"},
 		Mail:       defaultMail(),
+		IRC:        IRC{Maps: []string{}},
 	}
 }
 

@@ -167,6 +167,7 @@ func (c Config) problems() []problem {
 	c.mailProblems(&ck, listener)
 
 	ck.oneOf("labels.mode", c.Labels.Mode, "enforce", "warn")
+	c.ircProblems(&ck)
 	return ck.probs
 }
 
