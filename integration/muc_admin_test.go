@@ -83,11 +83,15 @@ func TestMUCAdministration(t *testing.T) {
 	// Moderated: bob becomes a visitor and may not speak until given voice.
 	alice.IQResult("set", room, roomForm(map[string]string{"muc#roomconfig_moderatedroom": "1"}))
 	alice.IQResult("set", room, fmt.Sprintf("<query xmlns='%s'><item nick='robert' role='visitor'/></query>", nsMUCAdmin))
-	bob.Expect("demoted", func(e *elem) bool { return isPresence("", occ("robert"))(e) && e.Path("x", "item").Attr("role") == "visitor" })
+	bob.Expect("demoted", func(e *elem) bool {
+		return isPresence("", occ("robert"))(e) && e.Path("x", "item").Attr("role") == "visitor"
+	})
 	bob.Send(fmt.Sprintf("<message to='%s' type='groupchat' id='v'><body>hello?</body></message>", room))
 	bob.Expect("a visitor may not speak", isMUCError("message", room, "forbidden"))
 	alice.IQResult("set", room, fmt.Sprintf("<query xmlns='%s'><item nick='robert' role='participant'/></query>", nsMUCAdmin))
-	bob.Expect("voice granted", func(e *elem) bool { return isPresence("", occ("robert"))(e) && e.Path("x", "item").Attr("role") == "participant" })
+	bob.Expect("voice granted", func(e *elem) bool {
+		return isPresence("", occ("robert"))(e) && e.Path("x", "item").Attr("role") == "participant"
+	})
 	bob.Send(fmt.Sprintf("<message to='%s' type='groupchat'><body>thanks</body></message>", room))
 	alice.Expect("bob speaks", isMessage(occ("robert"), "thanks"))
 
