@@ -56,7 +56,9 @@ channel = "#lab"
 
 	// XMPP → IRC: bob sees it once, from alice; alice gets the room's reflection once.
 	alice.Send(fmt.Sprintf("<message type='groupchat' to='%s' id='m1'><body>hello from xmpp</body></message>", room))
-	bob.Expect(func(l string) bool { return strings.HasPrefix(l, ":alice!") && strings.HasSuffix(l, "PRIVMSG #lab :hello from xmpp") })
+	bob.Expect(func(l string) bool {
+		return strings.HasPrefix(l, ":alice!") && strings.HasSuffix(l, "PRIVMSG #lab :hello from xmpp")
+	})
 	alice.Expect("the reflection", func(e *elem) bool { return isMessage(occ("alice"), "hello from xmpp")(e) && e.Attr("id") == "m1" })
 
 	// IRC → XMPP: alice sees it once, from bob's occupant JID.
@@ -67,11 +69,15 @@ channel = "#lab"
 	bob.Send("PRIVMSG #lab :\x01ACTION waves\x01")
 	alice.Expect("bob's /me", isMessage(occ("bob"), "/me waves"))
 	alice.Send(fmt.Sprintf("<message type='groupchat' to='%s' id='m2'><body>/me bows</body></message>", room))
-	bob.Expect(func(l string) bool { return strings.HasPrefix(l, ":alice!") && strings.HasSuffix(l, "PRIVMSG #lab :\x01ACTION bows\x01") })
+	bob.Expect(func(l string) bool {
+		return strings.HasPrefix(l, ":alice!") && strings.HasSuffix(l, "PRIVMSG #lab :\x01ACTION bows\x01")
+	})
 
 	// Private messages both ways.
 	alice.Send(fmt.Sprintf("<message type='chat' to='%s' id='p1'><body>psst bob</body><x xmlns='%s'/></message>", occ("bob"), nsMUCUser))
-	bob.Expect(func(l string) bool { return strings.HasPrefix(l, ":alice!") && strings.HasSuffix(l, "PRIVMSG bob :psst bob") })
+	bob.Expect(func(l string) bool {
+		return strings.HasPrefix(l, ":alice!") && strings.HasSuffix(l, "PRIVMSG bob :psst bob")
+	})
 	bob.Send("PRIVMSG alice :psst alice")
 	alice.Expect("bob's private message", func(e *elem) bool {
 		return isMessage(occ("bob"), "psst alice")(e) && e.Attr("type") == "chat"
