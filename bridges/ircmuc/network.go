@@ -289,7 +289,12 @@ func (n *network) freeNick(l *link, nick string) string {
 				return true
 			}
 		}
-		return l.byNick[s] != nil || strings.EqualFold(s, l.cfg.Channel)
+		for pn := range l.byNick {
+			if strings.EqualFold(pn, s) {
+				return true
+			}
+		}
+		return strings.EqualFold(s, l.cfg.Channel)
 	}
 	if !taken(nick) {
 		return nick
