@@ -136,7 +136,9 @@ channel = "#lab"
 
 	msg, _ := wire.ParseElement(`<message type='groupchat' id='c1'><body>hi *all*</body></message>`)
 	b.Route(msg, occ("carol"), b.self)
-	dan.Expect(func(l string) bool { return strings.HasPrefix(l, ":relay!") && strings.HasSuffix(l, "PRIVMSG #lab :<carol> hi \x02all\x02") })
+	dan.Expect(func(l string) bool {
+		return strings.HasPrefix(l, ":relay!") && strings.HasSuffix(l, "PRIVMSG #lab :<carol> hi \x02all\x02")
+	})
 
 	dan.Send("PRIVMSG #lab :hello room")
 	got := x.expect(t, "dan's message", func(st *wire.Element) bool { return st.Local() == "message" })
