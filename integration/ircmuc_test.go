@@ -99,6 +99,18 @@ channel = "#lab"
 		t.Errorf("bob got a second copy or a relayed message: %q", l)
 	}
 
+	// A burst from IRC arrives complete, in order, once each.
+	const burst = 300
+	began := time.Now()
+	for i := range burst {
+		bob.Send(fmt.Sprintf("PRIVMSG #lab :burst %d", i))
+	}
+	for i := range burst {
+		alice.Expect("burst message", isMessage(occ("bob"), fmt.Sprintf("burst %d", i)))
+	}
+	took := time.Since(began)
+	t.Logf("IRC → XMPP: %d messages in %v (%.0f/s)", burst, took, burst/took.Seconds())
+
 	// Bob leaves IRC: his occupant leaves the room.
 	bob.Send("QUIT :bye")
 	alice.Expect("bob leaves the room", isPresence("unavailable", occ("bob")))

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -95,7 +96,12 @@ func (b *Bridge) dialUser(ctx context.Context, k userKey) (*userConn, error) {
 				continue
 			}
 			switch ev.Msg.Command {
-			case "PRIVMSG", "NOTICE", "NICK":
+			case "PRIVMSG", "NOTICE":
+				if t := irc.Param(&ev.Msg, 0); t == "" || strings.ContainsRune("#&+!", rune(t[0])) {
+					continue // channel traffic: the listener's
+				}
+				fallthrough
+			case "NICK":
 				if n := b.network(k.Network); n != nil {
 					n.post(netEvent{kind: evUser, uc: u, irc: ev})
 				}
