@@ -160,6 +160,16 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 			_ = rooms.Close(cctx)
 		}()
 	}
+	// The IRC gateway, a service on its own domain, before clients can bind.
+	gw, err := startIRC(cfg, path, log, m, rt, labels)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		gctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
+		defer cancel()
+		gw.shutdown(gctx)
+	}()
 	// Federation and components, before clients can bind (startPeers).
 	peers, err := startPeers(cfg, log, m, rt, src)
 	if peers != nil {
@@ -260,9 +270,11 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 		select {
 		case <-hup:
 			reload(log, level, src, rt, labels, path)
+			gw.reload()
 		case <-ctx.Done():
 			log.Info("shutting down")
 			sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
+			gw.shutdown(sctx) // IRC users leave the rooms first
 			if rooms != nil {
 				// While sessions can still hear it: occupants get status 332.
 				if err := rooms.Close(sctx); err != nil {

@@ -174,7 +174,7 @@ func Default() Config {
 		Components: defaultComponents(),
 		Labels:     Labels{Mode: "enforce"},
 		Mail:       defaultMail(),
-		IRC:        IRC{Maps: []string{}},
+		IRC:        IRC{Maps: []string{}, Linger: 60 * time.Second, RejoinInterval: 30 * time.Second},
 	}
 }
 

@@ -1,12 +1,29 @@
 package config
 
-import "path/filepath"
+import (
+	"path/filepath"
+	"time"
+)
 
 // IRC is the [irc] table: the IRC gateway.
 type IRC struct {
 	// Maps are the bridge map files (IRC networks and linked channels, see package mapping);
 	// none leaves the gateway off. Relative paths are relative to the configuration file.
 	Maps []string `toml:"maps"`
+	// Domain is the gateway's own XMPP domain, where IRC users' JIDs live; empty: irc.<server domain>.
+	Domain string `toml:"domain"`
+	// Linger keeps an XMPP user's IRC connection open after they left their last linked room.
+	Linger time.Duration `toml:"linger"`
+	// RejoinInterval is how often the gateway tries again to join a linked room it is not in.
+	RejoinInterval time.Duration `toml:"rejoin_interval"`
+}
+
+// IRCDomain returns the IRC gateway's domain.
+func (c Config) IRCDomain() string {
+	if c.IRC.Domain != "" {
+		return c.IRC.Domain
+	}
+	return "irc." + c.Server.Domain
 }
 
 func (c Config) ircProblems(ck *checker) {
@@ -14,6 +31,15 @@ func (c Config) ircProblems(ck *checker) {
 		if m == "" {
 			ck.add("must not be empty", indexKey("irc.maps", i))
 		}
+	}
+	if c.IRC.Linger < 0 {
+		ck.add("must not be negative", "irc.linger")
+	}
+	if c.IRC.RejoinInterval < time.Second {
+		ck.add("must be at least 1s", "irc.rejoin_interval")
+	}
+	if d := c.IRCDomain(); len(c.IRC.Maps) > 0 && (d == c.Server.Domain || d == c.MUCDomain()) {
+		ck.add("must differ from the server's and the chat service's domains", "irc.domain")
 	}
 }
 

@@ -1,0 +1,310 @@
+package ircmuc
+
+import (
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/aldis-im/aldis/core/label"
+	"github.com/aldis-im/aldis/irc/format"
+	"github.com/aldis-im/aldis/mapping"
+	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/seclabel"
+	"github.com/aldis-im/aldis/xmppcore/stanza"
+	"github.com/aldis-im/aldis/xmppcore/wire"
+)
+
+const (
+	nsMUC     = "http://jabber.org/protocol/muc"
+	nsMUCUser = nsMUC + "#user"
+)
+
+// fromXMPP handles a stanza for the bridge's occupant (to is b.self) or for
+// a puppet (to is an IRC user's JID).
+func (n *network) fromXMPP(st *wire.Element, from, to jid.JID) {
+	l := n.links[from.Bare()]
+	if l == nil {
+		if st.Local() == "message" {
+			n.b.refuse(st, from, to, stanza.Cancel, "item-not-found")
+		}
+		return
+	}
+	if to == n.b.self {
+		switch st.Local() {
+		case "presence":
+			n.roomPresence(l, st, from)
+		case "message":
+			if st.Attr("type") == "groupchat" {
+				n.groupchatToIRC(l, st, from)
+			}
+		}
+		return
+	}
+	p := l.byJID[to]
+	if p == nil {
+		if st.Local() == "message" {
+			n.b.refuse(st, from, to, stanza.Cancel, "item-not-found")
+		}
+		return
+	}
+	switch st.Local() {
+	case "presence":
+		if st.Attr("type") == "error" && from.Resource() == p.roomNick {
+			n.puppetRefused(l, p, st)
+		}
+	case "message":
+		switch st.Attr("type") {
+		case "chat", "normal", "":
+			n.privateToIRC(l, p, st, from, to)
+		}
+	}
+}
+
+// roomPresence follows the room's occupants as the bridge's occupant sees them.
+func (n *network) roomPresence(l *link, st *wire.Element, from jid.JID) {
+	nick := from.Resource()
+	typ := st.Attr("type")
+	x := st.Child("x", nsMUCUser)
+	if nick == l.cfg.Channel || hasStatus(x, "110") {
+		switch typ {
+		case "":
+			n.roomJoined(l)
+		case "error":
+			n.b.log.Warn("linked room refused the bridge; retrying later", "room", l.room.String(), "error", errorCondition(st))
+			l.joined = false
+		case "unavailable":
+			if l.joined {
+				n.b.log.Warn("the bridge left a linked room; rejoining later", "room", l.room.String())
+			}
+			l.joined = false
+			for _, o := range l.occupant {
+				n.release(l, o)
+			}
+			clear(l.occupant)
+		}
+		return
+	}
+	if nick == "" || l.byNick[nick] != nil || typ == "error" {
+		return // an IRC user's own presence
+	}
+	o := l.occupant[nick]
+	switch typ {
+	case "":
+		if o != nil {
+			return
+		}
+		o = &occupant{nick: nick, key: userKey{User: from.String(), Network: n.cfg.Name}}
+		if item := x.Child("item", ""); x != nil && item != nil {
+			if real, err := jid.Parse(item.Attr("jid")); err == nil {
+				o.key.User = real.Bare().String()
+			}
+		}
+		l.occupant[nick] = o
+		n.connect(l, o)
+	case "unavailable":
+		if o == nil {
+			return
+		}
+		delete(l.occupant, nick)
+		if hasStatus(x, "303") {
+			if item := x.Child("item", ""); item != nil && item.Attr("nick") != "" {
+				// A nick change: the IRC nick stays (PROTOCOLS §7.4).
+				o.nick = item.Attr("nick")
+				l.occupant[o.nick] = o
+				return
+			}
+		}
+		n.release(l, o)
+	}
+}
+
+// puppetRefused handles a room refusing an IRC user's join: a nick taken by
+// an XMPP user meanwhile gets another nick, a few times.
+func (n *network) puppetRefused(l *link, p *puppet, st *wire.Element) {
+	cond := errorCondition(st)
+	delete(l.byNick, p.roomNick)
+	if cond == "conflict" && p.tries < 3 {
+		p.tries++
+		l.byNick[p.roomNick] = p // keep it taken while looking for a free one
+		nick := n.freeNick(l, p.nick)
+		delete(l.byNick, p.roomNick)
+		p.roomNick = nick
+		l.byNick[nick] = p
+		n.b.send(joinPresence(), p.jid, n.occupantJID(l, nick))
+		return
+	}
+	n.b.log.Warn("linked room refused an IRC user", "room", l.room.String(), "nick", p.nick, "error", cond)
+	delete(l.puppets, n.fold(p.nick))
+	delete(l.byJID, p.jid)
+}
+
+// groupchatToIRC relays an XMPP occupant's message to the channel, on their
+// own connection or else through the listener.
+func (n *network) groupchatToIRC(l *link, st *wire.Element, from jid.JID) {
+	nick := from.Resource()
+	if nick == "" || nick == l.cfg.Channel || l.byNick[nick] != nil {
+		return // the room, or what the bridge itself sent (echo)
+	}
+	if st.Child("delay", stanza.NSDelay) != nil {
+		return // history
+	}
+	body := st.ChildText("body", "")
+	if body == "" {
+		return // a subject change or a chat state
+	}
+	flot, ok := n.egress(l.clr, st, l.cfg.Room)
+	if !ok {
+		return
+	}
+	o := l.occupant[nick]
+	n.b.toIRC.Inc()
+	n.say(o, nick, l.cfg.Channel, flot, body)
+}
+
+// privateToIRC sends an XMPP occupant's private message to an IRC user.
+func (n *network) privateToIRC(l *link, p *puppet, st *wire.Element, from, to jid.JID) {
+	body := st.ChildText("body", "")
+	if body == "" {
+		return
+	}
+	clr := l.clr
+	if g := n.b.cfg.Labels; g != nil && n.cfg.Clearance != "" {
+		if c, err := g.Policies().ParseClearance(n.cfg.Clearance); err == nil {
+			clr = c
+		}
+	}
+	flot, ok := n.egress(clr, st, "irc:"+n.cfg.Name)
+	if !ok {
+		// Addressed to the bridge: the sender learns it was refused, sanitised.
+		n.b.send(seclabel.Forbidden(st, n.b.domain.String()), to, from)
+		return
+	}
+	n.b.toIRC.Inc()
+	n.say(l.occupant[from.Resource()], from.Resource(), p.nick, flot, body)
+}
+
+// egress decides whether st may go to IRC under clearance clr, auditing and
+// counting a refusal, and returns its first-line marking (FLOT, PROTOCOLS
+// §7.5): "[MARKING] ", or "" with labels off.
+func (n *network) egress(clr *label.Clearance, st *wire.Element, principal string) (string, bool) {
+	g := n.b.cfg.Labels
+	if g == nil {
+		return "", true
+	}
+	if !g.Allowed(st, clr, nil, seclabel.PointEgress, principal) {
+		n.b.denied.Inc()
+		return "", false
+	}
+	mk, err := g.Marking(st)
+	if err != nil || mk == nil || mk.Primary == nil {
+		if d := g.Default(); d != nil && d.Display().Text != "" {
+			return "[" + d.Display().Text + "] ", true
+		}
+		return "", true
+	}
+	if t := mk.Primary.Display().Text; t != "" {
+		return "[" + t + "] ", true
+	}
+	return "", true
+}
+
+// say sends body from an XMPP occupant to target (a channel or a nick).
+func (n *network) say(o *occupant, nick, target, flot, body string) {
+	action := false
+	if rest, ok := strings.CutPrefix(body, "/me "); ok {
+		body, action = rest, true
+	}
+	text := flot + format.ToIRC(body)
+	if o != nil && o.conn != nil {
+		var err error
+		if action {
+			err = o.conn.c.Action(target, text)
+		} else {
+			err = o.conn.c.Privmsg(target, text)
+		}
+		if err == nil {
+			return
+		}
+		n.b.log.Warn("send on an XMPP user's connection failed; relaying", "user", o.key.User, "err", err)
+	}
+	n.b.relayed.Inc()
+	var lines []string
+	for line := range strings.Lines(text) {
+		line = strings.TrimRight(line, "\r\n")
+		if line == "" {
+			continue
+		}
+		if action {
+			lines = append(lines, "* "+nick+" "+line)
+		} else {
+			lines = append(lines, "<"+nick+"> "+line)
+		}
+	}
+	if err := n.listener.Privmsg(target, strings.Join(lines, "\n")); err != nil {
+		n.b.log.Warn("relay to IRC failed", "network", n.cfg.Name, "target", target, "err", err)
+	}
+}
+
+// --- stanza helpers ---
+
+// joinPresence is a MUC join asking for no history.
+func joinPresence() *wire.Element {
+	p := wire.New("presence", "")
+	x := p.AddChild(wire.New("x", nsMUC))
+	x.AddChild(wire.New("history", "")).SetAttr("maxstanzas", "0")
+	return p
+}
+
+// unavailable is a leave with a status text.
+func unavailable(status string) *wire.Element {
+	p := wire.New("presence", "")
+	p.SetAttr("type", "unavailable")
+	if status != "" {
+		p.AddChild(wire.New("status", "")).AddText(status)
+	}
+	return p
+}
+
+func hasStatus(x *wire.Element, code string) bool {
+	if x == nil {
+		return false
+	}
+	for c := range x.Elements() {
+		if c.Local() == "status" && c.Attr("code") == code {
+			return true
+		}
+	}
+	return false
+}
+
+func errorCondition(st *wire.Element) string {
+	if e := st.Child("error", ""); e != nil {
+		for c := range e.Elements() {
+			if c.Space == stanza.NSStanzaErr {
+				return c.Local()
+			}
+		}
+	}
+	return ""
+}
+
+func (n *network) newID() string {
+	n.seq++
+	return "irc-" + n.cfg.Name + "-" + strconv.Itoa(n.seq)
+}
+
+func sortedRooms(links map[jid.JID]*link) []jid.JID {
+	return slices.SortedFunc(maps.Keys(links), func(a, b jid.JID) int { return strings.Compare(a.String(), b.String()) })
+}
+
+func foldChannel(s string) string { return mapping.FoldChannel(s) }
+
+// networkOf returns the network named in a puppet's localpart "<nick>%<network>".
+func networkOf(local string) (string, bool) {
+	i := strings.LastIndexByte(local, '%')
+	if i < 0 {
+		return "", false
+	}
+	return local[i+1:], true
+}

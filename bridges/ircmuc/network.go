@@ -1,0 +1,463 @@
+package ircmuc
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aldis-im/aldis/core/label"
+	"github.com/aldis-im/aldis/core/pool"
+	"github.com/aldis-im/aldis/irc"
+	"github.com/aldis-im/aldis/mapping"
+	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/wire"
+)
+
+type evKind int
+
+const (
+	evXMPP  evKind = iota + 1 // a stanza for the bridge's occupant or a puppet
+	evIRC                     // an event on the listener
+	evUser                    // an event on a user's connection
+	evLease                   // a user's connection is ready (or not)
+	evLinks                   // the map changed this network's links
+)
+
+// netEvent is what a network's goroutine receives.
+type netEvent struct {
+	kind     evKind
+	st       *wire.Element
+	from, to jid.JID
+	irc      irc.Event
+	uc       *userConn
+	occ      *occupant
+	lease    *pool.Lease[userKey, *userConn]
+	err      error
+	links    []mapping.Link
+}
+
+// network is one IRC network's links and connections, owned by run's goroutine.
+type network struct {
+	b      *Bridge
+	cfg    mapping.Network
+	cancel context.CancelFunc
+	done   chan struct{}
+	events chan netEvent
+
+	listener *irc.Client
+	nick     string // the listener's nick
+	is       irc.ISupport
+	links    map[jid.JID]*link
+	chans    map[string]*link // by folded channel
+	owned    map[string]*userConn
+	seq      int
+}
+
+// link is one room ⇄ channel and who is in it.
+type link struct {
+	cfg      mapping.Link
+	room     jid.JID
+	joined   bool
+	lab      *label.Label     // what IRC messages get
+	clr      *label.Clearance // what may go to IRC
+	puppets  map[string]*puppet
+	byJID    map[jid.JID]*puppet
+	byNick   map[string]*puppet // by room nick
+	occupant map[string]*occupant
+}
+
+// puppet is an IRC user shown in a room.
+type puppet struct {
+	nick     string // IRC nick
+	roomNick string
+	jid      jid.JID
+	tries    int
+}
+
+// occupant is an XMPP occupant of a linked room.
+type occupant struct {
+	nick  string
+	key   userKey
+	lease *pool.Lease[userKey, *userConn]
+	conn  *userConn // nil: speaks through the listener
+}
+
+func newNetwork(b *Bridge, cfg mapping.Network, cancel context.CancelFunc) *network {
+	return &network{b: b, cfg: cfg, cancel: cancel, done: make(chan struct{}),
+		events: make(chan netEvent, b.cfg.Queue), links: map[jid.JID]*link{}, chans: map[string]*link{},
+		owned: map[string]*userConn{}, is: irc.DefaultISupport()}
+}
+
+// post queues ev without waiting; false when the queue is full.
+func (n *network) post(ev netEvent) bool {
+	select {
+	case n.events <- ev:
+		return true
+	case <-n.done:
+		return false
+	default:
+		n.b.dropped.Inc()
+		return false
+	}
+}
+
+func (n *network) stop() { n.cancel() }
+
+func (n *network) fold(s string) string { return n.is.CaseMapping.Fold(s) }
+
+func (n *network) run(ctx context.Context, links []mapping.Link) {
+	defer close(n.done)
+	log := n.b.log.With("network", n.cfg.Name)
+	nick := n.cfg.Nick
+	if nick == "" {
+		nick = mapping.DefaultNick
+	}
+	cfg, err := clientConfig(n.cfg, nick, log)
+	if err != nil {
+		log.Error("IRC network unusable", "err", err)
+		return
+	}
+	n.listener = irc.New(cfg)
+	n.nick = nick
+	go func() { _ = n.listener.Run(ctx) }()
+	go func() {
+		for ev := range n.listener.Events() {
+			select {
+			case n.events <- netEvent{kind: evIRC, irc: ev}:
+			case <-ctx.Done():
+			}
+		}
+	}()
+	n.setLinks(links)
+	tick := time.NewTicker(n.b.cfg.RejoinInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			n.shutdown()
+			return
+		case ev := <-n.events:
+			n.handle(ev)
+		case <-tick.C:
+			for _, l := range n.links {
+				if !l.joined {
+					n.joinRoom(l)
+				}
+			}
+		}
+	}
+}
+
+func (n *network) handle(ev netEvent) {
+	switch ev.kind {
+	case evXMPP:
+		n.fromXMPP(ev.st, ev.from, ev.to)
+	case evIRC:
+		n.fromListener(ev.irc)
+	case evUser:
+		n.fromUser(ev.uc, ev.irc)
+	case evLease:
+		n.leased(ev)
+	case evLinks:
+		n.setLinks(ev.links)
+	}
+}
+
+// setLinks makes the network's links those of ls: rooms no longer linked
+// are left, new ones joined, and links whose settings changed start again.
+func (n *network) setLinks(ls []mapping.Link) {
+	want := map[jid.JID]mapping.Link{}
+	for _, l := range ls {
+		room, err := jid.Parse(l.Room)
+		if err != nil {
+			continue // the map was validated
+		}
+		want[room.Bare()] = l
+	}
+	for room, l := range n.links {
+		if nl, ok := want[room]; !ok || nl != l.cfg {
+			n.dropLink(l)
+		}
+	}
+	for room, cfg := range want {
+		if n.links[room] != nil {
+			continue
+		}
+		lab, clr, err := linkLabels(n.b.cfg.Labels, cfg, n.cfg)
+		if err != nil {
+			n.b.log.Error("link labels", "room", cfg.Room, "err", err)
+			continue
+		}
+		l := &link{cfg: cfg, room: room, lab: lab, clr: clr, puppets: map[string]*puppet{},
+			byJID: map[jid.JID]*puppet{}, byNick: map[string]*puppet{}, occupant: map[string]*occupant{}}
+		n.links[room] = l
+		n.chans[mapping.FoldChannel(cfg.Channel)] = l
+		if err := n.listener.Join(cfg.Channel, cfg.Key); err != nil {
+			n.b.log.Warn("join IRC channel", "channel", cfg.Channel, "err", err)
+		}
+		n.joinRoom(l)
+	}
+}
+
+// dropLink leaves a link's room and channel.
+func (n *network) dropLink(l *link) {
+	n.leaveRoom(l, "The IRC link was removed")
+	_ = n.listener.Part(l.cfg.Channel, "")
+	delete(n.links, l.room)
+	delete(n.chans, mapping.FoldChannel(l.cfg.Channel))
+}
+
+// leaveRoom takes the puppets and the bridge out of the room and lets go of
+// the XMPP occupants' connections.
+func (n *network) leaveRoom(l *link, status string) {
+	if l.joined {
+		for _, p := range l.puppets {
+			n.b.send(unavailable(status), p.jid, n.occupantJID(l, p.roomNick))
+		}
+		n.b.send(unavailable(status), n.b.self, n.occupantJID(l, l.cfg.Channel))
+	}
+	l.joined = false
+	for _, o := range l.occupant {
+		n.release(l, o)
+	}
+	clear(l.occupant)
+}
+
+func (n *network) shutdown() {
+	for _, l := range n.links {
+		n.leaveRoom(l, "The IRC gateway is shutting down")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_ = n.listener.Quit(ctx, "")
+}
+
+// occupantJID is room/nick.
+func (n *network) occupantJID(l *link, nick string) jid.JID {
+	j, err := l.room.WithResource(nick)
+	if err != nil {
+		return l.room
+	}
+	return j
+}
+
+// isOwned reports whether nick is the listener or an XMPP user's connection:
+// what they say on IRC came from the room and must not come back (echo).
+func (n *network) isOwned(nick string) bool {
+	f := n.fold(nick)
+	return f == n.fold(n.nick) || n.owned[f] != nil
+}
+
+// --- IRC users as occupants ---
+
+// addPuppet makes IRC user nick an occupant of l's room.
+func (n *network) addPuppet(l *link, nick string) *puppet {
+	if nick == "" || n.isOwned(nick) {
+		return nil
+	}
+	f := n.fold(nick)
+	if p := l.puppets[f]; p != nil {
+		return p
+	}
+	n.seq++
+	res := strconv.Itoa(n.seq)
+	j, err := jid.New(jid.Escape(nick)+"%"+n.cfg.Name, n.b.domain.Domain(), res)
+	if err != nil {
+		if j, err = jid.New("u"+res+"%"+n.cfg.Name, n.b.domain.Domain(), res); err != nil {
+			return nil
+		}
+	}
+	p := &puppet{nick: nick, jid: j}
+	p.roomNick = n.freeNick(l, nick)
+	l.puppets[f] = p
+	l.byJID[j] = p
+	l.byNick[p.roomNick] = p
+	if l.joined {
+		n.b.send(joinPresence(), p.jid, n.occupantJID(l, p.roomNick))
+	}
+	return p
+}
+
+// freeNick is the room nick for IRC user nick: the nick itself unless an
+// XMPP occupant (or another IRC user) has it, else nick[irc], nick[irc]2...
+func (n *network) freeNick(l *link, nick string) string {
+	taken := func(s string) bool {
+		for on := range l.occupant {
+			if strings.EqualFold(on, s) {
+				return true
+			}
+		}
+		for pn := range l.byNick {
+			if strings.EqualFold(pn, s) {
+				return true
+			}
+		}
+		return strings.EqualFold(s, l.cfg.Channel)
+	}
+	if !taken(nick) {
+		return nick
+	}
+	for i := 1; ; i++ {
+		s := nick + "[irc]"
+		if i > 1 {
+			s += strconv.Itoa(i)
+		}
+		if !taken(s) {
+			return s
+		}
+	}
+}
+
+// removePuppet takes IRC user nick out of l's room.
+func (n *network) removePuppet(l *link, nick, status string) {
+	p := l.puppets[n.fold(nick)]
+	if p == nil {
+		return
+	}
+	delete(l.puppets, n.fold(nick))
+	delete(l.byJID, p.jid)
+	delete(l.byNick, p.roomNick)
+	if l.joined {
+		n.b.send(unavailable(status), p.jid, n.occupantJID(l, p.roomNick))
+	}
+}
+
+// renamePuppet follows an IRC nick change: a MUC nick change from the same JID.
+func (n *network) renamePuppet(l *link, old, nick string) {
+	p := l.puppets[n.fold(old)]
+	if p == nil {
+		return
+	}
+	delete(l.puppets, n.fold(old))
+	delete(l.byNick, p.roomNick)
+	p.nick = nick
+	p.roomNick = n.freeNick(l, nick)
+	l.puppets[n.fold(nick)] = p
+	l.byNick[p.roomNick] = p
+	if l.joined {
+		n.b.send(joinPresence(), p.jid, n.occupantJID(l, p.roomNick))
+	}
+}
+
+// --- the room ---
+
+// joinRoom sends the bridge's own join to l's room, with no history.
+func (n *network) joinRoom(l *link) {
+	n.b.send(joinPresence(), n.b.self, n.occupantJID(l, l.cfg.Channel))
+}
+
+// joined is called when the room confirmed the bridge's join: the IRC
+// users come in.
+func (n *network) roomJoined(l *link) {
+	if l.joined {
+		return
+	}
+	l.joined = true
+	n.b.log.Info("joined linked room", "room", l.room.String(), "channel", l.cfg.Channel)
+	for _, p := range l.puppets {
+		n.b.send(joinPresence(), p.jid, n.occupantJID(l, p.roomNick))
+	}
+}
+
+// --- XMPP users' connections ---
+
+// connect gets o its IRC connection, from the pool, without waiting.
+func (n *network) connect(l *link, o *occupant) {
+	if n.cfg.RelayOnly {
+		return
+	}
+	nickLen := n.is.NickLen
+	if nickLen <= 0 {
+		nickLen = 9
+	}
+	n.b.hint(o.key, irc.NickFromMUC(o.nick, nickLen, o.key.User))
+	go func() {
+		ctx, cancel := context.WithTimeout(n.b.ctx, 60*time.Second)
+		defer cancel()
+		lease, err := n.b.pool.Get(ctx, o.key)
+		ev := netEvent{kind: evLease, occ: o, lease: lease, err: err, to: l.room}
+		select {
+		case n.events <- ev:
+		case <-n.done:
+			if lease != nil {
+				lease.Release()
+			}
+		}
+	}()
+}
+
+// leased takes a connection the pool gave an occupant, who may have left meanwhile.
+func (n *network) leased(ev netEvent) {
+	l := n.links[ev.to]
+	o := ev.occ
+	if l == nil || l.occupant[o.nick] != o {
+		if ev.lease != nil {
+			ev.lease.Release()
+		}
+		return
+	}
+	if ev.err != nil {
+		if errors.Is(ev.err, pool.ErrExhausted) {
+			n.b.relayed.Inc()
+		}
+		n.b.log.Warn("no IRC connection for an XMPP user; relaying", "user", o.key.User, "network", n.cfg.Name, "err", ev.err)
+		return
+	}
+	o.lease = ev.lease
+	o.conn = ev.lease.Conn()
+	n.owned[n.fold(o.conn.Nick())] = o.conn
+	if err := o.conn.c.Join(l.cfg.Channel, l.cfg.Key); err != nil {
+		n.b.log.Warn("join IRC channel for an XMPP user", "user", o.key.User, "err", err)
+	}
+}
+
+// release lets go of o's connection in l: PART the channel, and the pool
+// closes the connection after its linger once nobody uses it.
+func (n *network) release(l *link, o *occupant) {
+	if o.conn == nil {
+		return
+	}
+	c := o.conn
+	_ = c.c.Part(l.cfg.Channel, "")
+	o.lease.Release()
+	o.conn, o.lease = nil, nil
+	if !n.inUse(c) {
+		delete(n.owned, n.fold(c.Nick()))
+	}
+}
+
+// inUse reports whether an occupant still speaks through c.
+func (n *network) inUse(c *userConn) bool {
+	for _, l := range n.links {
+		for _, o := range l.occupant {
+			if o.conn == c {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// fromUser handles what an XMPP user's connection heard: private messages
+// to them, and their own nick changes.
+func (n *network) fromUser(c *userConn, ev irc.Event) {
+	if ev.Kind != irc.Received {
+		return
+	}
+	m := ev.Msg
+	switch m.Command {
+	case "NICK":
+		if n.fold(m.Nick()) == n.fold(c.Nick()) && n.owned[n.fold(m.Nick())] == c {
+			delete(n.owned, n.fold(m.Nick()))
+			c.setNick(irc.Param(&m, 0))
+			n.owned[n.fold(c.Nick())] = c
+		}
+	case "PRIVMSG", "NOTICE":
+		if n.is.IsChannel(irc.Param(&m, 0)) || n.isOwned(m.Nick()) {
+			return // channel traffic is the listener's; our own messages echoed
+		}
+		n.privateFromIRC(c, m, ev)
+	}
+}
