@@ -115,3 +115,66 @@ channel = "#lab"
 	bob.Send("QUIT :bye")
 	alice.Expect("bob leaves the room", isPresence("unavailable", occ("bob")))
 }
+
+// TestIRCBridgeLabels: with security labels on, a link cleared for
+// UNCLASSIFIED carries nothing above it to IRC, marks what it carries with
+// its first-line marking, and gives IRC messages the link's label.
+func TestIRCBridgeLabels(t *testing.T) {
+	integration(t)
+	policy, err := filepath.Abs("../policy.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ircd := irctest.InspIRCd(t)
+	domain := "x" + randHex(4) + ".example"
+	room := "lab@conference." + domain
+	occ := func(nick string) string { return room + "/" + nick }
+	maps := filepath.Join(t.TempDir(), "irc.toml")
+	if err := os.WriteFile(maps, []byte(fmt.Sprintf(`
+[[network]]
+name = "lab"
+servers = [%q]
+no_tls = true
+nick = "aldisgw"
+flood_interval = "10ms"
+flood_burst = 20
+
+[[link]]
+room = %q
+network = "lab"
+channel = "#lab"
+clearance = "UNCLASSIFIED"
+label = "UNCLASSIFIED"
+`, ircd.Addr, room)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := startServer(t, serverOpts{Domain: domain, PolicyFile: policy,
+		Extra: fmt.Sprintf("\n[irc]\nmaps = [%q]\nrejoin_interval = \"1s\"\nlinger = \"2s\"\n", maps)})
+	srv.AddUser("alice", "alice-secret")
+	if _, errOut, code := srv.User("", "clearance", "alice", "SECRET"); code != 0 {
+		t.Fatal(errOut)
+	}
+	bob := ircd.Connect(t, "bob")
+	bob.Join("#lab")
+	alice := online(t, srv, "alice", "alice-secret", loginOpts{})
+	createRoom(alice, room, "alice")
+	alice.Expect("the IRC user bob as an occupant", isPresence("", occ("bob")))
+	bob.Expect(func(l string) bool { return strings.HasPrefix(l, ":alice!") && strings.Contains(l, "JOIN") })
+
+	alice.Send(fmt.Sprintf("<message type='groupchat' to='%s' id='s1'><body>secret words</body>%s</message>", room, secLabel(essSecret)))
+	alice.Expect("alice's SECRET reflection", isMessage(occ("alice"), "secret words"))
+	alice.Send(fmt.Sprintf("<message type='groupchat' to='%s' id='u1'><body>open words</body></message>", room))
+	got := bob.Expect(func(l string) bool { return strings.Contains(l, "open words") })
+	if !strings.HasSuffix(got, "PRIVMSG #lab :[NATO UNCLASSIFIED] open words") {
+		t.Errorf("IRC got %q, want the first-line marking", got)
+	}
+	if l, ok := bob.Wait(time.Second, func(l string) bool { return strings.Contains(l, "secret words") }); ok {
+		t.Errorf("a SECRET message reached IRC: %q", l)
+	}
+
+	bob.Send("PRIVMSG #lab :from irc")
+	m := alice.Expect("bob's message", isMessage(occ("bob"), "from irc"))
+	if dm := m.Path("securitylabel", "displaymarking"); dm == nil || dm.Text != "NATO UNCLASSIFIED" {
+		t.Errorf("IRC message label: %v", m)
+	}
+}
