@@ -213,3 +213,6 @@ func newID() string {
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+
+// Map returns the map in use.
+func (b *Bridge) Map() *mailmap.Map { return b.mapping() }
