@@ -34,7 +34,7 @@ func (f *fakeXMPP) Deliver(st *wire.Element, from, to jid.JID) {
 	f.ch <- st.Copy()
 }
 
-func (f *fakeXMPP) next(t *testing.T) *wire.Element {
+func (f *fakeXMPP) next(t testing.TB) *wire.Element {
 	t.Helper()
 	select {
 	case st := <-f.ch:
@@ -59,6 +59,7 @@ type fakeOutbox struct {
 	mu   sync.Mutex
 	subs []mta.Submission
 	err  error
+	sent chan struct{} // if set, told of each submission
 }
 
 func (o *fakeOutbox) Submit(ctx context.Context, s mta.Submission) error {
@@ -68,6 +69,9 @@ func (o *fakeOutbox) Submit(ctx context.Context, s mta.Submission) error {
 		return o.err
 	}
 	o.subs = append(o.subs, s)
+	if o.sent != nil {
+		o.sent <- struct{}{}
+	}
 	return nil
 }
 
@@ -143,7 +147,20 @@ type env struct {
 	dir *identity.Directory
 }
 
-func newEnv(t *testing.T, labels bool) *env {
+func newEnv(t *testing.T, labels bool) *env { return newEnvTB(t, labels) }
+
+func newBenchEnv(b *testing.B) *env { return newEnvTB(b, true) }
+
+func parse2(tb testing.TB, data string) *mimemsg.Message {
+	tb.Helper()
+	m, err := mimemsg.Parse(strings.NewReader(data), mimemsg.Limits{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
+
+func newEnvTB(t testing.TB, labels bool) *env {
 	t.Helper()
 	m, err := mailmap.Parse("map.toml", []byte(testMap))
 	if err != nil {
