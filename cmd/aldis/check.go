@@ -8,6 +8,7 @@ import (
 	"github.com/aldis-im/aldis/core/config"
 	"github.com/aldis-im/aldis/core/label"
 	"github.com/aldis-im/aldis/mapping"
+	"github.com/aldis-im/aldis/mapping/mailmap"
 )
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
@@ -28,6 +29,12 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	if err == nil {
 		err = checkMaps(cfg, *path, set)
+	}
+	if err == nil {
+		var mm *mailmap.Map
+		if mm, err = loadMailMap(cfg, *path); err == nil && mm != nil && set != nil {
+			err = mm.CheckLabels(set)
+		}
 	}
 	if err != nil {
 		printConfigErr(stderr, err)

@@ -36,7 +36,8 @@ func loadPolicy(cfg config.Config, cfgPath string) (*label.Set, error) {
 
 // openLabels builds the label guard of a server, or nil when labels are
 // off. The returned closer closes the audit log file.
-func openLabels(cfg config.Config, cfgPath string, st identity.Store, log *slog.Logger, m *obs.Metrics) (*seclabel.Guard, io.Closer, error) {
+// extra are principals from the bridge maps.
+func openLabels(cfg config.Config, cfgPath string, st identity.Store, log *slog.Logger, m *obs.Metrics, extra map[string]identity.Spec) (*seclabel.Guard, io.Closer, error) {
 	set, err := loadPolicy(cfg, cfgPath)
 	if err != nil || set == nil {
 		return nil, nil, err
@@ -55,8 +56,8 @@ func openLabels(cfg config.Config, cfgPath string, st identity.Store, log *slog.
 		mode = seclabel.Warn
 	}
 	dir := identity.New(set, st, log, clearanceTTL)
-	if err := dir.Replace(set, principals(cfg)); err != nil {
-		return nil, nil, err // loadPolicy checked them: not expected
+	if err := dir.Replace(set, principals(cfg, extra)); err != nil {
+		return nil, nil, err
 	}
 	g := seclabel.New(seclabel.Config{
 		Directory: dir,
@@ -67,9 +68,13 @@ func openLabels(cfg config.Config, cfgPath string, st identity.Store, log *slog.
 }
 
 // principals are the configured peers and components with their label
-// expressions, as the directory registers them.
-func principals(cfg config.Config) map[string]identity.Spec {
+// expressions, as the directory registers them, and extra (the mail
+// domains of the mail maps).
+func principals(cfg config.Config, extra map[string]identity.Spec) map[string]identity.Spec {
 	out := map[string]identity.Spec{}
+	for k, v := range extra {
+		out[k] = v
+	}
 	for _, p := range cfg.Principals() {
 		if p.Clearance != "" || p.Label != "" {
 			out[p.Name] = identity.Spec{Clearance: p.Clearance, Label: p.Label}
@@ -80,7 +85,7 @@ func principals(cfg config.Config) map[string]identity.Spec {
 
 // reloadLabels applies a changed policy file and changed peer clearances
 // to a running server. Turning labels on or off needs a restart.
-func reloadLabels(log *slog.Logger, g *seclabel.Guard, cfg config.Config, cfgPath string) {
+func reloadLabels(log *slog.Logger, g *seclabel.Guard, cfg config.Config, cfgPath string, extra map[string]identity.Spec) {
 	set, err := loadPolicy(cfg, cfgPath)
 	switch {
 	case err != nil:
@@ -89,7 +94,7 @@ func reloadLabels(log *slog.Logger, g *seclabel.Guard, cfg config.Config, cfgPat
 		log.Warn("reload: turning security labels on or off needs a restart")
 	case set == nil:
 	default:
-		if err := g.Reload(set, principals(cfg)); err != nil {
+		if err := g.Reload(set, principals(cfg, extra)); err != nil {
 			log.Error("reload: security policy not applied", "err", err)
 			return
 		}

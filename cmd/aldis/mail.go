@@ -7,25 +7,58 @@ import (
 	"net"
 	"strings"
 
+	"github.com/aldis-im/aldis/bridges/mailxmpp"
 	"github.com/aldis-im/aldis/core/certs"
 	"github.com/aldis-im/aldis/core/config"
+	"github.com/aldis-im/aldis/core/identity"
 	"github.com/aldis-im/aldis/core/queue"
 	"github.com/aldis-im/aldis/mail/mta"
 	"github.com/aldis-im/aldis/mail/relay"
 	"github.com/aldis-im/aldis/mail/smtpin"
+	"github.com/aldis-im/aldis/mapping/mailmap"
+	"github.com/aldis-im/aldis/xmppcore/router"
+	"github.com/aldis-im/aldis/xmppcore/seclabel"
 )
 
-// mailService is the running [mail] relay: SMTP listeners and the queue's
-// delivery scheduler.
+// mailService is the running [mail] relay: SMTP listeners, the queue's
+// delivery scheduler and the mail bridge.
 type mailService struct {
 	lns     []string
 	ingress *smtpin.Server
-	stopQ   context.CancelFunc
-	qDone   chan struct{}
+	bridge  *mailxmpp.Bridge // nil without maps
+	stop    context.CancelFunc
+	done    chan struct{} // closed when the queue and the bridge have stopped
 }
 
-// startMail starts the mail relay if [mail] enables it; nil otherwise.
-func startMail(cfg config.Config, log *slog.Logger, st queue.Store, src *certs.Source) (*mailService, error) {
+// loadMailMap reads the mail maps [mail] names; nil when there are none or
+// mail is off.
+func loadMailMap(cfg config.Config, cfgPath string) (*mailmap.Map, error) {
+	paths := cfg.MailMapPaths(cfgPath)
+	if !cfg.Mail.Enabled || len(paths) == 0 {
+		return nil, nil
+	}
+	return mailmap.Load(paths...)
+}
+
+// mailPrincipals are the label principals of a mail map: each mail domain
+// ("mail:<domain>") and the bridge as a room occupant ("peer:<gateway>").
+func mailPrincipals(cfg config.Config, m *mailmap.Map) map[string]identity.Spec {
+	if m == nil {
+		return nil
+	}
+	out := map[string]identity.Spec{}
+	for _, d := range m.Domains() {
+		out[mailmap.Principal(d)] = identity.Spec{Clearance: d.Clearance, Label: d.Label}
+	}
+	if c := m.Gateway().Clearance; c != "" {
+		out["peer:"+cfg.MailGatewayDomain()] = identity.Spec{Clearance: c}
+	}
+	return out
+}
+
+// startMail starts the mail relay if [mail] enables it, with the bridge
+// when mm holds maps; nil otherwise.
+func startMail(cfg config.Config, log *slog.Logger, st queue.Store, src *certs.Source, rt *router.Router, labels *seclabel.Guard, mm *mailmap.Map) (*mailService, error) {
 	mc := cfg.Mail
 	if !mc.Enabled {
 		return nil, nil
@@ -49,6 +82,20 @@ func startMail(cfg config.Config, log *slog.Logger, st queue.Store, src *certs.S
 	if err != nil {
 		return nil, err
 	}
+	var br *mailxmpp.Bridge
+	if mm != nil {
+		br, err = mailxmpp.New(mailxmpp.Config{
+			Domain: cfg.MailGatewayDomain(), Hostname: host, XMPP: rt, Outbox: m, Map: mm,
+			Labels: labels, AuthServID: mc.TrustedAuthservID, Logger: log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if err := rt.AddService(cfg.MailGatewayDomain(), br); err != nil {
+			return nil, fmt.Errorf("mail gateway: %w", err)
+		}
+		m.SetLocal(br)
+	}
 	in, err := smtpin.New(smtpin.Config{
 		Hostname: host, TLS: src.TLSConfig(), RequireTLS: mc.RequireTLS,
 		MaxMessageBytes: int64(mc.MaxMessageSize), MaxRecipients: mc.MaxRecipients,
@@ -58,12 +105,23 @@ func startMail(cfg config.Config, log *slog.Logger, st queue.Store, src *certs.S
 	if err != nil {
 		return nil, err
 	}
-	qctx, stopQ := context.WithCancel(context.Background())
-	s := &mailService{ingress: in, stopQ: stopQ, qDone: make(chan struct{})}
+	ctx, stop := context.WithCancel(context.Background())
+	s := &mailService{ingress: in, bridge: br, stop: stop, done: make(chan struct{})}
+	qDone := make(chan struct{})
 	go func() {
-		defer close(s.qDone)
-		_ = m.Run(qctx)
+		defer close(qDone)
+		_ = m.Run(ctx)
 	}()
+	go func() {
+		defer close(s.done)
+		if br != nil {
+			_ = br.Run(ctx)
+		}
+		<-qDone
+	}()
+	if br != nil {
+		log.Info("mail bridge on", "gateway", cfg.MailGatewayDomain(), "users", len(mm.Users()), "rooms", len(mm.Rooms()), "domains", len(mm.Domains()))
+	}
 	for _, a := range mc.Listen {
 		ln, err := net.Listen("tcp", a)
 		if err != nil {
@@ -81,23 +139,53 @@ func startMail(cfg config.Config, log *slog.Logger, st queue.Store, src *certs.S
 			}
 		}()
 	}
-	if n, err := m.Queued(qctx); err == nil && n > 0 {
+	if n, err := m.Queued(ctx); err == nil && n > 0 {
 		log.Info("mail queue resumed", "queued", n)
 	}
 	return s, nil
 }
 
+// reloadMap reads the mail maps again for SIGHUP: the new map, or the
+// running one when the files have errors (or nil without a bridge).
+func (s *mailService) reloadMap(log *slog.Logger, cfg config.Config, cfgPath string, labels *seclabel.Guard) *mailmap.Map {
+	if s == nil || s.bridge == nil {
+		return nil
+	}
+	cur := s.bridge.Map()
+	m, err := loadMailMap(cfg, cfgPath)
+	if err == nil && m == nil {
+		log.Warn("reload: turning the mail bridge off needs a restart; keeping its maps")
+		return cur
+	}
+	if err == nil && labels != nil {
+		err = m.CheckLabels(labels.Policies())
+	}
+	if err != nil {
+		log.Error("reload: mail maps have errors; keeping the running ones", "err", err)
+		return cur
+	}
+	return m
+}
+
+// setMap hands the bridge a reloaded map.
+func (s *mailService) setMap(m *mailmap.Map) {
+	if s == nil || s.bridge == nil || m == nil {
+		return
+	}
+	s.bridge.SetMap(m)
+}
+
 // shutdown stops the listeners (letting transactions under way finish
-// until ctx ends), then the deliveries; what is cut short is due again at
-// the next start.
+// until ctx ends), then the deliveries and the bridge; what is cut short
+// is due again at the next start.
 func (s *mailService) shutdown(ctx context.Context) {
 	if s == nil {
 		return
 	}
 	_ = s.ingress.Shutdown(ctx)
-	s.stopQ()
+	s.stop()
 	select {
-	case <-s.qDone:
+	case <-s.done:
 	case <-ctx.Done():
 	}
 }

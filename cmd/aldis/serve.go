@@ -100,7 +100,12 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 		log.Info("generated a self-signed certificate", "file", src.CertFile())
 	}
 	m := obs.NewMetrics()
-	labels, auditLog, err := openLabels(cfg, path, st, log, m)
+	// The mail maps first: their mail domains are label principals.
+	mailMap, err := loadMailMap(cfg, path)
+	if err != nil {
+		return err
+	}
+	labels, auditLog, err := openLabels(cfg, path, st, log, m, mailPrincipals(cfg, mailMap))
 	if err != nil {
 		return err
 	}
@@ -182,7 +187,7 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 	if err != nil {
 		return err
 	}
-	mailSvc, err := startMail(cfg, log, st, src)
+	mailSvc, err := startMail(cfg, log, st, src, rt, labels, mailMap)
 	if err != nil {
 		return err
 	}
@@ -269,7 +274,7 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 	for {
 		select {
 		case <-hup:
-			reload(log, level, src, rt, labels, path)
+			reload(log, level, src, rt, labels, path, mailSvc)
 			gw.reload()
 		case <-ctx.Done():
 			log.Info("shutting down")
@@ -305,7 +310,7 @@ func resumeTimeout(d time.Duration) time.Duration {
 // reload applies what can change without a restart: the log level, the
 // offline quota, whether accounts may remove themselves, and the
 // certificate files. Other settings need a restart, which the log says.
-func reload(log *slog.Logger, level *slog.LevelVar, src *certs.Source, rt *router.Router, labels *seclabel.Guard, path string) {
+func reload(log *slog.Logger, level *slog.LevelVar, src *certs.Source, rt *router.Router, labels *seclabel.Guard, path string, mailSvc *mailService) {
 	if path != "" {
 		cfg, err := config.Load(path)
 		if err != nil {
@@ -314,11 +319,13 @@ func reload(log *slog.Logger, level *slog.LevelVar, src *certs.Source, rt *route
 		}
 		level.Set(parseLevel(cfg.Log.Level))
 		rt.SetPolicy(cfg.Offline.MaxPerUser, cfg.Auth.Registration)
-		reloadLabels(log, labels, cfg, path)
+		mailMap := mailSvc.reloadMap(log, cfg, path, labels)
+		reloadLabels(log, labels, cfg, path, mailPrincipals(cfg, mailMap))
+		mailSvc.setMap(mailMap)
 	}
 	if err := src.Reload(); err != nil {
 		log.Error("reload: certificate", "err", err)
 		return
 	}
-	log.Info("reloaded log level, offline quota, account removal, security policy and certificates (other settings need a restart)")
+	log.Info("reloaded log level, offline quota, account removal, security policy, mail maps and certificates (other settings need a restart)")
 }

@@ -3,13 +3,15 @@ package config
 import (
 	"fmt"
 	"net"
+	"path/filepath"
 	"strings"
 	"time"
 )
 
-// Mail is the [mail] table: the SMTP ingress and the store-and-forward
-// relay. Until the mail bridge's maps exist, mail accepted for
-// RelayDomains is queued and sent on to Smarthost (or by MX).
+// Mail is the [mail] table: the SMTP ingress, the store-and-forward relay
+// and the mail ⇄ XMPP bridge. Mail for the addresses of the Maps goes to
+// XMPP users and rooms; mail for RelayDomains is queued and sent on to
+// Smarthost (or by MX).
 type Mail struct {
 	Enabled bool     `toml:"enabled"`
 	Listen  []string `toml:"listen"` // SMTP listeners with STARTTLS (the [tls] certificate), host:port
@@ -24,8 +26,20 @@ type Mail struct {
 	MaxConnsPerIP  int  `toml:"max_connections_per_ip"`
 	MessagesPerMin int  `toml:"messages_per_minute"` // per client IP address
 	MaxHops        int  `toml:"max_hops"`            // Received fields; more is a loop
-	// RelayDomains are the recipient domains accepted; others get 550.
+	// RelayDomains are the recipient domains relayed on; others get 550
+	// unless the Maps serve them.
 	RelayDomains []string `toml:"relay_domains"`
+	// Maps are the mail bridge maps (package mapping/mailmap); none leaves
+	// the bridge off. Relative paths are relative to the configuration file.
+	Maps []string `toml:"maps"`
+	// GatewayDomain is the XMPP domain on which users reach any mail
+	// address as an escaped JID; empty: "mail." + server.domain. Use
+	// Config.MailGatewayDomain.
+	GatewayDomain string `toml:"gateway_domain"`
+	// TrustedAuthservID is the authserv-id of the relaying MTA whose
+	// Authentication-Results header fields the maps' SPF and DKIM
+	// requirements trust; empty trusts none.
+	TrustedAuthservID string `toml:"trusted_authserv_id"`
 	// Smarthost, "host:port", receives all outgoing mail; empty: MX lookup.
 	Smarthost         string `toml:"smarthost"`
 	SmarthostUser     string `toml:"smarthost_user"`
@@ -53,6 +67,7 @@ func defaultMail() Mail {
 		MessagesPerMin: 60,
 		MaxHops:        30,
 		RelayDomains:   []string{},
+		Maps:           []string{},
 		Workers:        8,
 		PerDomain:      2,
 		RetryMin:       time.Minute,
@@ -69,6 +84,29 @@ func (c Config) MailHostname() string {
 	return c.Server.Domain
 }
 
+// MailGatewayDomain returns Mail.GatewayDomain, or "mail." + the server's
+// domain when it is empty.
+func (c Config) MailGatewayDomain() string {
+	if c.Mail.GatewayDomain != "" {
+		return c.Mail.GatewayDomain
+	}
+	return "mail." + c.Server.Domain
+}
+
+// MailMapPaths resolves mail.maps relative to the configuration file's
+// directory, as MapPaths does for irc.maps.
+func (c Config) MailMapPaths(configFile string) []string {
+	out := make([]string, len(c.Mail.Maps))
+	for i, m := range c.Mail.Maps {
+		if filepath.IsAbs(m) || configFile == "" {
+			out[i] = m
+			continue
+		}
+		out[i] = filepath.Join(filepath.Dir(configFile), m)
+	}
+	return out
+}
+
 // mailProblems checks [mail]; listener records listen addresses against clashes.
 func (c Config) mailProblems(ck *checker, listener func(key, addr string)) {
 	m := c.Mail
@@ -76,14 +114,29 @@ func (c Config) mailProblems(ck *checker, listener func(key, addr string)) {
 		for i, a := range m.Listen {
 			listener(indexKey("mail.listen", i), a)
 		}
-		if len(m.RelayDomains) == 0 {
-			ck.add("is empty, so the enabled mail relay would refuse every recipient", "mail.relay_domains", "mail.enabled")
+		if len(m.RelayDomains) == 0 && len(m.Maps) == 0 {
+			ck.add("and mail.maps are empty, so the enabled mail relay would refuse every recipient", "mail.relay_domains", "mail.enabled")
 		}
 	}
 	if m.Hostname != "" {
 		if msg := checkHostname(m.Hostname); msg != "" {
 			ck.add(msg, "mail.hostname")
 		}
+	}
+	for i, p := range m.Maps {
+		if p == "" {
+			ck.add("must not be empty", indexKey("mail.maps", i))
+		}
+	}
+	if m.GatewayDomain != "" {
+		if msg := checkHostname(m.GatewayDomain); msg != "" {
+			ck.add(msg, "mail.gateway_domain")
+		} else if m.GatewayDomain == c.Server.Domain || m.GatewayDomain == c.MUCDomain() {
+			ck.add("must differ from the server's and the chat service's domains", "mail.gateway_domain")
+		}
+	}
+	if strings.ContainsAny(m.TrustedAuthservID, " \t\r\n;()\"\x00") {
+		ck.add("is not an authserv-id (a host name)", "mail.trusted_authserv_id")
 	}
 	for i, d := range m.RelayDomains {
 		if msg := checkHostname(d); msg != "" {

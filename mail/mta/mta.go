@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -28,6 +29,26 @@ const QueueName = "mail"
 // Sender sends one message to one recipient; relay.Client is one.
 type Sender interface {
 	Send(ctx context.Context, from, to string, data []byte) error
+}
+
+// Local delivers mail for the addresses it serves instead of relaying it:
+// the mail ⇄ XMPP bridge.
+type Local interface {
+	// Recipient is asked first at RCPT time: local true takes the
+	// recipient here, and a non-nil err refuses it (550 5.1.1 for an
+	// unknown address in a local domain); local false leaves it to the
+	// relay domains.
+	Recipient(ctx context.Context, from, to string) (local bool, err error)
+	// Check vets a message for its local recipients before the client is
+	// told 250; an *smtp.SMTPError is passed to the client.
+	Check(ctx context.Context, env smtpin.Envelope, msg *mimemsg.Message, to []string) error
+	// Deliver delivers one queued message to one local recipient. Errors
+	// are as for Sender: queue.Permanent ends in a bounce, others retry.
+	Deliver(ctx context.Context, from, to string, data []byte) error
+	// Failed is told that mail Submitted with an "origin" in its Meta has
+	// failed for good, instead of a bounce being mailed; an error retries
+	// the report later.
+	Failed(ctx context.Context, meta map[string]string, cause error) error
 }
 
 // Config sets up an MTA.
@@ -54,6 +75,26 @@ type MTA struct {
 	q       *queue.Queue
 	send    Sender
 	log     *slog.Logger
+	local   atomic.Pointer[localBox]
+}
+
+type localBox struct{ Local }
+
+// SetLocal has l take the mail for the addresses it serves. Call it before
+// the ingress serves; nil turns local delivery off.
+func (m *MTA) SetLocal(l Local) {
+	if l == nil {
+		m.local.Store(nil)
+		return
+	}
+	m.local.Store(&localBox{l})
+}
+
+func (m *MTA) getLocal() Local {
+	if b := m.local.Load(); b != nil {
+		return b.Local
+	}
+	return nil
 }
 
 // New builds an MTA over the store st; Run delivers.
@@ -106,6 +147,11 @@ func (m *MTA) Recipient(ctx context.Context, from, to string) error {
 	if at <= 0 || at == len(to)-1 || strings.ContainsAny(to, " \t\r\n<>") {
 		return reply(553, 5, 1, 3, "Bad recipient address syntax")
 	}
+	if l := m.getLocal(); l != nil {
+		if local, err := l.Recipient(ctx, from, to); local || err != nil {
+			return err
+		}
+	}
 	if !m.domains[strings.ToLower(strings.TrimSuffix(to[at+1:], "."))] {
 		return reply(550, 5, 7, 1, "Relaying denied: not a domain served here")
 	}
@@ -129,17 +175,35 @@ func (m *MTA) Accept(ctx context.Context, env smtpin.Envelope, data []byte) erro
 	if msg.LabelErr != nil {
 		return reply(554, 5, 7, 1, "Message refused: "+oneLine(msg.LabelErr.Error()))
 	}
+	var local []string
+	if l := m.getLocal(); l != nil {
+		for _, to := range env.To {
+			if ok, _ := l.Recipient(ctx, env.From, to); ok {
+				local = append(local, to)
+			}
+		}
+		if len(local) > 0 {
+			if err := l.Check(ctx, env, msg, local); err != nil {
+				return err
+			}
+		}
+	}
 	now := time.Now()
 	items := make([]queue.Item, 0, len(env.To))
 	for _, to := range env.To {
-		items = append(items, queue.Item{
+		it := queue.Item{
 			Key:  env.ID + "/" + to,
 			Dest: domainOf(to),
 			Meta: map[string]string{
 				"from": env.From, "to": to, "arrival": now.UTC().Format(time.RFC3339), "id": env.ID,
 			},
 			Payload: data,
-		})
+		}
+		if slices.Contains(local, to) {
+			it.Dest = localDest
+			it.Meta["local"] = "1"
+		}
+		items = append(items, it)
 	}
 	if _, err := m.q.Add(ctx, items...); err != nil {
 		m.log.Error("queueing mail", "id", env.ID, "err", err)
@@ -149,9 +213,58 @@ func (m *MTA) Accept(ctx context.Context, env smtpin.Envelope, data []byte) erro
 	return nil
 }
 
+// localDest is the queue destination of local deliveries.
+const localDest = "local"
+
+// Submission is a message from a local source (the bridge) to send on.
+type Submission struct {
+	ID   string // unique; each delivery's key is ID/recipient
+	From string // the envelope sender; "" for a report
+	To   []string
+	Data []byte
+	// Meta is kept with each delivery. With "origin" set, a final failure
+	// goes to Local.Failed rather than back as a bounce.
+	Meta map[string]string
+}
+
+// Submit queues a message for each of its recipients, durably, before it
+// returns.
+func (m *MTA) Submit(ctx context.Context, s Submission) error {
+	if s.ID == "" || len(s.To) == 0 {
+		return errors.New("mta: submission without an ID or recipients")
+	}
+	now := time.Now().UTC().Format(time.RFC3339)
+	items := make([]queue.Item, 0, len(s.To))
+	for _, to := range s.To {
+		meta := map[string]string{"from": s.From, "to": to, "arrival": now, "id": s.ID}
+		for k, v := range s.Meta {
+			if _, taken := meta[k]; !taken {
+				meta[k] = v
+			}
+		}
+		items = append(items, queue.Item{Key: s.ID + "/" + to, Dest: domainOf(to), Meta: meta, Payload: s.Data})
+	}
+	if _, err := m.q.Add(ctx, items...); err != nil {
+		return fmt.Errorf("mta: queueing a submission: %w", err)
+	}
+	m.log.Info("mail submitted", "id", s.ID, "from", s.From, "to", s.To)
+	return nil
+}
+
 // deliver sends one queued message to one recipient, adding our trace
-// field.
+// field, or hands it to Local.
 func (m *MTA) deliver(ctx context.Context, it queue.Item) error {
+	if it.Meta["local"] != "" {
+		l := m.getLocal()
+		if l == nil {
+			return errors.New("mta: a local delivery but no local deliverer")
+		}
+		err := l.Deliver(ctx, it.Meta["from"], it.Meta["to"], it.Payload)
+		if err == nil {
+			m.log.Info("mail delivered locally", "id", it.Meta["id"], "to", it.Meta["to"], "attempt", it.Attempts)
+		}
+		return err
+	}
 	data := make([]byte, 0, len(it.Payload)+64)
 	data = append(data, mimemsg.TraceHeader+": "+m.cfg.Hostname+"\r\n"...)
 	data = append(data, it.Payload...)
@@ -169,6 +282,12 @@ func (m *MTA) deliver(ctx context.Context, it queue.Item) error {
 // failed turns a final failure into a bounce to the sender, unless the
 // mail was itself a bounce.
 func (m *MTA) failed(ctx context.Context, it queue.Item, cause error) ([]queue.Item, error) {
+	if l := m.getLocal(); it.Meta["origin"] != "" && l != nil {
+		if errors.Is(cause, queue.ErrExpired) && it.LastError != "" {
+			cause = fmt.Errorf("%w (last error: %s)", cause, it.LastError)
+		}
+		return nil, l.Failed(ctx, it.Meta, cause)
+	}
 	from := it.Meta["from"]
 	if from == "" {
 		m.log.Warn("undeliverable bounce dropped", "id", it.Meta["id"], "to", it.Meta["to"], "err", cause)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/aldis-im/aldis/core/queue"
 	"github.com/aldis-im/aldis/core/store/sqlite"
+	"github.com/aldis-im/aldis/mail/mimemsg"
 	"github.com/aldis-im/aldis/mail/relay"
 	"github.com/aldis-im/aldis/mail/smtpin"
 )
@@ -145,5 +146,101 @@ func TestBounce(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if n := len(snd.all()); n != 1 {
 		t.Errorf("%d messages sent, want only the one bounce", n)
+	}
+}
+
+type fakeLocal struct {
+	mu        sync.Mutex
+	delivered []sent
+	failed    []map[string]string
+	refuse    error
+	fail      error
+}
+
+func (l *fakeLocal) Recipient(ctx context.Context, from, to string) (bool, error) {
+	if !strings.HasSuffix(to, "@mail.example.org") {
+		return false, nil
+	}
+	if strings.HasPrefix(to, "unknown@") {
+		return true, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+	}
+	return true, nil
+}
+
+func (l *fakeLocal) Check(ctx context.Context, env smtpin.Envelope, msg *mimemsg.Message, to []string) error {
+	return l.refuse
+}
+
+func (l *fakeLocal) Deliver(ctx context.Context, from, to string, data []byte) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fail != nil {
+		return l.fail
+	}
+	l.delivered = append(l.delivered, sent{from, to, string(data)})
+	return nil
+}
+
+func (l *fakeLocal) Failed(ctx context.Context, meta map[string]string, cause error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.failed = append(l.failed, meta)
+	return nil
+}
+
+func (l *fakeLocal) state() ([]sent, []map[string]string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]sent(nil), l.delivered...), append([]map[string]string(nil), l.failed...)
+}
+
+func TestLocal(t *testing.T) {
+	snd := &fakeSender{fail: func(to string) error {
+		if to == "nobody@example.net" {
+			return &relay.Error{Permanent: true, Host: "mx.example.net", Err: errors.New("550 5.1.1 no such user")}
+		}
+		return nil
+	}}
+	m := newMTA(t, snd)
+	loc := &fakeLocal{}
+	m.SetLocal(loc)
+	ctx := t.Context()
+	if err := m.Recipient(ctx, "a@x.example", "ops@mail.example.org"); err != nil {
+		t.Errorf("local: %v", err)
+	}
+	if err := m.Recipient(ctx, "a@x.example", "unknown@mail.example.org"); code(err) != 550 {
+		t.Errorf("unknown local: %v", err)
+	}
+	// One message, one local and one relayed recipient: each its way, the
+	// local one without our trace field.
+	env := smtpin.Envelope{ID: "l1", From: "alice@example.org", To: []string{"ops@mail.example.org", "bob@example.net"}}
+	if err := m.Accept(ctx, env, []byte(mail1)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both deliveries", func() bool { d, _ := loc.state(); return len(d) == 1 && len(snd.all()) == 1 })
+	if d, _ := loc.state(); d[0].to != "ops@mail.example.org" || d[0].data != mail1 {
+		t.Errorf("local delivery %+v", d[0])
+	}
+	waitFor(t, "an empty queue", func() bool { n, _ := m.Queued(ctx); return n == 0 })
+	// Check refuses: nothing is queued.
+	loc.refuse = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "not cleared"}
+	if err := m.Accept(ctx, smtpin.Envelope{ID: "l2", From: "a@x.example", To: []string{"ops@mail.example.org"}}, []byte(mail1)); code(err) != 550 {
+		t.Errorf("refused by Check: %v", err)
+	}
+	if n, _ := m.Queued(ctx); n != 0 {
+		t.Errorf("%d queued after a refusal", n)
+	}
+	// A submission that fails for good goes to Failed, not back as a bounce.
+	if err := m.Submit(ctx, Submission{ID: "s1", From: "alice@mail.example.org", To: []string{"nobody@example.net"},
+		Data: []byte(mail1), Meta: map[string]string{"origin": "alice@example.org/phone"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the failure report", func() bool { _, f := loc.state(); return len(f) == 1 })
+	if _, f := loc.state(); f[0]["origin"] != "alice@example.org/phone" || f[0]["to"] != "nobody@example.net" {
+		t.Errorf("failure meta %v", f[0])
+	}
+	waitFor(t, "an empty queue", func() bool { n, _ := m.Queued(ctx); return n == 0 })
+	if n := len(snd.all()); n != 1 {
+		t.Errorf("%d messages sent, want 1 (no bounce)", n)
 	}
 }
