@@ -16,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/peering"
 	"github.com/aldis-im/aldis/xmppcore/stanza"
 	"github.com/aldis-im/aldis/xmppcore/wire"
 )
@@ -41,6 +42,8 @@ type inConn struct {
 	from    string // the stream's from, if given
 	sasl    bool   // authenticated by SASL EXTERNAL (no dialback after it)
 	closing bool
+	// overRate counts stanzas in a row refused for the peer's rate.
+	overRate int
 
 	wmu sync.Mutex
 
@@ -221,11 +224,14 @@ func (c *inConn) open() error {
 		return &streamErr{"host-unknown", "the stream's to changed"}
 	}
 	c.local = to
-	if f, err := domainOnly(h.Attr("from")); err == nil {
+	if f, err := domainOnly(h.Attr("from")); err == nil && !c.sasl {
 		c.from = f
 	}
 	if err := c.header(); err != nil {
 		return err
+	}
+	if c.from != "" && !c.m.rule(c.from).Allow {
+		return c.denied(c.from)
 	}
 	if h.Attr("xmlns") != stanza.NSServer {
 		return &streamErr{"invalid-namespace", "the content namespace must be jabber:server"}
@@ -251,11 +257,23 @@ func (c *inConn) header() error {
 	return c.write(h.AppendStart([]byte("<?xml version='1.0'?>")))
 }
 
+// denied refuses a stream from a peer the peering controls do not allow.
+func (c *inConn) denied(domain string) error {
+	c.m.m.refused["in"][peering.Denied].Inc()
+	c.m.log.Info("s2s: refusing a peer the peering policy denies", "from", domain, "remote", c.ip)
+	return &streamErr{"policy-violation", "this server does not federate with " + domain}
+}
+
+// rule returns the peering controls of the stream's sender, as its header
+// names it (the default rule if it does not).
+func (c *inConn) rule() *peering.Rule { return c.m.rule(c.from) }
+
 func (c *inConn) features() *wire.Element {
 	f := wire.New("stream:features", "")
+	rule := c.rule()
 	if c.tls == nil && c.m.cfg.Certificate != nil {
 		st := f.AddChild(wire.New("starttls", stanza.NSTLS))
-		if c.m.cfg.RequireTLS {
+		if rule.RequireTLS {
 			st.AddChild(wire.New("required", ""))
 			return f
 		}
@@ -267,7 +285,7 @@ func (c *inConn) features() *wire.Element {
 		mech := f.AddChild(wire.New("mechanisms", stanza.NSSASL))
 		mech.AddChild(wire.New("mechanism", "")).AddText("EXTERNAL")
 	}
-	if !c.m.cfg.RequireCertificates {
+	if !rule.CertificateOnly {
 		f.AddChild(wire.New("dialback", stanza.NSDialbackFeat)).AddChild(wire.New("errors", ""))
 	}
 	return f
@@ -298,6 +316,9 @@ func (c *inConn) external(auth *wire.Element) error {
 	}
 	if domain == "" || (c.from != "" && domain != c.from) {
 		return fail("invalid-authzid")
+	}
+	if !c.m.rule(domain).Allow {
+		return c.denied(domain)
 	}
 	if err := c.m.verifyPeer(c.tls.PeerCertificates, domain); err != nil {
 		c.m.log.Info("s2s: certificate refused", "domain", domain, "err", err)
@@ -357,14 +378,15 @@ func (c *inConn) dialback(el *wire.Element) error {
 		}
 		return c.write(dbElement("verify", r.to, r.from, r.id, typ, "").Append(nil))
 	}
-	if c.m.cfg.RequireTLS && c.tls == nil {
+	rule := c.m.rule(r.from)
+	if !rule.Allow {
+		return c.denied(r.from)
+	}
+	if rule.RequireTLS && c.tls == nil {
 		return &streamErr{"policy-violation", "TLS is required before dialback"}
 	}
 	if !c.m.cfg.Local(r.to) {
 		return c.dbError(r, "cancel", "item-not-found")
-	}
-	if c.m.cfg.RequireCertificates {
-		return c.dbError(r, "cancel", "not-acceptable")
 	}
 	if c.sasl && r.from != c.from {
 		return c.dbError(r, "cancel", "not-acceptable")
@@ -374,6 +396,11 @@ func (c *inConn) dialback(el *wire.Element) error {
 	if c.tls != nil && c.m.verifyPeer(c.tls.PeerCertificates, r.from) == nil {
 		c.dbVerified(r, true)
 		return nil
+	}
+	if rule.CertificateOnly {
+		c.m.m.authFail.Inc()
+		c.m.log.Info("s2s: refusing dialback: the peering policy requires a certificate", "from", r.from)
+		return c.dbError(r, "cancel", "not-acceptable")
 	}
 	c.m.wg.Add(1)
 	go func() {
@@ -436,8 +463,48 @@ func (c *inConn) stanza(st *wire.Element) error {
 	}
 	c.m.m.in.Inc()
 	stanza.FromPeer(st, stanza.NSServer)
-	c.m.cfg.Router.Inject(st, from, to)
+	rule := c.m.rule(from.Domain())
+	why := rule.Check(st)
+	if why == peering.OK && !rule.Take(time.Now()) {
+		if c.overRate >= maxOverRate {
+			// Refusing has not slowed the peer down: stop reading until
+			// its rate allows this stanza. Its queue fills, not ours.
+			if err := rule.Wait(c.m.ctx); err != nil {
+				return &streamErr{"system-shutdown", ""}
+			}
+		} else {
+			why = peering.RateLimit
+		}
+	}
+	switch why {
+	case peering.OK:
+		c.overRate = 0
+		c.m.cfg.Router.Inject(st, from, to)
+	case peering.Denied:
+		return c.denied(from.Domain())
+	case peering.RateLimit:
+		c.overRate++
+		c.m.refuse("in", why, from.Domain(), st)
+		c.answer(st, from, to, stanza.Wait, "resource-constraint", "too many stanzas; slow down")
+	default:
+		c.m.refuse("in", why, from.Domain(), st)
+		c.answer(st, from, to, stanza.Cancel, "not-allowed", "refused by this server's peering policy")
+	}
 	return nil
+}
+
+// maxOverRate is how many stanzas in a row a stream may send over its
+// peer's rate, each answered with resource-constraint, before the stream
+// is paced instead: read no faster than the rate allows.
+const maxOverRate = 100
+
+// answer returns an error for a stanza the peer sent, over the outgoing
+// stream to the peer.
+func (c *inConn) answer(st *wire.Element, from, to jid.JID, typ, cond, text string) {
+	if !answerable(st) {
+		return
+	}
+	c.m.send(item{st: stanza.Error(st, typ, cond, text), from: to, to: from})
 }
 
 func randomID() string {

@@ -94,7 +94,7 @@ func (c *outConn) connect(ctx context.Context) (*stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.m.cfg.RequireCertificates && !s.peerVerified {
+	if s.rule.CertificateOnly && !s.peerVerified {
 		s.raw.Close()
 		return nil, &remoteError{"the peer's certificate does not verify"}
 	}

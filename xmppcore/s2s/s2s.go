@@ -22,6 +22,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/aldis-im/aldis/core/obs"
 	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/peering"
 	"github.com/aldis-im/aldis/xmppcore/stanza"
 	"github.com/aldis-im/aldis/xmppcore/wire"
 )
@@ -43,9 +44,15 @@ type Config struct {
 	// disables TLS (tests only).
 	Certificate func() *tls.Certificate
 	// Roots verifies peers' certificates; nil means the system roots.
-	Roots               *x509.CertPool
+	Roots *x509.CertPool
+	// RequireTLS and RequireCertificates are the defaults when Peering
+	// is nil; otherwise Peering's rules decide, per remote domain.
 	RequireTLS          bool
 	RequireCertificates bool
+	// Peering are the peering controls: which domains may federate, how
+	// they authenticate, what passes and how fast. Nil: every domain, as
+	// RequireTLS and RequireCertificates say.
+	Peering *peering.Policy
 	// Hosts are static routes, remote domain to "host:port", tried
 	// instead of DNS.
 	Hosts          map[string]string
@@ -86,7 +93,14 @@ type Manager struct {
 
 type mgrMetrics struct {
 	in, out, bounced, authFail *metrics.Counter
+	// refused counts what the peering controls refused, by direction
+	// ("in", "out") and reason.
+	refused map[string]map[peering.Reason]*metrics.Counter
 }
+
+// refusedReasons are the values of the reason label of
+// aldis_s2s_peering_refused_total.
+var refusedReasons = []peering.Reason{peering.Denied, peering.KindRule, peering.Namespace, peering.RateLimit}
 
 // New returns a Manager; nothing connects until Send or Serve.
 func New(cfg Config) *Manager {
@@ -114,6 +128,11 @@ func New(cfg Config) *Manager {
 	if cfg.Resolver == nil {
 		cfg.Resolver = net.DefaultResolver
 	}
+	if cfg.Peering == nil {
+		// No specs: New cannot fail.
+		cfg.Peering, _ = peering.New(peering.Defaults{Allow: true, RequireTLS: cfg.RequireTLS,
+			CertificateOnly: cfg.RequireCertificates}, nil)
+	}
 	m := &Manager{cfg: cfg, log: cfg.Log, secret: make([]byte, 32), out: map[pair]*outConn{},
 		in: map[*inConn]struct{}{}, perIP: map[string]int{}, listeners: map[net.Listener]struct{}{}}
 	_, _ = rand.Read(m.secret)
@@ -124,6 +143,13 @@ func New(cfg Config) *Manager {
 		out:      mt.Counter(`aldis_s2s_stanzas_total{dir="out"}`),
 		bounced:  mt.Counter(`aldis_s2s_bounced_total`),
 		authFail: mt.Counter(`aldis_s2s_auth_failures_total`),
+		refused:  map[string]map[peering.Reason]*metrics.Counter{},
+	}
+	for _, dir := range []string{"in", "out"} {
+		m.m.refused[dir] = map[peering.Reason]*metrics.Counter{}
+		for _, r := range refusedReasons {
+			m.m.refused[dir][r] = mt.Counter(`aldis_s2s_peering_refused_total{dir="` + dir + `",reason="` + string(r) + `"}`)
+		}
 	}
 	mt.Gauge(`aldis_s2s_streams{dir="out"}`, func() float64 {
 		m.mu.Lock()
@@ -160,6 +186,11 @@ func (m *Manager) send(it item) {
 		m.log.Warn("s2s: refusing to send a stanza from a domain not served here", "from", it.from.String())
 		return
 	}
+	if why := m.rule(it.to.Domain()).Check(it.st); why != peering.OK {
+		m.refuse("out", why, it.to.Domain(), it.st)
+		m.bounceText(it, stanza.Cancel, "not-allowed", "refused by this server's peering policy")
+		return
+	}
 	p := pair{it.from.Domain(), it.to.Domain()}
 	m.mu.Lock()
 	if m.closing {
@@ -193,14 +224,27 @@ func (m *Manager) forget(c *outConn) []item {
 	return c.drain()
 }
 
+// rule returns the peering controls of a remote domain.
+func (m *Manager) rule(domain string) *peering.Rule { return m.cfg.Peering.Lookup(domain) }
+
+// refuse counts and logs a stanza the peering controls refused.
+func (m *Manager) refuse(dir string, why peering.Reason, remote string, st *wire.Element) {
+	m.m.refused[dir][why].Inc()
+	m.log.Debug("s2s: refused by the peering policy", "dir", dir, "reason", string(why), "remote", remote,
+		"kind", st.Local(), "id", st.Attr("id"))
+}
+
 // bounce returns an error for a stanza that could not be sent, from the
-// remote recipient to the local sender. Errors are never bounced.
-func (m *Manager) bounce(it item, typ, cond string) {
-	if it.st.Attr("type") == "error" {
+// remote recipient to the local sender. Errors and iq results are never
+// bounced.
+func (m *Manager) bounce(it item, typ, cond string) { m.bounceText(it, typ, cond, "") }
+
+func (m *Manager) bounceText(it item, typ, cond, text string) {
+	if !answerable(it.st) {
 		return
 	}
 	m.m.bounced.Inc()
-	e := stanza.Error(it.st, typ, cond, "")
+	e := stanza.Error(it.st, typ, cond, text)
 	e.SetAttr("from", it.to.String())
 	e.SetAttr("to", it.from.String())
 	m.cfg.Router.Inject(e, it.to, it.from)
@@ -292,4 +336,11 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		}
 		return ctx.Err()
 	}
+}
+
+// answerable reports whether an error may be returned for st: not for an
+// error, nor for an iq result (RFC 6120 §8.2.3).
+func answerable(st *wire.Element) bool {
+	typ := st.Attr("type")
+	return typ != "error" && !(st.Local() == "iq" && typ == "result")
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/aldis-im/aldis/xmppcore/peering"
 	"github.com/aldis-im/aldis/xmppcore/stanza"
 	"github.com/aldis-im/aldis/xmppcore/wire"
 )
@@ -26,7 +27,8 @@ type stream struct {
 	features      *wire.Element
 	dbOffered     bool // the peer declared the dialback namespace or feature
 	tls           bool
-	peerVerified  bool // the peer's certificate is valid for remote
+	peerVerified  bool          // the peer's certificate is valid for remote
+	rule          *peering.Rule // the peering controls of remote
 }
 
 // remoteError is an error the peer reported, or a stream it ended.
@@ -62,7 +64,7 @@ func (m *Manager) dialTarget(ctx context.Context, local, remote string, t target
 	if err != nil {
 		return nil, err
 	}
-	s := &stream{m: m, raw: raw, c: raw, local: local, remote: remote}
+	s := &stream{m: m, raw: raw, c: raw, local: local, remote: remote, rule: m.rule(remote)}
 	if dl, ok := ctx.Deadline(); ok {
 		raw.SetDeadline(dl)
 	}
@@ -87,7 +89,7 @@ func (s *stream) negotiateTLS(direct bool) error {
 		return nil
 	}
 	if s.features.Child("starttls", stanza.NSTLS) == nil || s.m.cfg.Certificate == nil {
-		if s.m.cfg.RequireTLS {
+		if s.rule.RequireTLS {
 			return &remoteError{"the peer does not offer TLS, which is required"}
 		}
 		return nil
@@ -230,7 +232,7 @@ func (s *stream) authenticate() error {
 			break
 		}
 	}
-	if s.m.cfg.RequireCertificates {
+	if s.rule.CertificateOnly {
 		return &remoteError{"SASL EXTERNAL failed and dialback is not allowed"}
 	}
 	if !s.dbOffered {

@@ -1,0 +1,175 @@
+package s2s
+
+import (
+	"crypto/x509"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/peering"
+	"github.com/aldis-im/aldis/xmppcore/wire"
+)
+
+// withPolicy gives a.test's manager a peering policy; b.test keeps the default.
+func withPolicy(t *testing.T, def peering.Defaults, specs ...peering.Spec) func(*Config) {
+	t.Helper()
+	p, err := peering.New(def, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(c *Config) {
+		if c.Local("a.test") {
+			c.Peering = p
+		}
+	}
+}
+
+func parse(t *testing.T, s string) (*wire.Element, jid.JID, jid.JID) {
+	t.Helper()
+	el, err := wire.ParseElement(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return el, jid.MustParse(el.Attr("from")), jid.MustParse(el.Attr("to"))
+}
+
+func allow(v bool) *bool { return &v }
+
+// Stanza kinds and namespaces a peer may not receive bounce to their local
+// sender with not-allowed; what may pass does, both ways.
+func TestPeeringKindsAndNamespaces(t *testing.T) {
+	ca := newCA(t)
+	a, b := pairOf(t, issue(t, ca, "a.test"), issue(t, ca, "b.test"), ca.pool(),
+		withPolicy(t, peering.Defaults{Allow: true, RequireTLS: true}, peering.Spec{Domain: "b.test", Allow: true,
+			Kinds: peering.Message | peering.Presence, DenyNamespaces: []string{"http://jabber.org/protocol/si"}}))
+
+	// Egress.
+	a.m.Send(parse(t, `<iq from='alice@a.test/x' to='bob@b.test/y' id='q1' type='get'><query xmlns='jabber:iq:version'/></iq>`))
+	a.r.expect(t, "bob@b.test/y alice@a.test/x", "id='q1'", "type='error'", "not-allowed")
+	a.m.Send(parse(t, `<message from='alice@a.test/x' to='bob@b.test' id='f1'><si xmlns='http://jabber.org/protocol/si'/></message>`))
+	a.r.expect(t, "bob@b.test alice@a.test/x", "id='f1'", "not-allowed")
+	a.m.Send(msg("alice@a.test/x", "bob@b.test", "m1"))
+	b.r.expect(t, "alice@a.test/x bob@b.test", "id='m1'")
+
+	// Ingress: b.test has no policy, a.test refuses at its boundary and
+	// answers over its own stream to b.test.
+	b.m.Send(parse(t, `<iq from='bob@b.test/y' to='alice@a.test/x' id='q2' type='set'><si xmlns='http://jabber.org/protocol/si'/></iq>`))
+	b.r.expect(t, "alice@a.test/x bob@b.test/y", "id='q2'", "type='error'", "not-allowed")
+	b.m.Send(parse(t, `<iq from='bob@b.test/y' to='a.test' id='q3' type='get'><ping xmlns='urn:xmpp:ping'/></iq>`))
+	b.r.expect(t, "a.test bob@b.test/y", "id='q3'", "type='error'", "not-allowed")
+	b.m.Send(msg("bob@b.test", "alice@a.test", "m2"))
+	got := a.r.expect(t, "bob@b.test alice@a.test", "id='m2'")
+	if strings.Contains(got, "q2") || strings.Contains(got, "q3") {
+		t.Errorf("a refused stanza was injected: %s", got)
+	}
+	if v := a.m.m.refused["in"][peering.KindRule].Get(); v != 2 {
+		t.Errorf("refused in by kind: %d, want 2", v)
+	}
+	if v := a.m.m.refused["out"][peering.Namespace].Get(); v != 1 {
+		t.Errorf("refused out by namespace: %d, want 1", v)
+	}
+}
+
+// A denied peer: stanzas for it bounce with not-allowed; its streams are
+// refused with policy-violation, and its stanzas bounce on its side.
+func TestPeeringDenied(t *testing.T) {
+	ca := newCA(t)
+	a, b := pairOf(t, issue(t, ca, "a.test"), issue(t, ca, "b.test"), ca.pool(),
+		withPolicy(t, peering.Defaults{Allow: true, RequireTLS: true}, peering.Spec{Domain: "*.test", Allow: false}))
+	a.m.Send(msg("alice@a.test", "bob@b.test", "d1"))
+	a.r.expect(t, "bob@b.test alice@a.test", "id='d1'", "not-allowed")
+	b.m.Send(msg("bob@b.test", "alice@a.test", "d2"))
+	b.r.expect(t, "alice@a.test bob@b.test", "id='d2'", "type='error'", "remote-server")
+	select {
+	case s := <-a.r.ch:
+		t.Fatalf("a denied peer's stanza reached the router: %s", s)
+	default:
+	}
+	if v := a.m.m.refused["in"][peering.Denied].Get(); v == 0 {
+		t.Error("the refused stream is not counted")
+	}
+}
+
+// An incoming stream whose header names a denied domain gets a
+// policy-violation stream error at once.
+func TestPeeringDeniedStreamError(t *testing.T) {
+	_, b := pairOf(t, nil, nil, nil, func(c *Config) {
+		c.Certificate, c.RequireTLS = nil, false
+		p, _ := peering.New(peering.Defaults{Allow: false}, nil)
+		c.Peering = p
+	})
+	conn, err := net.Dial("tcp", b.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, `<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' from='evil.test' to='b.test' version='1.0'>`)
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	out, _ := io.ReadAll(conn)
+	if !strings.Contains(string(out), "<policy-violation") || strings.Contains(string(out), "features") {
+		t.Fatalf("got %s", out)
+	}
+}
+
+// auth = "certificate": a peer whose certificate does not verify cannot
+// federate by dialback, either way.
+func TestPeeringCertificateOnly(t *testing.T) {
+	a, b := pairOf(t, issue(t, nil, "a.test"), issue(t, nil, "b.test"), x509.NewCertPool(),
+		withPolicy(t, peering.Defaults{Allow: true, RequireTLS: true}, peering.Spec{Domain: "b.test", Allow: true, CertificateOnly: allow(true)}))
+	a.m.Send(msg("alice@a.test", "bob@b.test", "c1"))
+	a.r.expect(t, "bob@b.test alice@a.test", "id='c1'", "type='error'", "remote-server-timeout")
+	b.m.Send(msg("bob@b.test", "alice@a.test", "c2"))
+	b.r.expect(t, "alice@a.test bob@b.test", "id='c2'", "type='error'", "remote-server-timeout")
+}
+
+// auth = "dialback" lets one peer use dialback where the default requires
+// certificates.
+func TestPeeringDialbackException(t *testing.T) {
+	a, b := pairOf(t, issue(t, nil, "a.test"), issue(t, nil, "b.test"), x509.NewCertPool(), func(c *Config) {
+		p, _ := peering.New(peering.Defaults{Allow: true, RequireTLS: true, CertificateOnly: true},
+			[]peering.Spec{{Domain: "a.test", Allow: true, CertificateOnly: allow(false)}, {Domain: "b.test", Allow: true, CertificateOnly: allow(false)}})
+		c.Peering = p
+	})
+	a.m.Send(msg("alice@a.test", "bob@b.test", "e1"))
+	b.r.expect(t, "alice@a.test bob@b.test", "id='e1'")
+	b.m.Send(msg("bob@b.test", "alice@a.test", "e2"))
+	a.r.expect(t, "bob@b.test alice@a.test", "id='e2'")
+}
+
+// A peer over its rate gets resource-constraint for the excess, and the
+// stream carries on.
+func TestPeeringRate(t *testing.T) {
+	ca := newCA(t)
+	a, b := pairOf(t, issue(t, ca, "a.test"), issue(t, ca, "b.test"), ca.pool(),
+		withPolicy(t, peering.Defaults{Allow: true, RequireTLS: true}, peering.Spec{Domain: "b.test", Allow: true, Rate: 1, Burst: 3}))
+	for i := range 8 {
+		b.m.Send(msg("bob@b.test", "alice@a.test", "r"+string(rune('0'+i))))
+	}
+	passed, refused := 0, 0
+	deadline := time.After(10 * time.Second)
+	for passed+refused < 8 {
+		select {
+		case s := <-a.r.ch:
+			if strings.Contains(s, "type='error'") {
+				t.Fatalf("unexpected %s", s)
+			}
+			passed++
+		case s := <-b.r.ch:
+			if !strings.Contains(s, "resource-constraint") {
+				t.Fatalf("unexpected %s", s)
+			}
+			refused++
+		case <-deadline:
+			t.Fatalf("after 10s: %d passed, %d refused", passed, refused)
+		}
+	}
+	if passed < 3 || passed > 4 {
+		t.Errorf("%d of 8 passed at a rate of 1/s with a burst of 3", passed)
+	}
+	if v := a.m.m.refused["in"][peering.RateLimit].Get(); int(v) != refused {
+		t.Errorf("rate refusals counted %d, answered %d", v, refused)
+	}
+}
