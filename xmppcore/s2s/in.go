@@ -53,7 +53,7 @@ type inConn struct {
 
 func newIn(m *Manager, raw net.Conn, ip string, direct bool) *inConn {
 	c := &inConn{m: m, raw: raw, c: raw, ip: ip, direct: direct, authed: map[pair]bool{}}
-	c.rd = &inReader{c: raw, deadline: time.Now().Add(m.cfg.ConnectTimeout)}
+	c.rd = &inReader{c: raw, raw: raw, deadline: time.Now().Add(m.cfg.ConnectTimeout)}
 	if m.cfg.RateBytes > 0 {
 		c.rd.lim = rate.NewLimiter(rate.Limit(m.cfg.RateBytes), max(m.cfg.RateBurst, m.cfg.MaxStanza))
 		c.rd.ctx = m.ctx
@@ -79,7 +79,7 @@ func (c *inConn) serve() {
 	default:
 		c.m.log.Debug("s2s: incoming stream ended", "remote", c.ip, "from", c.from, "err", err)
 	}
-	if final != nil {
+	if final != nil && !c.isClosing() {
 		c.write(final)
 	}
 	c.raw.Close()
@@ -95,13 +95,24 @@ func (c *inConn) protect(f func() error) (err error) {
 	return f()
 }
 
-// close ends the stream from another goroutine (shutdown).
+// closeGrace is how long a stream closed by this server (shutdown) is
+// still read: what the peer wrote before it saw the close is processed,
+// not lost (RFC 6120 §4.4), and the peer closes its side meanwhile.
+const closeGrace = 2 * time.Second
+
+// close ends the stream from another goroutine (shutdown): the stream
+// error and the closing tag go out at once, then the reader goes on until
+// the peer closes its side or closeGrace has passed.
 func (c *inConn) close(cond, text string) {
 	c.wmu.Lock()
+	if c.closing {
+		c.wmu.Unlock()
+		return
+	}
 	c.closing = true
 	c.wmu.Unlock()
-	c.write(stanza.StreamError(cond, text))
-	c.raw.SetReadDeadline(time.Now())
+	c.write(append(stanza.StreamError(cond, text), "</stream:stream>"...))
+	c.rd.closeAt(time.Now().Add(closeGrace))
 }
 
 func (c *inConn) write(b []byte) error {
@@ -515,19 +526,37 @@ func randomID() string {
 
 // inReader bounds negotiation and idle time and paces reads.
 type inReader struct {
-	c        net.Conn
+	c        net.Conn // what is read: raw, or TLS over it
+	raw      net.Conn // where deadlines are set
 	deadline time.Time // negotiation deadline; then moved on by every read
 	idle     time.Duration
 	lim      *rate.Limiter
 	ctx      context.Context
+
+	mu  sync.Mutex
+	end time.Time // set by closeAt: no read past it
+}
+
+// closeAt ends reading at t at the latest; it may be called from any
+// goroutine, also during a read.
+func (r *inReader) closeAt(t time.Time) {
+	r.mu.Lock()
+	r.end = t
+	r.mu.Unlock()
+	r.raw.SetReadDeadline(t)
 }
 
 func (r *inReader) Read(p []byte) (int, error) {
+	dl := r.deadline
 	if r.idle > 0 {
-		r.c.SetReadDeadline(time.Now().Add(r.idle))
-	} else {
-		r.c.SetReadDeadline(r.deadline)
+		dl = time.Now().Add(r.idle)
 	}
+	r.mu.Lock()
+	if !r.end.IsZero() && r.end.Before(dl) {
+		dl = r.end
+	}
+	r.raw.SetReadDeadline(dl)
+	r.mu.Unlock()
 	n, err := r.c.Read(p)
 	if n > 0 && r.lim != nil {
 		res := r.lim.ReserveN(time.Now(), min(n, r.lim.Burst()))
