@@ -526,8 +526,8 @@ func randomID() string {
 
 // inReader bounds negotiation and idle time and paces reads.
 type inReader struct {
-	c        net.Conn // what is read: raw, or TLS over it
-	raw      net.Conn // where deadlines are set
+	c        net.Conn  // what is read: raw, or TLS over it
+	raw      net.Conn  // where deadlines are set
 	deadline time.Time // negotiation deadline; then moved on by every read
 	idle     time.Duration
 	lim      *rate.Limiter
