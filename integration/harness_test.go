@@ -491,7 +491,7 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-const peerInstallHint = "apt-get install python3-slixmpp go-sendxmpp prosody ejabberd"
+const peerInstallHint = "apt-get install python3-slixmpp go-sendxmpp prosody ejabberd biboumi inspircd"
 
 // requirePeer checks that a peer program works (by running it with args);
 // without it the test is skipped, or fails on CI where it must be installed.
