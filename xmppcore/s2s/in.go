@@ -42,8 +42,9 @@ type inConn struct {
 	from    string // the stream's from, if given
 	sasl    bool   // authenticated by SASL EXTERNAL (no dialback after it)
 	closing bool
-	// overRate counts stanzas in a row refused for the peer's rate.
-	overRate int
+	// refusals bounds the resource-constraint answers (see maxOverRate);
+	// nil until the peer first exceeds its rate.
+	refusals *rate.Limiter
 
 	wmu sync.Mutex
 
@@ -476,25 +477,24 @@ func (c *inConn) stanza(st *wire.Element) error {
 	stanza.FromPeer(st, stanza.NSServer)
 	rule := c.m.rule(from.Domain())
 	why := rule.Check(st)
-	if why == peering.OK && !rule.Take(time.Now()) {
-		if c.overRate >= maxOverRate {
+	if now := time.Now(); why == peering.OK && !rule.Take(now) {
+		if c.refusals == nil {
+			c.refusals = rate.NewLimiter(maxOverRate, maxOverRate)
+		}
+		if c.refusals.AllowN(now, 1) {
+			why = peering.RateLimit
+		} else if err := rule.Wait(c.m.ctx); err != nil {
 			// Refusing has not slowed the peer down: stop reading until
 			// its rate allows this stanza. Its queue fills, not ours.
-			if err := rule.Wait(c.m.ctx); err != nil {
-				return &streamErr{"system-shutdown", ""}
-			}
-		} else {
-			why = peering.RateLimit
+			return &streamErr{"system-shutdown", ""}
 		}
 	}
 	switch why {
 	case peering.OK:
-		c.overRate = 0
 		c.m.cfg.Router.Inject(st, from, to)
 	case peering.Denied:
 		return c.denied(from.Domain())
 	case peering.RateLimit:
-		c.overRate++
 		c.m.refuse("in", why, from.Domain(), st)
 		c.answer(st, from, to, stanza.Wait, "resource-constraint", "too many stanzas; slow down")
 	default:
@@ -504,9 +504,10 @@ func (c *inConn) stanza(st *wire.Element) error {
 	return nil
 }
 
-// maxOverRate is how many stanzas in a row a stream may send over its
-// peer's rate, each answered with resource-constraint, before the stream
-// is paced instead: read no faster than the rate allows.
+// maxOverRate is how many stanzas per second (and in a burst) over its
+// peer's rate a stream gets refused with resource-constraint; beyond that,
+// answering would cost as much as the flood, so the stream is paced
+// instead: read no faster than the rate allows.
 const maxOverRate = 100
 
 // answer returns an error for a stanza the peer sent, over the outgoing

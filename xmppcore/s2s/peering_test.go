@@ -2,6 +2,7 @@ package s2s
 
 import (
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -171,5 +172,60 @@ func TestPeeringRate(t *testing.T) {
 	}
 	if v := a.m.m.refused["in"][peering.RateLimit].Get(); int(v) != refused {
 		t.Errorf("rate refusals counted %d, answered %d", v, refused)
+	}
+}
+
+// require_tls for one peer where the default does not: no stream without
+// TLS, either way.
+func TestPeeringRequireTLS(t *testing.T) {
+	a, b := pairOf(t, nil, nil, nil, func(c *Config) {
+		c.Certificate, c.RequireTLS = nil, false
+		if c.Local("a.test") {
+			c.Peering, _ = peering.New(peering.Defaults{Allow: true}, []peering.Spec{{Domain: "b.test", Allow: true, RequireTLS: allow(true)}})
+		}
+	})
+	a.m.Send(msg("alice@a.test", "bob@b.test", "t1"))
+	a.r.expect(t, "bob@b.test alice@a.test", "id='t1'", "type='error'", "remote-server-timeout")
+	b.m.Send(msg("bob@b.test", "alice@a.test", "t2"))
+	b.r.expect(t, "alice@a.test bob@b.test", "id='t2'", "type='error'", "remote-server-timeout")
+	select {
+	case s := <-a.r.ch:
+		t.Fatalf("a stanza passed without TLS: %s", s)
+	default:
+	}
+}
+
+// A peer flooding faster than maxOverRate refusals a second is paced:
+// beyond those, nothing is refused, the stream waits for the rate instead.
+func TestPeeringRatePaced(t *testing.T) {
+	ca := newCA(t)
+	policy := withPolicy(t, peering.Defaults{Allow: true, RequireTLS: true}, peering.Spec{Domain: "b.test", Allow: true, Rate: 2, Burst: 1})
+	a, b := pairOf(t, issue(t, ca, "a.test"), issue(t, ca, "b.test"), ca.pool(), func(c *Config) {
+		c.Queue = 1000
+		policy(c)
+	})
+	const n = maxOverRate + 3
+	for i := range n {
+		b.m.Send(msg("bob@b.test", "alice@a.test", fmt.Sprintf("p%d", i)))
+	}
+	passed, refused := 0, 0
+	deadline := time.After(15 * time.Second)
+	for passed+refused < n {
+		select {
+		case <-a.r.ch:
+			passed++
+		case s := <-b.r.ch:
+			if !strings.Contains(s, "resource-constraint") {
+				t.Fatalf("unexpected %s", s)
+			}
+			refused++
+		case <-deadline:
+			t.Fatalf("after 15s: %d passed, %d refused", passed, refused)
+		}
+	}
+	// The first passes on the burst; about maxOverRate are refused (the
+	// refusal budget refills a little meanwhile); the rest are paced.
+	if refused < maxOverRate || refused > maxOverRate+5 || passed < 2 {
+		t.Errorf("%d passed, %d refused; want about %d refused, then the rest paced", passed, refused, maxOverRate)
 	}
 }
