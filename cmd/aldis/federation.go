@@ -29,11 +29,14 @@ type peers struct {
 // startPeers registers the configured components with the router, sets up
 // federation, and starts their listeners. Call it before clients connect:
 // the router's services are fixed from then on.
-func startPeers(cfg config.Config, log *slog.Logger, m *obs.Metrics, rt *router.Router, src *certs.Source) (*peers, error) {
+func startPeers(cfg config.Config, log *slog.Logger, m *obs.Metrics, rt *router.Router, src *certs.Hosts) (*peers, error) {
 	p := &peers{log: log}
-	local := map[string]bool{cfg.Server.Domain: true}
-	if cfg.MUC.Enabled {
-		local[cfg.MUCDomain()] = true
+	local := map[string]bool{}
+	for _, d := range cfg.Domains() {
+		local[d] = true
+		if cfg.MUC.Enabled {
+			local[cfg.MUCDomainOf(d)] = true
+		}
 	}
 	if len(cfg.Components.Component) > 0 {
 		secrets := map[string]string{}

@@ -167,9 +167,12 @@ func (c Config) federationProblems(ck *checker, listener func(key, addr string))
 	for i, a := range c.Components.Listen {
 		listener(indexKey("components.listen", i), a)
 	}
-	seen := map[string]bool{c.Server.Domain: true}
-	if c.MUC.Enabled {
-		seen[c.MUCDomain()] = true
+	seen := map[string]bool{}
+	for _, d := range c.Domains() {
+		seen[d] = true
+		if c.MUC.Enabled {
+			seen[c.MUCDomainOf(d)] = true
+		}
 	}
 	for i, comp := range c.Components.Component {
 		key := indexKey("components.component", i)

@@ -129,8 +129,14 @@ func (c *inConn) serverTLS() *tls.Config {
 		MinVersion: tls.VersionTLS12,
 		NextProtos: []string{"xmpp-server"},
 		ClientAuth: tls.RequestClientCert, // verified per domain, for SASL EXTERNAL
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return c.m.cfg.Certificate(), nil
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			// The stream's to, once its header named it (STARTTLS);
+			// else (direct TLS) the name the peer asks for.
+			name := c.local
+			if name == "" {
+				name = hello.ServerName
+			}
+			return c.m.cfg.Certificate(name), nil
 		},
 	}
 }

@@ -40,9 +40,9 @@ type Config struct {
 	// service's or component's): only those may send and receive.
 	Local  func(domain string) bool
 	Router Router
-	// Certificate is the certificate presented to peers, both ways; nil
-	// disables TLS (tests only).
-	Certificate func() *tls.Certificate
+	// Certificate returns the certificate of a local domain, presented to
+	// peers both ways; nil disables TLS (tests only).
+	Certificate func(domain string) *tls.Certificate
 	// Roots verifies peers' certificates; nil means the system roots.
 	Roots *x509.CertPool
 	// RequireTLS and RequireCertificates are the defaults when Peering

@@ -121,7 +121,7 @@ func (s *stream) handshake(alpn ...string) error {
 		NextProtos:         alpn,
 		InsecureSkipVerify: true, // verified below against cfg.Roots
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			return s.m.cfg.Certificate(), nil
+			return s.m.cfg.Certificate(s.local), nil
 		},
 	}
 	t := tls.Client(s.raw, conf)
