@@ -12,8 +12,17 @@ import (
 // to bob (live, or from offline storage when he logs in again) or comes
 // back to her as remote-server-timeout / remote-server-not-found; none is
 // lost. Afterwards the streams come back by themselves, both ways.
+// The streams are bidirectional (XEP-0288): in one run the restarted
+// server b connected first, so alice's messages reach it over b's own
+// stream; in the other a connected first.
 func TestFederationPeerRestart(t *testing.T) {
 	integration(t)
+	for _, first := range []string{"a", "b"} {
+		t.Run(first+" connects first", func(t *testing.T) { peerRestart(t, first == "b") })
+	}
+}
+
+func peerRestart(t *testing.T, bFirst bool) {
 	pki := newPKI(t)
 	pa := fedPeer{"a" + randHex(3) + ".example", loopbackIP()}
 	pb := fedPeer{"b" + randHex(3) + ".example", loopbackIP()}
@@ -24,6 +33,11 @@ func TestFederationPeerRestart(t *testing.T) {
 	alice := online(t, a, "alice", "alice-password", loginOpts{})
 	bob := online(t, b, "bob", "bob-password", loginOpts{})
 	aj, bj := alice.JID.Bare().String(), bob.JID.Bare().String()
+	if bFirst {
+		bob.Send(fmt.Sprintf("<message to='%s' type='chat'><body>first</body></message>", aj))
+		alice.Expect("bob's first message", isMessage(bj, "first"))
+		b.WaitLog("bidi=true")
+	}
 
 	sent := 0
 	send := func() {

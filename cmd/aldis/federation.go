@@ -73,7 +73,7 @@ func startPeers(cfg config.Config, log *slog.Logger, m *obs.Metrics, rt *router.
 			RequireTLS: cfg.S2S.RequireTLS, RequireCertificates: cfg.S2S.RequireCertificates, Hosts: cfg.S2S.Hosts,
 			MaxStanza: cfg.S2S.MaxStanzaSize, ConnectTimeout: cfg.S2S.ConnectTimeout, IdleTimeout: cfg.S2S.IdleTimeout,
 			Queue: cfg.S2S.Queue, RateBytes: cfg.S2S.RateBytes, RateBurst: cfg.S2S.RateBurst,
-			MaxPerIP: cfg.S2S.MaxIncomingPerIP, Log: log, Metrics: m,
+			MaxPerIP: cfg.S2S.MaxIncomingPerIP, Bidi: cfg.S2S.Bidi, Log: log, Metrics: m,
 		})
 		rt.SetRemote(p.s2s)
 	}

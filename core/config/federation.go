@@ -31,6 +31,8 @@ type S2S struct {
 	RateBytes        int               `toml:"rate_bytes"`      // bytes per second per incoming stream; 0 = unlimited
 	RateBurst        int               `toml:"rate_burst"`      // bytes
 	MaxIncomingPerIP int               `toml:"max_incoming_per_ip"`
+	// Bidi offers and requests bidirectional streams (XEP-0288).
+	Bidi bool `toml:"bidi"`
 	// DefaultPeer is "allow" or "deny": whether a remote domain no [[s2s.peer]] matches may
 	// federate.
 	DefaultPeer string `toml:"default_peer"`
@@ -113,6 +115,7 @@ func defaultS2S() S2S {
 		RateBurst:        16 << 20,
 		MaxIncomingPerIP: 20,
 		DefaultPeer:      "allow",
+		Bidi:             true,
 	}
 }
 

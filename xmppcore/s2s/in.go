@@ -15,7 +15,6 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/aldis-im/aldis/xmppcore/jid"
 	"github.com/aldis-im/aldis/xmppcore/peering"
 	"github.com/aldis-im/aldis/xmppcore/stanza"
 	"github.com/aldis-im/aldis/xmppcore/wire"
@@ -27,8 +26,8 @@ type streamErr struct{ cond, text string }
 func (e *streamErr) Error() string { return e.cond + ": " + e.text }
 
 // inConn is one incoming stream. Its reader goroutine (serve) negotiates
-// and reads; writes are rare (negotiation, dialback answers) and go
-// through wmu.
+// and reads; writes (negotiation, dialback answers, and on a
+// bidirectional stream the stanzas this server sends) go through wmu.
 type inConn struct {
 	m       *Manager
 	raw, c  net.Conn
@@ -37,10 +36,12 @@ type inConn struct {
 	dec     *wire.Decoder
 	rd      *inReader
 	tls     *tls.ConnectionState
-	id      string // our stream id
-	local   string // the stream's to
-	from    string // the stream's from, if given
-	sasl    bool   // authenticated by SASL EXTERNAL (no dialback after it)
+	id      string        // our stream id
+	local   string        // the stream's to
+	from    string        // the stream's from, if given
+	sasl    bool          // authenticated by SASL EXTERNAL (no dialback after it)
+	bidi    bool          // the peer asked for a bidirectional stream (XEP-0288)
+	done    chan struct{} // closed when the stream has ended
 	closing bool
 	// refusals bounds the resource-constraint answers (see maxOverRate);
 	// nil until the peer first exceeds its rate.
@@ -53,7 +54,7 @@ type inConn struct {
 }
 
 func newIn(m *Manager, raw net.Conn, ip string, direct bool) *inConn {
-	c := &inConn{m: m, raw: raw, c: raw, ip: ip, direct: direct, authed: map[pair]bool{}}
+	c := &inConn{m: m, raw: raw, c: raw, ip: ip, direct: direct, authed: map[pair]bool{}, done: make(chan struct{})}
 	c.rd = &inReader{c: raw, raw: raw, deadline: time.Now().Add(m.cfg.ConnectTimeout)}
 	if m.cfg.RateBytes > 0 {
 		c.rd.lim = rate.NewLimiter(rate.Limit(m.cfg.RateBytes), max(m.cfg.RateBurst, m.cfg.MaxStanza))
@@ -64,6 +65,7 @@ func newIn(m *Manager, raw net.Conn, ip string, direct bool) *inConn {
 
 func (c *inConn) serve() {
 	defer c.m.forgetIn(c)
+	defer close(c.done)
 	err := c.protect(c.run)
 	var final []byte
 	var se *streamErr
@@ -210,6 +212,21 @@ func (c *inConn) run() error {
 			if err := c.open(); err != nil {
 				return err
 			}
+		case el.Space == stanza.NSStream && el.Local() == "error":
+			// The peer ends the stream (a shutdown, say): nothing to answer.
+			c.m.log.Info("s2s: peer ended its incoming stream with an error", "from", c.from, "error", el.String())
+			c.wmu.Lock()
+			c.closing = true // our closing tag only, no stream error back
+			c.wmu.Unlock()
+			c.write([]byte("</stream:stream>"))
+			return nil
+		case el.Space == stanza.NSBidi && el.Local() == "bidi":
+			// XEP-0288 §2.2: asked for before authentication; from then on
+			// what this server sends the peer's domains goes on this stream.
+			if !c.m.cfg.Bidi || c.authedAny() || (c.tls == nil && c.rule().RequireTLS) {
+				return &streamErr{"policy-violation", "a bidirectional stream is not available now"}
+			}
+			c.bidi = true
 		case el.Space == stanza.NSSASL && el.Local() == "auth":
 			if err := c.external(el); err != nil {
 				return err
@@ -306,6 +323,9 @@ func (c *inConn) features() *wire.Element {
 	if !rule.CertificateOnly {
 		f.AddChild(wire.New("dialback", stanza.NSDialbackFeat)).AddChild(wire.New("errors", ""))
 	}
+	if c.m.cfg.Bidi && !c.bidi && !c.authedAny() && (c.tls != nil || !rule.RequireTLS) {
+		f.AddChild(wire.New("bidi", stanza.NSBidiFeat))
+	}
 	return f
 }
 
@@ -350,7 +370,20 @@ func (c *inConn) external(auth *wire.Element) error {
 	c.allow(pair{c.local, domain})
 	c.m.log.Info("s2s: incoming stream authenticated", "from", domain, "to", c.local, "method", "certificate")
 	c.dec.Reset(c.rd)
-	return c.open()
+	if err := c.open(); err != nil {
+		return err
+	}
+	// Only now, after our new stream header, may stanzas go out on it.
+	c.attach(pair{c.local, domain})
+	return nil
+}
+
+// attach lets a bidirectional stream carry what this server sends on an
+// authenticated pair.
+func (c *inConn) attach(p pair) {
+	if c.bidi {
+		c.m.attach(p, c)
+	}
 }
 
 func (c *inConn) allow(p pair) {
@@ -455,20 +488,16 @@ func (c *inConn) dbVerified(r dbRequest, ok bool) {
 	c.write(dbElement("result", r.to, r.from, "", typ, "").Append(nil))
 	if !ok {
 		c.close("not-authorized", "dialback key invalid")
+		return
 	}
+	c.attach(pair{r.to, r.from})
 }
 
 // stanza checks a stanza from the peer and injects it into the router.
 func (c *inConn) stanza(st *wire.Element) error {
-	switch st.Local() {
-	case "message", "presence", "iq":
-	default:
-		return &streamErr{"unsupported-stanza-type", "unknown element " + st.Local()}
-	}
-	from, err1 := jid.Parse(st.Attr("from"))
-	to, err2 := jid.Parse(st.Attr("to"))
-	if err1 != nil || err2 != nil {
-		return &streamErr{"improper-addressing", "a stanza needs valid from and to"}
+	from, to, err := checkAddresses(st)
+	if err != nil {
+		return err
 	}
 	if !c.allowed(pair{to.Domain(), from.Domain()}) {
 		if !c.authedAny() {
@@ -479,50 +508,7 @@ func (c *inConn) stanza(st *wire.Element) error {
 		}
 		return &streamErr{"invalid-from", "the sender's domain is not authenticated on this stream"}
 	}
-	c.m.m.in.Inc()
-	stanza.FromPeer(st, stanza.NSServer)
-	rule := c.m.rule(from.Domain())
-	why := rule.Check(st)
-	if now := time.Now(); why == peering.OK && !rule.Take(now) {
-		if c.refusals == nil {
-			c.refusals = rate.NewLimiter(maxOverRate, maxOverRate)
-		}
-		if c.refusals.AllowN(now, 1) {
-			why = peering.RateLimit
-		} else if err := rule.Wait(c.m.ctx); err != nil {
-			// Refusing has not slowed the peer down: stop reading until
-			// its rate allows this stanza. Its queue fills, not ours.
-			return &streamErr{"system-shutdown", ""}
-		}
-	}
-	switch why {
-	case peering.OK:
-		c.m.cfg.Router.Inject(st, from, to)
-	case peering.Denied:
-		return c.denied(from.Domain())
-	case peering.RateLimit:
-		c.m.refuse("in", why, from.Domain(), st)
-		c.answer(st, from, to, stanza.Wait, "resource-constraint", "too many stanzas; slow down")
-	default:
-		c.m.refuse("in", why, from.Domain(), st)
-		c.answer(st, from, to, stanza.Cancel, "not-allowed", "refused by this server's peering policy")
-	}
-	return nil
-}
-
-// maxOverRate is how many stanzas per second (and in a burst) over its
-// peer's rate a stream gets refused with resource-constraint; beyond that,
-// answering would cost as much as the flood, so the stream is paced
-// instead: read no faster than the rate allows.
-const maxOverRate = 100
-
-// answer returns an error for a stanza the peer sent, over the outgoing
-// stream to the peer.
-func (c *inConn) answer(st *wire.Element, from, to jid.JID, typ, cond, text string) {
-	if !answerable(st) {
-		return
-	}
-	c.m.send(item{st: stanza.Error(st, typ, cond, text), from: to, to: from})
+	return c.m.receive(st, from, to, &c.refusals)
 }
 
 func randomID() string {

@@ -229,3 +229,113 @@ func TestPeeringRatePaced(t *testing.T) {
 		t.Errorf("%d passed, %d refused; want about %d refused, then the rest paced", passed, refused, maxOverRate)
 	}
 }
+
+// Bidirectional streams (XEP-0288): what b sends a answers travels back on
+// a's stream, so one TCP connection carries both ways; with certificates
+// and with dialback.
+func TestBidi(t *testing.T) {
+	ca := newCA(t)
+	for _, tc := range []struct {
+		name   string
+		ca     *testCA
+		roots  *x509.CertPool
+		method string
+	}{
+		{"certificate", ca, ca.pool(), "certificate"},
+		{"dialback", nil, x509.NewCertPool(), "dialback"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := pairOf(t, issue(t, tc.ca, "a.test"), issue(t, tc.ca, "b.test"), tc.roots, func(c *Config) { c.Bidi = true })
+			a.m.Send(msg("alice@a.test/x", "bob@b.test", "b1"))
+			b.r.expect(t, "alice@a.test/x bob@b.test", "id='b1'")
+			b.m.Send(msg("bob@b.test", "alice@a.test/x", "b2"))
+			a.r.expect(t, "bob@b.test alice@a.test/x", "id='b2'")
+			a.m.mu.Lock()
+			inA, outA := len(a.m.in), a.m.out[pair{"a.test", "b.test"}]
+			a.m.mu.Unlock()
+			b.m.mu.Lock()
+			outB := b.m.out[pair{"b.test", "a.test"}]
+			b.m.mu.Unlock()
+			if tc.method == "certificate" && inA != 0 {
+				// (dialback opens a verification stream to a, which ends at once)
+				t.Errorf("a has %d incoming streams: b opened a connection of its own", inA)
+			}
+			if outA == nil || outA.in != nil || outB == nil || outB.in == nil {
+				t.Errorf("b's answer did not use a's stream (a out %v, b out %+v)", outA, outB)
+			}
+		})
+	}
+}
+
+// Without Bidi on the receiving side, the initiator does not ask for it,
+// and answers come on a second connection as before.
+func TestBidiOffered(t *testing.T) {
+	ca := newCA(t)
+	a, b := pairOf(t, issue(t, ca, "a.test"), issue(t, ca, "b.test"), ca.pool(), func(c *Config) { c.Bidi = c.Local("a.test") })
+	a.m.Send(msg("alice@a.test", "bob@b.test", "o1"))
+	b.r.expect(t, "id='o1'")
+	b.m.Send(msg("bob@b.test", "alice@a.test", "o2"))
+	a.r.expect(t, "id='o2'")
+	b.m.mu.Lock()
+	outB := b.m.out[pair{"b.test", "a.test"}]
+	b.m.mu.Unlock()
+	if outB == nil || outB.in != nil {
+		t.Errorf("b did not open its own stream")
+	}
+}
+
+// On a bidirectional outgoing stream, the peer may only send from its own
+// domain to ours: anything else ends the stream with invalid-from.
+func TestBidiSpoofedFrom(t *testing.T) {
+	a, _ := pairOf(t, nil, nil, nil, func(c *Config) { c.Certificate, c.RequireTLS, c.Bidi = nil, false, true })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	a.m.cfg.Hosts["fake.test"] = ln.Addr().String()
+	got := make(chan string, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		buf := make([]byte, 4096)
+		var seen string
+		read := func(until string) bool {
+			for !strings.Contains(seen, until) {
+				n, err := conn.Read(buf)
+				if err != nil {
+					return false
+				}
+				seen += string(buf[:n])
+			}
+			return true
+		}
+		read("<stream:stream")
+		io.WriteString(conn, `<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' id='s1' from='fake.test' to='a.test' version='1.0'>`+
+			`<stream:features><dialback xmlns='urn:xmpp:features:dialback'/><bidi xmlns='urn:xmpp:features:bidi'/></stream:features>`)
+		read("</db:result>")
+		io.WriteString(conn, `<db:result from='fake.test' to='a.test' type='valid'/>`)
+		read("id='f1'")
+		io.WriteString(conn, `<message from='mallory@evil.test' to='alice@a.test'><body>spoof</body></message>`)
+		read("</stream:stream>")
+		got <- seen
+	}()
+	a.m.Send(msg("alice@a.test", "bob@fake.test", "f1"))
+	select {
+	case s := <-got:
+		if !strings.Contains(s, "<bidi xmlns='urn:xmpp:bidi'/>") || !strings.Contains(s, "invalid-from") {
+			t.Errorf("the fake peer read %s", s)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no stream error")
+	}
+	select {
+	case s := <-a.r.ch:
+		t.Errorf("the spoofed stanza was injected: %s", s)
+	case <-time.After(200 * time.Millisecond):
+	}
+}

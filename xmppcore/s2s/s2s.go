@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/time/rate"
+
 	"github.com/aldis-im/aldis/core/obs"
 	"github.com/aldis-im/aldis/xmppcore/jid"
 	"github.com/aldis-im/aldis/xmppcore/peering"
@@ -53,6 +55,10 @@ type Config struct {
 	// they authenticate, what passes and how fast. Nil: every domain, as
 	// RequireTLS and RequireCertificates say.
 	Peering *peering.Policy
+	// Bidi offers and requests bidirectional streams (XEP-0288): a peer
+	// that opened a stream here gets its answers on it, rather than on a
+	// second connection.
+	Bidi bool
 	// Hosts are static routes, remote domain to "host:port", tried
 	// instead of DNS.
 	Hosts          map[string]string
@@ -210,6 +216,89 @@ func (m *Manager) send(it item) {
 	if !ok {
 		m.bounce(it, stanza.Wait, "resource-constraint")
 	}
+}
+
+// attach makes an incoming bidirectional stream carry what this server
+// sends on the pair, unless a stream for it exists already.
+func (m *Manager) attach(p pair, in *inConn) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closing || m.out[p] != nil {
+		return
+	}
+	c := newOut(m, p)
+	c.in = in
+	m.out[p] = c
+	m.wg.Add(1)
+	go c.run()
+	m.log.Info("s2s: incoming stream is bidirectional (XEP-0288)", "local", p.local, "remote", p.remote)
+}
+
+// receive checks a stanza a peer sent on a stream authenticated for its
+// from and to domains (an incoming one, or an outgoing bidirectional one)
+// against the peering controls, and routes it. refusals bounds the
+// stream's rate refusals (see maxOverRate); an error ends the stream.
+func (m *Manager) receive(st *wire.Element, from, to jid.JID, refusals **rate.Limiter) error {
+	m.m.in.Inc()
+	stanza.FromPeer(st, stanza.NSServer)
+	rule := m.rule(from.Domain())
+	why := rule.Check(st)
+	if now := time.Now(); why == peering.OK && !rule.Take(now) {
+		if *refusals == nil {
+			*refusals = rate.NewLimiter(maxOverRate, maxOverRate)
+		}
+		if (*refusals).AllowN(now, 1) {
+			why = peering.RateLimit
+		} else if err := rule.Wait(m.ctx); err != nil {
+			// Refusing has not slowed the peer down: stop reading until
+			// its rate allows this stanza. Its queue fills, not ours.
+			return &streamErr{"system-shutdown", ""}
+		}
+	}
+	switch why {
+	case peering.OK:
+		m.cfg.Router.Inject(st, from, to)
+	case peering.Denied:
+		m.m.refused["in"][peering.Denied].Inc()
+		return &streamErr{"policy-violation", "this server does not federate with " + from.Domain()}
+	case peering.RateLimit:
+		m.refuse("in", why, from.Domain(), st)
+		m.answer(st, from, to, stanza.Wait, "resource-constraint", "too many stanzas; slow down")
+	default:
+		m.refuse("in", why, from.Domain(), st)
+		m.answer(st, from, to, stanza.Cancel, "not-allowed", "refused by this server's peering policy")
+	}
+	return nil
+}
+
+// maxOverRate is how many stanzas per second (and in a burst) over its
+// peer's rate a stream gets refused with resource-constraint; beyond that,
+// answering would cost as much as the flood, so the stream is paced
+// instead: read no faster than the rate allows.
+const maxOverRate = 100
+
+// answer returns an error for a stanza a peer sent, over the stream to
+// the peer.
+func (m *Manager) answer(st *wire.Element, from, to jid.JID, typ, cond, text string) {
+	if !answerable(st) {
+		return
+	}
+	m.send(item{st: stanza.Error(st, typ, cond, text), from: to, to: from})
+}
+
+// checkAddresses parses the addresses of a stanza read from a peer.
+func checkAddresses(st *wire.Element) (from, to jid.JID, err error) {
+	switch st.Local() {
+	case "message", "presence", "iq":
+	default:
+		return from, to, &streamErr{"unsupported-stanza-type", "unknown element " + st.Local()}
+	}
+	from, err1 := jid.Parse(st.Attr("from"))
+	to, err2 := jid.Parse(st.Attr("to"))
+	if err1 != nil || err2 != nil {
+		return from, to, &streamErr{"improper-addressing", "a stanza needs valid from and to"}
+	}
+	return from, to, nil
 }
 
 // forget removes an outgoing stream that ended and returns what it still

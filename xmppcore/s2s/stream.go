@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/aldis-im/aldis/xmppcore/peering"
@@ -29,6 +30,9 @@ type stream struct {
 	tls           bool
 	peerVerified  bool          // the peer's certificate is valid for remote
 	rule          *peering.Rule // the peering controls of remote
+	bidi          bool          // negotiated bidirectional (XEP-0288): the peer sends on it too
+
+	wmu sync.Mutex // writes: the writer, and the reader's stream errors
 }
 
 // remoteError is an error the peer reported, or a stream it ended.
@@ -210,8 +214,23 @@ func (s *stream) next() (*wire.Element, error) {
 }
 
 func (s *stream) write(b []byte) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	_, err := s.c.Write(b)
 	return err
+}
+
+// requestBidi asks for a bidirectional stream (XEP-0288) when the peer
+// offers one; it must come before authentication.
+func (s *stream) requestBidi() error {
+	if !s.m.cfg.Bidi || s.features.Child("bidi", stanza.NSBidiFeat) == nil || (!s.tls && s.rule.RequireTLS) {
+		return nil
+	}
+	if err := s.write([]byte("<bidi xmlns='" + stanza.NSBidi + "'/>")); err != nil {
+		return err
+	}
+	s.bidi = true
+	return nil
 }
 
 // authenticate proves our domain: SASL EXTERNAL with our certificate when
