@@ -82,7 +82,11 @@ func (c *inConn) serve() {
 	default:
 		c.m.log.Debug("s2s: incoming stream ended", "remote", c.ip, "from", c.from, "err", err)
 	}
-	if final != nil && !c.isClosing() {
+	c.wmu.Lock()
+	closing := c.closing
+	c.closing = true // nothing is sent after the end (see send)
+	c.wmu.Unlock()
+	if final != nil && !closing {
 		c.write(final)
 	}
 	c.raw.Close()
@@ -116,6 +120,23 @@ func (c *inConn) close(cond, text string) {
 	c.wmu.Unlock()
 	c.write(append(stanza.StreamError(cond, text), "</stream:stream>"...))
 	c.rd.closeAt(time.Now().Add(closeGrace))
+}
+
+// errStreamClosing: the stream is closing; nothing more may be sent on it.
+var errStreamClosing = errors.New("s2s: the stream is closing")
+
+// send writes stanzas this server sends on a bidirectional stream; once the
+// stream is closing (after our closing tag) it fails, so that what was not
+// written goes another way instead of after the end.
+func (c *inConn) send(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closing {
+		return errStreamClosing
+	}
+	c.c.SetWriteDeadline(time.Now().Add(c.m.cfg.ConnectTimeout))
+	_, err := c.c.Write(b)
+	return err
 }
 
 func (c *inConn) write(b []byte) error {

@@ -66,7 +66,7 @@ func (c *outConn) run() {
 	defer c.m.wg.Done()
 	var left []item
 	if c.in != nil {
-		left = c.pump(transport{write: c.in.write, closed: c.in.done})
+		left = c.pump(transport{write: c.in.send, closed: c.in.done})
 	} else {
 		ctx, cancel := context.WithTimeout(c.m.ctx, c.m.cfg.ConnectTimeout)
 		s, err := c.connect(ctx)
