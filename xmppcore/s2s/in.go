@@ -43,7 +43,7 @@ type inConn struct {
 	bidi    bool          // the peer asked for a bidirectional stream (XEP-0288)
 	done    chan struct{} // closed when the stream has ended
 	closing bool
-	// refusals bounds the resource-constraint answers (see maxOverRate);
+	// refusals bounds the resource-constraint answers (see Config.RateRefusals);
 	// nil until the peer first exceeds its rate.
 	refusals *rate.Limiter
 
@@ -400,7 +400,8 @@ func (c *inConn) external(auth *wire.Element) error {
 }
 
 // attach lets a bidirectional stream carry what this server sends on an
-// authenticated pair.
+// authenticated pair. Call it on the reader goroutine, before it reads
+// what the peer sends next.
 func (c *inConn) attach(p pair) {
 	if c.bidi {
 		c.m.attach(p, c)
@@ -506,12 +507,22 @@ func (c *inConn) dbVerified(r dbRequest, ok bool) {
 	} else {
 		c.m.m.authFail.Inc()
 	}
-	c.write(dbElement("result", r.to, r.from, "", typ, "").Append(nil))
+	res := dbElement("result", r.to, r.from, "", typ, "").Append(nil)
 	if !ok {
+		c.write(res)
 		c.close("not-authorized", "dialback key invalid")
 		return
 	}
-	c.attach(pair{r.to, r.from})
+	// On a bidirectional stream the pair's sender is attached before the
+	// peer can learn it was verified (this may run beside the reader), and
+	// cannot write before the answer: it writes under wmu, held here.
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.bidi {
+		c.m.attach(pair{r.to, r.from}, c)
+	}
+	c.c.SetWriteDeadline(time.Now().Add(c.m.cfg.ConnectTimeout))
+	c.c.Write(res)
 }
 
 // stanza checks a stanza from the peer and injects it into the router.

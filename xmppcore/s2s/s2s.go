@@ -69,9 +69,15 @@ type Config struct {
 	RateBytes      int // per incoming stream; 0 = unlimited
 	RateBurst      int
 	MaxPerIP       int // incoming streams per remote address
-	Resolver       *net.Resolver
-	Log            *slog.Logger
-	Metrics        *obs.Metrics
+	// RateRefusals is how many stanzas per second (and in a burst) over
+	// its peer's rate a stream gets refused with resource-constraint;
+	// beyond that, answering would cost as much as the flood, so the
+	// stream is paced instead: read no faster than the rate allows.
+	// 0 means 100.
+	RateRefusals int
+	Resolver     *net.Resolver
+	Log          *slog.Logger
+	Metrics      *obs.Metrics
 }
 
 // pair names an outgoing stream.
@@ -130,6 +136,9 @@ func New(cfg Config) *Manager {
 	}
 	if cfg.MaxPerIP <= 0 {
 		cfg.MaxPerIP = 20
+	}
+	if cfg.RateRefusals <= 0 {
+		cfg.RateRefusals = 100
 	}
 	if cfg.Resolver == nil {
 		cfg.Resolver = net.DefaultResolver
@@ -237,7 +246,7 @@ func (m *Manager) attach(p pair, in *inConn) {
 // receive checks a stanza a peer sent on a stream authenticated for its
 // from and to domains (an incoming one, or an outgoing bidirectional one)
 // against the peering controls, and routes it. refusals bounds the
-// stream's rate refusals (see maxOverRate); an error ends the stream.
+// stream's rate refusals (see Config.RateRefusals); an error ends the stream.
 func (m *Manager) receive(st *wire.Element, from, to jid.JID, refusals **rate.Limiter) error {
 	m.m.in.Inc()
 	stanza.FromPeer(st, stanza.NSServer)
@@ -245,7 +254,7 @@ func (m *Manager) receive(st *wire.Element, from, to jid.JID, refusals **rate.Li
 	why := rule.Check(st)
 	if now := time.Now(); why == peering.OK && !rule.Take(now) {
 		if *refusals == nil {
-			*refusals = rate.NewLimiter(maxOverRate, maxOverRate)
+			*refusals = rate.NewLimiter(rate.Limit(m.cfg.RateRefusals), m.cfg.RateRefusals)
 		}
 		if (*refusals).AllowN(now, 1) {
 			why = peering.RateLimit
@@ -270,12 +279,6 @@ func (m *Manager) receive(st *wire.Element, from, to jid.JID, refusals **rate.Li
 	}
 	return nil
 }
-
-// maxOverRate is how many stanzas per second (and in a burst) over its
-// peer's rate a stream gets refused with resource-constraint; beyond that,
-// answering would cost as much as the flood, so the stream is paced
-// instead: read no faster than the rate allows.
-const maxOverRate = 100
 
 // answer returns an error for a stanza a peer sent, over the stream to
 // the peer.
