@@ -188,11 +188,20 @@ func (s *server) connect(t *testing.T, user, password string, o loginOpts) (*cli
 	if o.LocalIP != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(o.LocalIP)}
 	}
+	// user is a localpart of the server's domain, or a bare JID of one of
+	// its virtual hosts.
+	addr := s.JID(user)
+	if strings.Contains(user, "@") {
+		addr = user
+	}
+	origin, err := jid.Parse(addr)
+	if err != nil {
+		return nil, err
+	}
 	// The server's certificate is self-signed: tests check behaviour, not PKI.
-	tlsCfg := &tls.Config{ServerName: s.Domain, InsecureSkipVerify: true}
+	tlsCfg := &tls.Config{ServerName: origin.Domain().String(), InsecureSkipVerify: true}
 	var (
 		conn     net.Conn
-		err      error
 		features []xmpp.StreamFeature
 	)
 	if o.DirectTLS {
@@ -204,11 +213,6 @@ func (s *server) connect(t *testing.T, user, password string, o loginOpts) (*cli
 		features = append(features, xmpp.StartTLS(tlsCfg))
 	}
 	if err != nil {
-		return nil, err
-	}
-	origin, err := jid.Parse(s.JID(user))
-	if err != nil {
-		conn.Close()
 		return nil, err
 	}
 	features = append(features, xmpp.SASL("", password, o.Mech), bindFeature(o.Resource))

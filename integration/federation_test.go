@@ -161,8 +161,12 @@ func TestFederationAldis(t *testing.T) {
 	alice := online(t, a, "alice", "alice-password", loginOpts{})
 	bob := online(t, b, "bob", "bob-password", loginOpts{})
 	exchange(t, alice, bob)
-	a.WaitLog("method=certificate")
-	b.WaitLog("method=certificate")
+	// alice wrote first: a connected to b, asked for a bidirectional
+	// stream (XEP-0288) and proved its name with its certificate; b
+	// answers on that stream and verified a's certificate.
+	b.WaitLog("from=" + pa.Domain + " to=" + pb.Domain + " method=certificate")
+	a.WaitLog("local=" + pa.Domain + " remote=" + pb.Domain + " tls=true peer_verified=true bidi=true")
+	b.WaitLog("incoming stream is bidirectional")
 
 	// bob joins alice's room on a.
 	room := "room@conference." + pa.Domain
@@ -188,8 +192,8 @@ func TestFederationDialback(t *testing.T) {
 	alice := online(t, a, "alice", "alice-password", loginOpts{})
 	bob := online(t, b, "bob", "bob-password", loginOpts{})
 	exchange(t, alice, bob)
-	a.WaitLog("method=dialback")
-	b.WaitLog("method=dialback")
+	b.WaitLog("from=" + pa.Domain + " to=" + pb.Domain + " method=dialback")
+	b.WaitLog("incoming stream is bidirectional")
 }
 
 // A domain nobody serves: the message comes back as an error.

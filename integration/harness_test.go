@@ -96,12 +96,13 @@ type serverOpts struct {
 	MaxStanzaSize         int
 	OfflineMax            int // 0: the default (1000); noOffline: 0, storage off
 	LogLevel              string
-	CertFile, KeyFile     string // empty: the server generates a self-signed certificate
-	IdleTimeout           string // c2s.idle_timeout; empty: the default
-	PolicyFile            string // labels.policy_file; empty: labels off
-	AuditLog              string // labels.audit_log
-	Extra                 string // TOML appended to the configuration, e.g. an [s2s] table
-	Unthrottled           bool   // c2s.rate_bytes = 0: no per-client byte rate (measurements)
+	CertFile, KeyFile     string   // empty: the server generates a self-signed certificate
+	IdleTimeout           string   // c2s.idle_timeout; empty: the default
+	PolicyFile            string   // labels.policy_file; empty: labels off
+	AuditLog              string   // labels.audit_log
+	Extra                 string   // TOML appended to the configuration, e.g. an [s2s] table
+	Unthrottled           bool     // c2s.rate_bytes = 0: no per-client byte rate (measurements)
+	Domains               []string // server.domains: further virtual hosts
 }
 
 // noOffline asks for offline.max_per_user = 0 (zero means "default" in serverOpts).
@@ -194,6 +195,7 @@ func (s *server) config(o serverOpts) string {
 [server]
 domain = %q
 data_dir = %q
+domains = [%s]
 shutdown_timeout = "5s"
 
 [log]
@@ -227,10 +229,19 @@ key_file = %q
 [labels]
 policy_file = %q
 audit_log = %q
-`, s.Domain, s.DataDir, level, s.Addr, s.TLSAddr,
+`, s.Domain, s.DataDir, tomlStrings(o.Domains), level, s.Addr, s.TLSAddr,
 		or(o.MaxStanzaSize, 262144), max(or(o.MaxStanzaSize, 262144), 524288), rateBytes(o), cmp.Or(o.IdleTimeout, "10m"),
 		o.Registration, or(o.MaxFailuresPerIP, 100), or(o.MaxFailuresPerAccount, 100),
 		max(or(o.OfflineMax, 1000), 0), s.AdminAddr, o.CertFile, o.KeyFile, o.PolicyFile, o.AuditLog) + o.Extra
+}
+
+// tomlStrings writes the elements of a TOML array of strings.
+func tomlStrings(l []string) string {
+	q := make([]string, len(l))
+	for i, v := range l {
+		q[i] = fmt.Sprintf("%q", v)
+	}
+	return strings.Join(q, ", ")
 }
 
 // rateBytes is c2s.rate_bytes for o: the default unless Unthrottled.
@@ -491,7 +502,7 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-const peerInstallHint = "apt-get install python3-slixmpp go-sendxmpp prosody ejabberd"
+const peerInstallHint = "apt-get install python3-slixmpp go-sendxmpp prosody ejabberd biboumi inspircd"
 
 // requirePeer checks that a peer program works (by running it with args);
 // without it the test is skipped, or fails on CI where it must be installed.

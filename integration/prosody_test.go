@@ -58,6 +58,12 @@ func requireProsody(t *testing.T) {
 // a certificate from pki, routing to the aldis servers in others.
 func startProsody(t *testing.T, pki *testPKI, self fedPeer, selfSigned bool, others ...fedPeer) *prosody {
 	t.Helper()
+	return startProsodyModules(t, pki, self, selfSigned, nil, others...)
+}
+
+// startProsodyModules is startProsody with further modules enabled.
+func startProsodyModules(t *testing.T, pki *testPKI, self fedPeer, selfSigned bool, modules []string, others ...fedPeer) *prosody {
+	t.Helper()
 	requireProsody(t)
 	dir := t.TempDir()
 	p := &prosody{t: t, dir: dir, config: filepath.Join(dir, "prosody.cfg.lua"), peer: self}
@@ -91,7 +97,7 @@ http_ports = { }
 https_ports = { }
 admin_socket = %q
 log = { debug = %q }
-modules_enabled = { "roster", "saslauth", "tls", "dialback", "disco", "ping", "posix", "static_s2s" }
+modules_enabled = { "roster", "saslauth", "tls", "dialback", "disco", "ping", "posix", "static_s2s"%s }
 modules_disabled = { "offline" }
 authentication = "internal_hashed"
 c2s_require_encryption = true
@@ -106,7 +112,7 @@ VirtualHost %q
 Component %q "muc"
 	ssl = { certificate = %q, key = %q, cafile = %q }
 `, os.Getuid() == 0, filepath.Join(dir, "prosody.pid"), filepath.Join(dir, "data"), filepath.Join(dir, "plugins"),
-		self.IP, filepath.Join(dir, "admin.sock"), filepath.Join(dir, "prosody.log"), strings.Join(routes, ", "), pki.CAFile,
+		self.IP, filepath.Join(dir, "admin.sock"), filepath.Join(dir, "prosody.log"), luaStrings(modules), strings.Join(routes, ", "), pki.CAFile,
 		self.Domain, cert, key, pki.CAFile, "conference."+self.Domain, cert, key, pki.CAFile)
 	if err := os.WriteFile(p.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -207,4 +213,45 @@ func TestFederationProsodyDialback(t *testing.T) {
 	bob := peerOnline(t, pp, "bob", "bob-password")
 	exchange(t, alice, bob)
 	a.WaitLog("method=dialback")
+}
+
+// luaStrings writes further elements of a Lua list of strings: ", \"a\", \"b\"".
+func luaStrings(l []string) string {
+	var b strings.Builder
+	for _, v := range l {
+		fmt.Fprintf(&b, ", %q", v)
+	}
+	return b.String()
+}
+
+// TestFederationProsodyBidi: with Prosody's mod_s2s_bidi, one connection
+// carries both directions (XEP-0288), whichever server connects first.
+func TestFederationProsodyBidi(t *testing.T) {
+	integration(t)
+	for _, first := range []string{"aldis", "prosody"} {
+		t.Run(first+" connects", func(t *testing.T) {
+			pki := newPKI(t)
+			pa := fedPeer{"a" + randHex(3) + ".example", loopbackIP()}
+			pp := fedPeer{"p" + randHex(3) + ".example", loopbackIP()}
+			a := startFederated(t, pki, pa, false, pp)
+			p := startProsodyModules(t, pki, pp, false, []string{"s2s_bidi"}, pa)
+			a.AddUser("alice", "alice-password")
+			p.AddUser("bob", "bob-password")
+			alice := online(t, a, "alice", "alice-password", loginOpts{})
+			bob := peerOnline(t, pp, "bob", "bob-password")
+			if first == "aldis" {
+				exchange(t, alice, bob)
+				a.WaitLog("local=" + pa.Domain + " remote=" + pp.Domain + " tls=true peer_verified=true bidi=true")
+				if strings.Contains(a.Stderr(), "from="+pp.Domain+" to="+pa.Domain+" method=") {
+					t.Error("Prosody opened a second connection")
+				}
+			} else {
+				exchange(t, bob, alice)
+				a.WaitLog("incoming stream is bidirectional")
+				if strings.Contains(a.Stderr(), `outgoing stream ready" local=`+pa.Domain+" remote="+pp.Domain) {
+					t.Error("aldis opened a second connection")
+				}
+			}
+		})
+	}
 }

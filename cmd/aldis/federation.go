@@ -13,6 +13,7 @@ import (
 	"github.com/aldis-im/aldis/core/config"
 	"github.com/aldis-im/aldis/core/obs"
 	"github.com/aldis-im/aldis/xmppcore/component"
+	"github.com/aldis-im/aldis/xmppcore/peering"
 	"github.com/aldis-im/aldis/xmppcore/router"
 	"github.com/aldis-im/aldis/xmppcore/s2s"
 )
@@ -28,11 +29,14 @@ type peers struct {
 // startPeers registers the configured components with the router, sets up
 // federation, and starts their listeners. Call it before clients connect:
 // the router's services are fixed from then on.
-func startPeers(cfg config.Config, log *slog.Logger, m *obs.Metrics, rt *router.Router, src *certs.Source) (*peers, error) {
+func startPeers(cfg config.Config, log *slog.Logger, m *obs.Metrics, rt *router.Router, src *certs.Hosts) (*peers, error) {
 	p := &peers{log: log}
-	local := map[string]bool{cfg.Server.Domain: true}
-	if cfg.MUC.Enabled {
-		local[cfg.MUCDomain()] = true
+	local := map[string]bool{}
+	for _, d := range cfg.Domains() {
+		local[d] = true
+		if cfg.MUC.Enabled {
+			local[cfg.MUCDomainOf(d)] = true
+		}
 	}
 	if len(cfg.Components.Component) > 0 {
 		secrets := map[string]string{}
@@ -60,12 +64,16 @@ func startPeers(cfg config.Config, log *slog.Logger, m *obs.Metrics, rt *router.
 				return nil, fmt.Errorf("s2s.ca_file: no PEM certificates in %s", cfg.S2S.CAFile)
 			}
 		}
-		p.s2s = s2s.New(s2s.Config{
+		policy, err := peeringPolicy(cfg.S2S)
+		if err != nil {
+			return nil, err
+		}
+		p.s2s = s2s.New(s2s.Config{Peering: policy,
 			Local: func(d string) bool { return local[d] }, Router: rt, Certificate: src.Certificate, Roots: roots,
 			RequireTLS: cfg.S2S.RequireTLS, RequireCertificates: cfg.S2S.RequireCertificates, Hosts: cfg.S2S.Hosts,
 			MaxStanza: cfg.S2S.MaxStanzaSize, ConnectTimeout: cfg.S2S.ConnectTimeout, IdleTimeout: cfg.S2S.IdleTimeout,
 			Queue: cfg.S2S.Queue, RateBytes: cfg.S2S.RateBytes, RateBurst: cfg.S2S.RateBurst,
-			MaxPerIP: cfg.S2S.MaxIncomingPerIP, Log: log, Metrics: m,
+			MaxPerIP: cfg.S2S.MaxIncomingPerIP, Bidi: cfg.S2S.Bidi, Log: log, Metrics: m,
 		})
 		rt.SetRemote(p.s2s)
 	}
@@ -120,4 +128,30 @@ func (p *peers) shutdown(ctx context.Context) {
 			p.log.Warn("component streams did not close in time", "err", err)
 		}
 	}
+}
+
+// peeringPolicy builds the peering controls from [s2s] and its [[s2s.peer]]
+// tables, which config has validated.
+func peeringPolicy(c config.S2S) (*peering.Policy, error) {
+	specs := make([]peering.Spec, 0, len(c.Peers))
+	for _, p := range c.Peers {
+		s := peering.Spec{Domain: p.Domain, Allow: p.Allowed(), RequireTLS: p.RequireTLS,
+			DenyNamespaces: p.DenyNamespaces, Rate: p.Rate, Burst: p.Burst}
+		switch p.Auth {
+		case config.PeerAuthCertificate:
+			s.CertificateOnly = new(true)
+		case config.PeerAuthDialback:
+			s.CertificateOnly = new(false)
+		}
+		for _, k := range p.Stanzas {
+			s.Kinds |= peering.KindOf(k)
+		}
+		specs = append(specs, s)
+	}
+	policy, err := peering.New(peering.Defaults{Allow: c.DefaultPeer != "deny", RequireTLS: c.RequireTLS,
+		CertificateOnly: c.RequireCertificates}, specs)
+	if err != nil {
+		return nil, fmt.Errorf("s2s.peer: %w", err)
+	}
+	return policy, nil
 }

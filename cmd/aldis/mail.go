@@ -58,7 +58,7 @@ func mailPrincipals(cfg config.Config, m *mailmap.Map) map[string]identity.Spec 
 
 // startMail starts the mail relay if [mail] enables it, with the bridge
 // when mm holds maps; nil otherwise.
-func startMail(cfg config.Config, log *slog.Logger, st queue.Store, src *certs.Source, rt *router.Router, labels *seclabel.Guard, mm *mailmap.Map) (*mailService, error) {
+func startMail(cfg config.Config, log *slog.Logger, st queue.Store, src *certs.Hosts, rt *router.Router, labels *seclabel.Guard, mm *mailmap.Map) (*mailService, error) {
 	mc := cfg.Mail
 	if !mc.Enabled {
 		return nil, nil

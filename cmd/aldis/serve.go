@@ -92,12 +92,9 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 		return fmt.Errorf("open store: %w", err)
 	}
 	defer st.Close()
-	src, generated, err := certs.Open(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.Server.DataDir, cfg.Domains())
+	src, err := openCertificates(cfg, log)
 	if err != nil {
 		return err
-	}
-	if generated {
-		log.Info("generated a self-signed certificate", "file", src.CertFile())
 	}
 	m := obs.NewMetrics()
 	// The mail maps first: their mail domains are label principals.
@@ -129,7 +126,7 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 		archive, roomArchive = arch, arch
 	}
 	rt, err := router.New(router.Config{
-		Domain: cfg.Server.Domain, Store: st, Accounts: acc, Log: log, Metrics: m,
+		Domain: cfg.Server.Domain, Domains: cfg.Server.Domains, Store: st, Accounts: acc, Log: log, Metrics: m,
 		OfflineMax: cfg.Offline.MaxPerUser, Registration: cfg.Auth.Registration, Version: version,
 		Archive: archive, Labels: labels,
 	})
@@ -137,7 +134,7 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 		return err
 	}
 	defer rt.Close(cfg.Server.ShutdownTimeout)
-	var rooms *muc.Service
+	var rooms []*muc.Service // one chat service per domain served
 	if cfg.MUC.Enabled {
 		admins := make([]jid.JID, 0, len(cfg.MUC.Admins))
 		for _, a := range cfg.MUC.Admins {
@@ -147,23 +144,26 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 			}
 			admins = append(admins, j)
 		}
-		rooms, err = muc.New(ctx, muc.Config{
-			Domain: cfg.MUCDomain(), ServerDomain: cfg.Server.Domain, Router: rt, Store: st, Log: log, Metrics: m,
-			MaxRooms: cfg.MUC.MaxRooms, MaxOccupants: cfg.MUC.MaxOccupants, History: cfg.MUC.History,
-			AdminsOnly: cfg.MUC.Creators == "admins", Admins: admins, Archive: roomArchive, Labels: labels,
-		})
-		if err != nil {
-			return err
+		for _, host := range cfg.Domains() {
+			svc, err := muc.New(ctx, muc.Config{
+				Domain: cfg.MUCDomainOf(host), ServerDomain: host, Router: rt, Store: st, Log: log, Metrics: m,
+				MaxRooms: cfg.MUC.MaxRooms, MaxOccupants: cfg.MUC.MaxOccupants, History: cfg.MUC.History,
+				AdminsOnly: cfg.MUC.Creators == "admins", Admins: admins, Archive: roomArchive, Labels: labels,
+			})
+			if err != nil {
+				return fmt.Errorf("chat service of %s: %w", host, err)
+			}
+			if err := rt.AddService(cfg.MUCDomainOf(host), svc); err != nil {
+				return err
+			}
+			// Before the router and the store close; a no-op after the shutdown below.
+			defer func() {
+				cctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
+				defer cancel()
+				_ = svc.Close(cctx)
+			}()
+			rooms = append(rooms, svc)
 		}
-		if err := rt.AddService(cfg.MUCDomain(), rooms); err != nil {
-			return err
-		}
-		// Before the router and the store close; a no-op after the shutdown below.
-		defer func() {
-			cctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
-			defer cancel()
-			_ = rooms.Close(cctx)
-		}()
 	}
 	// The IRC gateway, a service on its own domain, before clients can bind.
 	gw, err := startIRC(cfg, path, log, m, rt, labels)
@@ -198,7 +198,7 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 		mailSvc.shutdown(mctx)
 	}()
 	srv := c2s.New(c2s.Config{
-		Domain: cfg.Server.Domain, TLS: src.TLSConfig("xmpp-client"),
+		Domain: cfg.Server.Domain, Domains: cfg.Server.Domains, TLS: src.TLSConfig("xmpp-client"),
 		RequireTLS: cfg.C2S.RequireTLS, AllowPlainWithoutTLS: cfg.C2S.AllowPlainWithoutTLS,
 		MaxStanza: cfg.C2S.MaxStanzaSize, HandshakeTimeout: cfg.C2S.HandshakeTimeout,
 		IdleTimeout: cfg.C2S.IdleTimeout, SendQueue: cfg.C2S.SendQueue, ResumeTimeout: resumeTimeout(cfg.C2S.ResumeTimeout),
@@ -258,7 +258,7 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 		lns = append(lns, fmt.Sprintf("http://%s/metrics and /healthz (admin)", a))
 	}
 
-	fmt.Fprintf(stdout, "Aldis %s serving %s (data in %s)\n", version, cfg.Server.Domain, cfg.Server.DataDir)
+	fmt.Fprintf(stdout, "Aldis %s serving %s (data in %s)\n", version, strings.Join(cfg.Domains(), ", "), cfg.Server.DataDir)
 	for _, l := range lns {
 		fmt.Fprintf(stdout, "  listening on %s\n", l)
 	}
@@ -280,10 +280,12 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 			log.Info("shutting down")
 			sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
 			gw.shutdown(sctx) // IRC users leave the rooms first
-			if rooms != nil {
+			if len(rooms) > 0 {
 				// While sessions can still hear it: occupants get status 332.
-				if err := rooms.Close(sctx); err != nil {
-					log.Warn("chat rooms did not close in time", "err", err)
+				for _, svc := range rooms {
+					if err := svc.Close(sctx); err != nil {
+						log.Warn("chat rooms did not close in time", "err", err)
+					}
 				}
 				// Let the routed 332 presences reach the session queues.
 				rt.Drain(time.Second)
@@ -310,7 +312,7 @@ func resumeTimeout(d time.Duration) time.Duration {
 // reload applies what can change without a restart: the log level, the
 // offline quota, whether accounts may remove themselves, and the
 // certificate files. Other settings need a restart, which the log says.
-func reload(log *slog.Logger, level *slog.LevelVar, src *certs.Source, rt *router.Router, labels *seclabel.Guard, path string, mailSvc *mailService) {
+func reload(log *slog.Logger, level *slog.LevelVar, src *certs.Hosts, rt *router.Router, labels *seclabel.Guard, path string, mailSvc *mailService) {
 	if path != "" {
 		cfg, err := config.Load(path)
 		if err != nil {
@@ -328,4 +330,26 @@ func reload(log *slog.Logger, level *slog.LevelVar, src *certs.Source, rt *route
 		return
 	}
 	log.Info("reloaded log level, offline quota, account removal, security policy, mail maps and certificates (other settings need a restart)")
+}
+
+// openCertificates loads the certificate of every domain served: the
+// [[tls.host]] ones, and tls.cert_file (or a self-signed certificate for
+// every domain, generated on first run) for the rest.
+func openCertificates(cfg config.Config, log *slog.Logger) (*certs.Hosts, error) {
+	def, generated, err := certs.Open(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.Server.DataDir, cfg.Domains())
+	if err != nil {
+		return nil, err
+	}
+	if generated {
+		log.Info("generated a self-signed certificate", "file", def.CertFile())
+	}
+	by := map[string]*certs.Source{}
+	for _, h := range cfg.TLS.Hosts {
+		src, _, err := certs.Open(h.CertFile, h.KeyFile, cfg.Server.DataDir, []string{h.Domain})
+		if err != nil {
+			return nil, fmt.Errorf("tls.host %s: %w", h.Domain, err)
+		}
+		by[h.Domain] = src
+	}
+	return certs.NewHosts(def, by), nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"golang.org/x/term"
@@ -58,13 +59,15 @@ func cmdUser(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	defer st.Close()
 	m := accounts.New(st, cfg.Auth.SCRAMIterations)
 	if sub == "list" {
-		l, err := m.List(ctx, cfg.Server.Domain)
-		if err != nil {
-			fmt.Fprintln(stderr, "aldis user list:", err)
-			return 1
-		}
-		for _, u := range l {
-			fmt.Fprintln(stdout, u)
+		for _, d := range cfg.Domains() {
+			l, err := m.List(ctx, d)
+			if err != nil {
+				fmt.Fprintln(stderr, "aldis user list:", err)
+				return 1
+			}
+			for _, u := range l {
+				fmt.Fprintln(stdout, u)
+			}
 		}
 		return 0
 	}
@@ -125,7 +128,8 @@ func cmdUser(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// userJID accepts a localpart or a bare JID of the served domain.
+// userJID accepts a localpart (of the primary domain) or a bare JID of a
+// domain served.
 func userJID(arg string, cfg config.Config) (jid.JID, error) {
 	if !strings.Contains(arg, "@") {
 		arg += "@" + cfg.Server.Domain
@@ -137,8 +141,8 @@ func userJID(arg string, cfg config.Config) (jid.JID, error) {
 	if !u.IsBare() || u.Local() == "" {
 		return jid.JID{}, fmt.Errorf("%q is not a bare JID with a localpart", arg)
 	}
-	if u.Domain() != cfg.Server.Domain {
-		return jid.JID{}, fmt.Errorf("%s is not in the served domain %s", u, cfg.Server.Domain)
+	if !slices.Contains(cfg.Domains(), u.Domain()) {
+		return jid.JID{}, fmt.Errorf("%s is not in a domain served (%s)", u, strings.Join(cfg.Domains(), ", "))
 	}
 	return u, nil
 }

@@ -34,9 +34,12 @@ type Config struct {
 
 // Server is the [server] table.
 type Server struct {
-	// Domain is the XMPP domain served. Use Config.Domains rather than reading it directly,
-	// so callers keep working when virtual hosts add a `domains` list.
-	Domain          string        `toml:"domain"`
+	// Domain is the primary XMPP domain served: the one the CLI assumes and the server's
+	// own name. Use Config.Domains for every domain served.
+	Domain string `toml:"domain"`
+	// Domains are further XMPP domains served by the same process (virtual hosts), each
+	// with its own accounts and its own MUC service on "conference." + the domain.
+	Domains         []string      `toml:"domains"`
 	DataDir         string        `toml:"data_dir"`
 	ShutdownTimeout time.Duration `toml:"shutdown_timeout"`
 }
@@ -49,6 +52,16 @@ type Log struct {
 
 // TLS is the [tls] table. Both files empty means a self-signed certificate generated into the data directory.
 type TLS struct {
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+	// Hosts give virtual hosts certificates of their own; a domain without one uses
+	// CertFile/KeyFile.
+	Hosts []TLSHost `toml:"host"`
+}
+
+// TLSHost is one [[tls.host]]: the certificate of one domain served.
+type TLSHost struct {
+	Domain   string `toml:"domain"`
 	CertFile string `toml:"cert_file"`
 	KeyFile  string `toml:"key_file"`
 }
@@ -136,10 +149,12 @@ func Default() Config {
 	return Config{
 		Server: Server{
 			Domain:          "localhost",
+			Domains:         []string{},
 			DataDir:         "./aldis-data",
 			ShutdownTimeout: 10 * time.Second,
 		},
 		Log: Log{Level: "info", Format: "text"},
+		TLS: TLS{Hosts: []TLSHost{}},
 		C2S: C2S{
 			Listen:           []string{"127.0.0.1:5222", "[::1]:5222"},
 			ListenTLS:        []string{"127.0.0.1:5223", "[::1]:5223"},
@@ -178,18 +193,22 @@ func Default() Config {
 	}
 }
 
-// MUCDomain returns the domain of the multi-user chat service: MUC.Domain, or
-// "conference." + the server's domain when it is empty.
-func (c Config) MUCDomain() string {
-	if c.MUC.Domain != "" {
+// MUCDomain returns the domain of the primary domain's multi-user chat service:
+// MUC.Domain, or "conference." + the server's domain when it is empty.
+func (c Config) MUCDomain() string { return c.MUCDomainOf(c.Server.Domain) }
+
+// MUCDomainOf returns the domain of the multi-user chat service of a domain
+// served: "conference." + host, or MUC.Domain for the primary domain when set.
+func (c Config) MUCDomainOf(host string) string {
+	if host == c.Server.Domain && c.MUC.Domain != "" {
 		return c.MUC.Domain
 	}
-	return "conference." + c.Server.Domain
+	return "conference." + host
 }
 
-// Domains returns the XMPP domains served. Today that is exactly Server.Domain.
+// Domains returns the XMPP domains served: Server.Domain, then Server.Domains.
 func (c Config) Domains() []string {
-	return []string{c.Server.Domain}
+	return append([]string{c.Server.Domain}, c.Server.Domains...)
 }
 
 // StoragePath returns the database path: Storage.Path, or aldis.db inside the data directory when it is empty.

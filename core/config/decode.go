@@ -82,6 +82,11 @@ func (d *decoder) value(key string, v any, f reflect.Value) {
 		return
 	}
 	switch f.Kind() {
+	case reflect.Pointer:
+		// An optional setting (*bool): nil when the file leaves it out.
+		nv := reflect.New(f.Type().Elem())
+		d.value(key, v, nv.Elem())
+		f.Set(nv)
 	case reflect.Struct:
 		tbl, ok := v.(map[string]any)
 		if !ok {

@@ -5,11 +5,12 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strings"
 	"time"
 )
 
-// S2S is the [s2s] table: server-to-server federation (RFC 6120, XEP-0220). Per-peer policy will be
-// a separate [[peer]] array of tables; nothing here is per peer except the static routes in Hosts.
+// S2S is the [s2s] table: server-to-server federation (RFC 6120, XEP-0220). Per-peer policy (the
+// peering controls) is in the [[s2s.peer]] array of tables; the settings here are the defaults.
 type S2S struct {
 	Enabled   bool     `toml:"enabled"`
 	Listen    []string `toml:"listen"`     // STARTTLS listeners, host:port (the standard port is 5269)
@@ -30,13 +31,30 @@ type S2S struct {
 	RateBytes        int               `toml:"rate_bytes"`      // bytes per second per incoming stream; 0 = unlimited
 	RateBurst        int               `toml:"rate_burst"`      // bytes
 	MaxIncomingPerIP int               `toml:"max_incoming_per_ip"`
+	// Bidi offers and requests bidirectional streams (XEP-0288).
+	Bidi bool `toml:"bidi"`
+	// DefaultPeer is "allow" or "deny": whether a remote domain no [[s2s.peer]] matches may
+	// federate.
+	DefaultPeer string `toml:"default_peer"`
 	// Peers are per-domain settings of remote servers.
 	Peers []Peer `toml:"peer"`
 }
 
-// Peer is one [[s2s.peer]]: what a remote domain is cleared for. Security
-// labels apply at the boundary: nothing the clearance does not grant is
-// sent to the peer, or accepted from it.
+// Peer authentication requirements ([[s2s.peer]] auth).
+const (
+	PeerAuthAny         = "any"         // what s2s.require_certificates says
+	PeerAuthCertificate = "certificate" // a certificate that verifies, nothing else
+	PeerAuthDialback    = "dialback"    // a certificate, or dialback even when s2s.require_certificates is set
+)
+
+// Stanza kinds a peer may be restricted to ([[s2s.peer]] stanzas).
+var stanzaKinds = []string{"message", "presence", "iq"}
+
+// Peer is one [[s2s.peer]]: the peering controls of a remote domain, or
+// of every subdomain of one ("*.example.mil"; an exact entry wins over a
+// wildcard, and a longer wildcard over a shorter one). Security labels
+// apply at the boundary: nothing the clearance does not grant is sent to
+// the peer, or accepted from it.
 type Peer struct {
 	Domain string `toml:"domain"`
 	// Clearance and Label are label expressions (see core/label): the
@@ -44,7 +62,27 @@ type Peer struct {
 	// the policy's default clearance and label.
 	Clearance string `toml:"clearance"`
 	Label     string `toml:"label"`
+	// Allow: whether the peer may federate. Unset: a listed peer may.
+	Allow *bool `toml:"allow"`
+	// Auth is how the peer must prove its domain: PeerAuthAny (the
+	// default), PeerAuthCertificate or PeerAuthDialback.
+	Auth string `toml:"auth"`
+	// RequireTLS overrides s2s.require_tls for this peer.
+	RequireTLS *bool `toml:"require_tls"`
+	// Stanzas are the kinds that may pass, both ways; unset: all three.
+	Stanzas []string `toml:"stanzas"`
+	// DenyNamespaces are payload namespaces refused both ways: a stanza
+	// with a child element in one of them does not pass.
+	DenyNamespaces []string `toml:"deny_namespaces"`
+	// Rate is the stanzas per second accepted from the peer (all its
+	// streams together), with Burst above it; 0: unlimited. Burst 0
+	// means Rate.
+	Rate  int `toml:"rate"`
+	Burst int `toml:"burst"`
 }
+
+// Allowed reports whether the peer may federate.
+func (p Peer) Allowed() bool { return p.Allow == nil || *p.Allow }
 
 // Components is the [components] table: external components (XEP-0114).
 type Components struct {
@@ -76,6 +114,8 @@ func defaultS2S() S2S {
 		RateBytes:        8 << 20,
 		RateBurst:        16 << 20,
 		MaxIncomingPerIP: 20,
+		DefaultPeer:      "allow",
+		Bidi:             true,
 	}
 }
 
@@ -121,23 +161,21 @@ func (c Config) federationProblems(ck *checker, listener func(key, addr string))
 			s.RateBurst, s.MaxStanzaSize), "s2s.rate_burst", "s2s.max_stanza_size", "s2s.rate_bytes")
 	}
 	ck.intRange("s2s.max_incoming_per_ip", s.MaxIncomingPerIP, 1, maxCount)
+	ck.oneOf("s2s.default_peer", s.DefaultPeer, "allow", "deny")
 	peers := map[string]bool{}
 	for i, p := range s.Peers {
-		key := indexKey("s2s.peer", i)
-		if msg := checkHostname(p.Domain); msg != "" {
-			ck.add(msg, key+".domain", key)
-		} else if peers[p.Domain] {
-			ck.add(fmt.Sprintf("%q has another [[s2s.peer]] already", p.Domain), key+".domain", key)
-		}
-		peers[p.Domain] = true
+		peerProblems(ck, indexKey("s2s.peer", i), p, peers, c.Domains())
 	}
 
 	for i, a := range c.Components.Listen {
 		listener(indexKey("components.listen", i), a)
 	}
-	seen := map[string]bool{c.Server.Domain: true}
-	if c.MUC.Enabled {
-		seen[c.MUCDomain()] = true
+	seen := map[string]bool{}
+	for _, d := range c.Domains() {
+		seen[d] = true
+		if c.MUC.Enabled {
+			seen[c.MUCDomainOf(d)] = true
+		}
 	}
 	for i, comp := range c.Components.Component {
 		key := indexKey("components.component", i)
@@ -150,5 +188,53 @@ func (c Config) federationProblems(ck *checker, listener func(key, addr string))
 		if len(comp.Secret) < 8 {
 			ck.add("must be at least 8 characters: it is the component's password", key+".secret", key)
 		}
+	}
+}
+
+// peerProblems checks one [[s2s.peer]]; seen collects the domains of the
+// entries before it, local the domains this server serves.
+func peerProblems(ck *checker, key string, p Peer, seen map[string]bool, local []string) {
+	host, wild := strings.CutPrefix(p.Domain, "*.")
+	if msg := checkHostname(host); msg != "" {
+		if wild || p.Domain == "" {
+			ck.add(msg, key+".domain", key)
+		} else {
+			ck.add(msg+` (or "*.domain" for every subdomain of one)`, key+".domain", key)
+		}
+	} else if seen[p.Domain] {
+		ck.add(fmt.Sprintf("%q has another [[s2s.peer]] already", p.Domain), key+".domain", key)
+	} else if !wild && slices.Contains(local, p.Domain) {
+		ck.add(fmt.Sprintf("%q is served by this server, not a peer", p.Domain), key+".domain", key)
+	}
+	seen[p.Domain] = true
+	if p.Auth != "" {
+		ck.oneOf(key+".auth", p.Auth, PeerAuthAny, PeerAuthCertificate, PeerAuthDialback)
+	}
+	if p.Auth == PeerAuthCertificate && p.RequireTLS != nil && !*p.RequireTLS {
+		ck.add(`auth = "certificate" needs TLS: remove require_tls = false`, key+".require_tls")
+	}
+	if p.Stanzas != nil && len(p.Stanzas) == 0 {
+		ck.add(`must name at least one of "message", "presence", "iq"; to refuse the peer, set allow = false`, key+".stanzas")
+	}
+	kinds := map[string]bool{}
+	for j, k := range p.Stanzas {
+		switch {
+		case !slices.Contains(stanzaKinds, k):
+			ck.add(fmt.Sprintf("%q is not one of message, presence, iq", k), indexKey(key+".stanzas", j), key+".stanzas")
+		case kinds[k]:
+			ck.add(fmt.Sprintf("%q is listed twice", k), indexKey(key+".stanzas", j), key+".stanzas")
+		}
+		kinds[k] = true
+	}
+	for j, ns := range p.DenyNamespaces {
+		if ns == "" || strings.ContainsAny(ns, " \t\r\n<>'\"") {
+			ck.add(fmt.Sprintf("%q is not a namespace name (a URI such as \"urn:xmpp:jingle:1\")", ns),
+				indexKey(key+".deny_namespaces", j), key+".deny_namespaces")
+		}
+	}
+	ck.intRange(key+".rate", p.Rate, 0, maxCount)
+	ck.intRange(key+".burst", p.Burst, 0, maxCount)
+	if p.Burst > 0 && p.Rate == 0 {
+		ck.add("has no effect without a rate: set rate (stanzas per second) too", key+".burst")
 	}
 }

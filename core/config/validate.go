@@ -57,6 +57,45 @@ func (c Config) problems() []problem {
 	if msg := checkHostname(c.Server.Domain); msg != "" {
 		ck.add(msg, "server.domain")
 	}
+	hosts := map[string]bool{c.Server.Domain: true}
+	fresh := map[int]bool{} // entries of server.domains that are valid and new
+	for i, d := range c.Server.Domains {
+		key := indexKey("server.domains", i)
+		switch msg := checkHostname(d); {
+		case msg != "":
+			ck.add(msg, key, "server.domains")
+		case hosts[d]:
+			ck.add(fmt.Sprintf("%q is served already (server.domain or earlier in this list)", d), key, "server.domains")
+		default:
+			fresh[i] = true
+		}
+		hosts[d] = true
+	}
+	if c.MUC.Enabled {
+		chat := map[string]string{} // chat service domain → its host
+		for _, d := range c.Domains() {
+			chat[c.MUCDomainOf(d)] = d
+		}
+		for i, d := range c.Server.Domains {
+			if owner, ok := chat[d]; ok && fresh[i] {
+				ck.add(fmt.Sprintf("%q is the chat service of %s", d, owner), indexKey("server.domains", i), "server.domains")
+			}
+		}
+	}
+	tlsHosts := map[string]bool{}
+	for i, h := range c.TLS.Hosts {
+		key := indexKey("tls.host", i)
+		switch {
+		case !hosts[h.Domain]:
+			ck.add(fmt.Sprintf("%q is not served: it must be server.domain or in server.domains", h.Domain), key+".domain", key)
+		case tlsHosts[h.Domain]:
+			ck.add(fmt.Sprintf("%q has another [[tls.host]] already", h.Domain), key+".domain", key)
+		}
+		tlsHosts[h.Domain] = true
+		if h.CertFile == "" || h.KeyFile == "" {
+			ck.add("needs both cert_file and key_file", key+".cert_file", key+".key_file", key)
+		}
+	}
 	if c.Server.DataDir == "" {
 		ck.add("must not be empty", "server.data_dir")
 	}

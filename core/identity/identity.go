@@ -44,6 +44,7 @@ type Directory struct {
 	mu     sync.Mutex
 	users  map[string]cachedUser
 	static map[string]Principal
+	wild   bool // some static name is a wildcard ("peer:*.example.mil")
 }
 
 type cachedUser struct {
@@ -168,7 +169,9 @@ func (d *Directory) Forget(bare string) {
 
 // Register gives a non-user principal ("peer:example.net", a bridge link)
 // its clearance and default label from expressions; an empty expression
-// means the governing policy's default.
+// means the governing policy's default. A name whose domain part starts
+// with "*." ("peer:*.example.mil") stands for every subdomain of that
+// domain that has no entry of its own.
 func (d *Directory) Register(name, clearance, defaultLabel string) error {
 	p := Principal{Clearance: d.governingDefault()}
 	var err error
@@ -184,6 +187,9 @@ func (d *Directory) Register(name, clearance, defaultLabel string) error {
 	}
 	d.mu.Lock()
 	d.static[name] = p
+	if strings.Contains(name, ":*.") {
+		d.wild = true
+	}
 	d.mu.Unlock()
 	return nil
 }
@@ -193,9 +199,32 @@ func (d *Directory) Register(name, clearance, defaultLabel string) error {
 func (d *Directory) Lookup(name string) Principal {
 	d.mu.Lock()
 	p, ok := d.static[name]
+	if !ok && d.wild {
+		p, ok = d.wildcard(name)
+	}
 	d.mu.Unlock()
 	if ok {
 		return p
 	}
 	return Principal{Clearance: d.governingDefault()}
+}
+
+// wildcard finds the longest wildcard entry covering name
+// ("peer:a.b.example" is covered by "peer:*.b.example", then
+// "peer:*.example"). Called with d.mu held.
+func (d *Directory) wildcard(name string) (Principal, bool) {
+	kind, domain, ok := strings.Cut(name, ":")
+	if !ok {
+		return Principal{}, false
+	}
+	for {
+		_, parent, ok := strings.Cut(domain, ".")
+		if !ok || parent == "" {
+			return Principal{}, false
+		}
+		if p, ok := d.static[kind+":*."+parent]; ok {
+			return p, true
+		}
+		domain = parent
+	}
 }

@@ -150,3 +150,38 @@ func TestReplace(t *testing.T) {
 		t.Fatal("new principal not registered")
 	}
 }
+
+func TestRegisterWildcard(t *testing.T) {
+	set := testSet(t)
+	d := New(set, &memStore{m: map[string]string{}}, nil, time.Second)
+	for _, r := range [][3]string{
+		{"peer:*.example.mil", "C", "C"},
+		{"peer:*.navy.example.mil", "S", "S"},
+		{"peer:ops.navy.example.mil", "U", "U"},
+	} {
+		if err := d.Register(r[0], r[1], r[2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, _ := set.ParseLabel("S")
+	for _, tc := range []struct {
+		name   string
+		secret bool // cleared for S
+		dflt   bool // has the governing default
+	}{
+		{"peer:army.example.mil", false, false},
+		{"peer:a.b.example.mil", false, false},
+		{"peer:ship.navy.example.mil", true, false},
+		{"peer:ops.navy.example.mil", false, false},
+		{"peer:example.mil", false, true}, // a wildcard covers subdomains only
+		{"peer:example.org", false, true},
+	} {
+		p := d.Lookup(tc.name)
+		if got := label.Decide(p.Clearance, s); got != tc.secret {
+			t.Errorf("%s cleared for S: %v, want %v", tc.name, got, tc.secret)
+		}
+		if got := p.Clearance == set.Governing.DefaultClearance && p.Label == nil; got != tc.dflt {
+			t.Errorf("%s has the default: %v, want %v", tc.name, got, tc.dflt)
+		}
+	}
+}

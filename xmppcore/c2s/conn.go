@@ -51,6 +51,7 @@ type conn struct {
 	ip        string
 
 	user     jid.JID  // authenticated bare JID
+	domain   string   // the domain the client connected to: the stream's to
 	sess     *session // set by bind or resumption, on the reader goroutine
 	smIn     bool     // stream management enabled here: count the client's stanzas
 	streamID string
@@ -376,7 +377,7 @@ func (c *conn) idlePing() bool {
 	iq := wire.New("iq", "")
 	iq.SetAttr("type", "get")
 	iq.SetAttr("id", "idle-ping")
-	iq.SetAttr("from", c.srv.cfg.Domain)
+	iq.SetAttr("from", c.domain)
 	iq.SetAttr("to", c.sess.binding.JID().String())
 	iq.AddChild(wire.New("ping", stanza.NSPing))
 	return c.sess.Send(iq.Append(nil))
@@ -516,6 +517,20 @@ func (c *conn) openStream() error {
 	}
 	h := tok.Elem
 	c.streamID = randomID()
+	// The domain is the stream's to (virtual hosts); a stream restarted
+	// after TLS or authentication must keep it.
+	domain, known := c.srv.cfg.Domain, true
+	if to := h.Attr("to"); to != "" {
+		d, err := jid.Parse(to)
+		known = err == nil && c.srv.serves(d.Domain()) && d.Local() == "" && d.Resource() == "" &&
+			(c.domain == "" || d.Domain() == c.domain)
+		if known {
+			domain = d.Domain()
+		}
+	}
+	if c.domain == "" {
+		c.domain = domain
+	}
 	if err := c.writeHeader(h.Attr("from")); err != nil {
 		return err
 	}
@@ -525,11 +540,8 @@ func (c *conn) openStream() error {
 	if v := h.Attr("version"); v == "" || !strings.HasPrefix(v, "1.") {
 		return &streamErr{"unsupported-version", "XMPP 1.0 is required"}
 	}
-	if to := h.Attr("to"); to != "" {
-		d, err := jid.Parse(to)
-		if err != nil || d.Domain() != c.srv.cfg.Domain || d.Local() != "" || d.Resource() != "" {
-			return &streamErr{"host-unknown", "this server does not serve " + to}
-		}
+	if !known {
+		return &streamErr{"host-unknown", "this server does not serve " + h.Attr("to")}
 	}
 	if l := h.Attr("xml:lang"); l != "" && len(l) < 36 {
 		c.lang = l
@@ -541,7 +553,7 @@ func (c *conn) writeHeader(to string) error {
 	h := wire.New("stream:stream", stanza.NSStream)
 	h.SetAttr("xmlns", stanza.NSClient)
 	h.SetAttr("id", c.streamID)
-	h.SetAttr("from", c.srv.cfg.Domain)
+	h.SetAttr("from", c.domain)
 	if to != "" {
 		if j, err := jid.Parse(to); err == nil {
 			h.SetAttr("to", j.String())
@@ -556,7 +568,7 @@ func (c *conn) saslConfig() sasl.Config {
 	return sasl.Config{
 		TLS:        c.tlsState,
 		AllowPlain: c.srv.cfg.AllowPlainWithoutTLS,
-		Lookup:     c.srv.cfg.Accounts.Lookup(c.srv.cfg.Domain),
+		Lookup:     c.srv.cfg.Accounts.Lookup(c.domain),
 	}
 }
 
@@ -632,7 +644,7 @@ func (c *conn) authenticate(auth *wire.Element) (bool, error) {
 			return false, c.saslFail(err, srv.Attempted())
 		}
 		if done {
-			user, err := jid.New(srv.Username(), c.srv.cfg.Domain, "")
+			user, err := jid.New(srv.Username(), c.domain, "")
 			if err != nil {
 				return false, c.saslFail(&sasl.Failure{Condition: "not-authorized"}, "")
 			}
@@ -687,7 +699,7 @@ func (c *conn) saslFail(err error, username string) error {
 	}
 	acct := ""
 	if username != "" {
-		if u, err := jid.New(username, c.srv.cfg.Domain, ""); err == nil {
+		if u, err := jid.New(username, c.domain, ""); err == nil {
 			acct = u.String()
 		}
 	}

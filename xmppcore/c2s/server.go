@@ -11,6 +11,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,7 +24,10 @@ import (
 
 // Config configures the client listener.
 type Config struct {
+	// Domain is the primary domain: the one a stream without a to gets.
+	// Domains are further domains served (virtual hosts).
 	Domain               string
+	Domains              []string
 	TLS                  *tls.Config // nil: no TLS at all (tests only)
 	RequireTLS           bool
 	AllowPlainWithoutTLS bool
@@ -131,6 +135,11 @@ func New(cfg Config) *Server {
 	m.Gauge(`aldis_c2s_send_queue_depth`, func() float64 { return float64(s.queued.Load()) })
 	m.Gauge(`aldis_c2s_detached_sessions`, func() float64 { return float64(s.detached.Load()) })
 	return s
+}
+
+// serves reports whether domain is one of the domains served.
+func (s *Server) serves(domain string) bool {
+	return domain == s.cfg.Domain || slices.Contains(s.cfg.Domains, domain)
 }
 
 // Serve accepts connections on ln until it is closed; directTLS selects

@@ -87,7 +87,7 @@ func (c *conn) preAuthIQ(iq *wire.Element) error {
 	if c.srv.cfg.Limiter.Blocked(c.ip, "") {
 		return c.writeEl(stanza.Error(iq, stanza.Wait, "resource-constraint", "too many registrations from this address"))
 	}
-	user, err := jid.New(p.ChildText("username", ""), c.srv.cfg.Domain, "")
+	user, err := jid.New(p.ChildText("username", ""), c.domain, "")
 	if err != nil || user.Local() == "" {
 		return c.writeEl(stanza.Error(iq, stanza.Modify, "not-acceptable", "invalid username"))
 	}
@@ -199,7 +199,7 @@ func (c *conn) checkIQ(iq *wire.Element) bool {
 			c.sess.Send(stanza.Error(iq, stanza.Modify, "bad-request", "an iq get or set needs an id and exactly one child").Append(nil))
 			return false
 		}
-		if typ == "set" && p.Space == stanza.NSSession && (iq.Attr("to") == "" || iq.Attr("to") == c.srv.cfg.Domain) {
+		if typ == "set" && p.Space == stanza.NSSession && (iq.Attr("to") == "" || iq.Attr("to") == c.domain) {
 			r := stanza.Result(iq)
 			r.RemoveAttr("to")
 			r.RemoveAttr("from")

@@ -175,12 +175,14 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	if m := cfg.Metrics; m != nil {
-		m.Gauge("aldis_muc_rooms", func() float64 {
+		// One service per virtual host: each has its own series.
+		svc := `{service="` + d.String() + `"}`
+		m.Gauge("aldis_muc_rooms"+svc, func() float64 {
 			s.mu.RLock()
 			defer s.mu.RUnlock()
 			return float64(len(s.rooms))
 		})
-		m.Gauge("aldis_muc_occupants", func() float64 { return float64(s.occupants.Load()) })
+		m.Gauge("aldis_muc_occupants"+svc, func() float64 { return float64(s.occupants.Load()) })
 	}
 	return s, nil
 }

@@ -27,7 +27,7 @@ func (r *Router) catalog(b *Binding, st, req *wire.Element) {
 	// server's own, the entity the iq was sent to.
 	to := req.Attr("to")
 	if to == "" {
-		to = r.domain.String()
+		to = b.jid.Domain()
 	}
 	target, err := jid.Parse(to)
 	if err != nil {
@@ -36,7 +36,7 @@ func (r *Router) catalog(b *Binding, st, req *wire.Element) {
 	}
 	user := b.jid.Bare()
 	switch {
-	case target.Domain() == r.domain.Domain():
+	case r.isHost(target.Domain()):
 		c := g.UserClearance(r.ctx, user.String())
 		p := g.Policies().Governing
 		if c != nil {
@@ -55,7 +55,7 @@ func (r *Router) catalog(b *Binding, st, req *wire.Element) {
 		q := wire.New("catalog", req.Space)
 		q.SetAttr("to", target.String())
 		q.SetAttr("from", user.String())
-		r.query(target.Bare(), q, func(ans *wire.Element) {
+		r.query(r.hostOf(target.Domain()), target.Bare(), q, func(ans *wire.Element) {
 			var res *wire.Element
 			switch {
 			case ans == nil:

@@ -22,11 +22,11 @@ func (r *Router) route(st *wire.Element, from, to jid.JID) {
 		svc.Route(st, from, to)
 		return
 	}
-	if to == r.domain && st.Local() == "iq" {
+	if to.Local() == "" && to.Resource() == "" && r.isHost(to.Domain()) && st.Local() == "iq" {
 		r.answer(st, from) // a service answering one of the server's queries
 		return
 	}
-	if to.Domain() != r.domain.Domain() {
+	if !r.isHost(to.Domain()) {
 		if r.remote != nil {
 			r.sendRemote(st, from, to)
 		}
@@ -216,9 +216,9 @@ func (h *hub) deliverOffline(s *sess) {
 			continue
 		}
 		// A message resent after a lost session may carry our delay already.
-		if d := el.Child("delay", stanza.NSDelay); d == nil || d.Attr("from") != h.r.domain.String() {
+		if d := el.Child("delay", stanza.NSDelay); d == nil || d.Attr("from") != h.bare.Domain() {
 			d := el.AddChild(wire.New("delay", stanza.NSDelay))
-			d.SetAttr("from", h.r.domain.String())
+			d.SetAttr("from", h.bare.Domain())
 			d.SetAttr("stamp", m.Stored.UTC().Format(time.RFC3339))
 			d.AddText("Offline storage")
 		}

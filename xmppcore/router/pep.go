@@ -519,7 +519,7 @@ func (h *hub) learnCaps(full jid.JID, c caps.Caps) {
 	}
 	q := wire.New("query", stanza.NSDiscoInfo)
 	q.SetAttr("node", c.Node+"#"+c.Ver)
-	h.r.query(full, q, func(res *wire.Element) {
+	h.r.query(h.r.hostOf(h.bare.Domain()), full, q, func(res *wire.Element) {
 		if res == nil || res.Attr("type") != "result" || !h.r.caps.Learn(c, res.Child("query", stanza.NSDiscoInfo)) {
 			h.r.caps.Forget(c.Ver)
 		}

@@ -15,15 +15,16 @@ type pendingQuery struct {
 	cb func(*wire.Element)
 }
 
-// query sends an iq get from the server to an entity and calls cb with the
-// answer, or with nil after queryTimeout. cb runs on whatever goroutine
-// delivers the answer, so it must only post events.
-func (r *Router) query(to jid.JID, payload *wire.Element, cb func(*wire.Element)) {
+// query sends an iq get from the server (from, one of the domains served)
+// to an entity and calls cb with the answer, or with nil after
+// queryTimeout. cb runs on whatever goroutine delivers the answer, so it
+// must only post events.
+func (r *Router) query(from, to jid.JID, payload *wire.Element, cb func(*wire.Element)) {
 	id := "aldis-" + randomID()
 	iq := wire.New("iq", "")
 	iq.SetAttr("type", "get")
 	iq.SetAttr("id", id)
-	iq.SetAttr("from", r.domain.String())
+	iq.SetAttr("from", from.String())
 	iq.SetAttr("to", to.String())
 	iq.AddChild(payload)
 	r.qmu.Lock()
@@ -34,7 +35,7 @@ func (r *Router) query(to jid.JID, payload *wire.Element, cb func(*wire.Element)
 			q.cb(nil)
 		}
 	})
-	r.route(iq, r.domain, to)
+	r.route(iq, from, to)
 }
 
 func (r *Router) takeQuery(id string, from jid.JID) (pendingQuery, bool) {

@@ -63,7 +63,7 @@ func (r *Router) Inject(st *wire.Element, from, to jid.JID) {
 			return
 		}
 	}
-	if to.Domain() == r.domain.Domain() && to.Local() == "" {
+	if r.isHost(to.Domain()) && to.Local() == "" {
 		r.peerToServer(st, from, to)
 		return
 	}

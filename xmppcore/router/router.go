@@ -14,6 +14,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/aldis-im/aldis/xmppcore/caps"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,7 +40,10 @@ type Session interface {
 
 // Config configures a Router.
 type Config struct {
+	// Domain is the primary domain; Domains are further domains served
+	// (virtual hosts). Users of all of them are local.
 	Domain     string
+	Domains    []string
 	Store      store.Store
 	Accounts   *accounts.Manager
 	Log        *slog.Logger
@@ -77,7 +81,8 @@ type External interface {
 // Router routes stanzas for one domain.
 type Router struct {
 	cfg      Config
-	domain   jid.JID
+	domain   jid.JID         // the primary domain
+	hosts    map[string]bool // every domain served, the primary included
 	log      *slog.Logger
 	services map[string]Service // by domain; fixed before serving starts
 	remote   Remote             // other domains (remote.go); fixed before serving starts
@@ -119,8 +124,16 @@ func New(cfg Config) (*Router, error) {
 	if cfg.HubIdle <= 0 {
 		cfg.HubIdle = 30 * time.Second
 	}
+	hosts := map[string]bool{d.Domain(): true}
+	for _, h := range cfg.Domains {
+		hd, err := jid.New("", h, "")
+		if err != nil {
+			return nil, fmt.Errorf("router: domain %q: %w", h, err)
+		}
+		hosts[hd.Domain()] = true
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Router{cfg: cfg, domain: d, log: cfg.Log, hubs: make(map[jid.JID]*hub), services: map[string]Service{}, ctx: ctx, cancel: cancel,
+	r := &Router{cfg: cfg, domain: d, hosts: hosts, log: cfg.Log, hubs: make(map[jid.JID]*hub), services: map[string]Service{}, ctx: ctx, cancel: cancel,
 		queries: map[string]pendingQuery{}, caps: caps.NewCache()}
 	r.SetPolicy(cfg.OfflineMax, cfg.Registration)
 	r.offlineCount = cfg.Metrics.Counter("aldis_offline_stored_total")
@@ -146,7 +159,7 @@ func (r *Router) AddService(domain string, s Service) error {
 	if err != nil {
 		return fmt.Errorf("service domain %q: %w", domain, err)
 	}
-	if d.Domain() == r.domain.Domain() || r.services[d.Domain()] != nil {
+	if r.hosts[d.Domain()] || r.services[d.Domain()] != nil {
 		return fmt.Errorf("service domain %q is already served", domain)
 	}
 	r.services[d.Domain()] = s
@@ -161,7 +174,7 @@ func (r *Router) Deliver(st *wire.Element, from, to jid.JID) { r.route(st, from,
 // raw (with its to): a room writes a broadcast once and only splices in
 // each occupant's JID.
 func (r *Router) DeliverRaw(st *wire.Element, raw []byte, from, to jid.JID) {
-	if to.Domain() == r.domain.Domain() && to.Local() != "" {
+	if r.isHost(to.Domain()) && to.Local() != "" {
 		r.post(to.Bare(), event{kind: evDeliver, st: st, raw: raw, from: from, to: to}, false)
 		return
 	}
@@ -193,7 +206,23 @@ func (r *Router) Drain(timeout time.Duration) {
 // isService reports whether a domain belongs to a service.
 func (r *Router) isService(domain string) bool { return r.services[domain] != nil }
 
-// Domain is the domain the router serves.
+// isHost reports whether domain is one this server serves users of.
+func (r *Router) isHost(domain string) bool { return r.hosts[domain] }
+
+// hostOf returns the served domain that domain is, or is a subdomain of
+// (a service's host), as a JID; the primary domain for anything else.
+func (r *Router) hostOf(domain string) jid.JID {
+	for d := domain; d != ""; {
+		if r.hosts[d] {
+			j, _ := jid.New("", d, "")
+			return j
+		}
+		_, d, _ = strings.Cut(d, ".")
+	}
+	return r.domain
+}
+
+// Domain is the primary domain the router serves.
 func (r *Router) Domain() jid.JID { return r.domain }
 
 // Sessions is the number of bound sessions.
@@ -384,9 +413,9 @@ func (b *Binding) Inbound(st *wire.Element) {
 			// A message to one's own bare JID goes to one's resources.
 			b.h.post(event{kind: evDeliver, st: st, from: b.jid, to: b.jid.Bare()}, true)
 		}
-	case to.Domain() == r.domain.Domain() && to.Local() == "":
+	case r.isHost(to.Domain()) && to.Local() == "":
 		r.handleServer(b, st, to)
-	case to.Domain() == r.domain.Domain() || r.remote != nil:
+	case r.isHost(to.Domain()) || r.remote != nil:
 		if name == "presence" {
 			// Subscriptions and directed presence change the sender's state first.
 			b.h.post(event{kind: evFromSession, binding: b, st: st, to: to}, true)
@@ -400,7 +429,7 @@ func (b *Binding) Inbound(st *wire.Element) {
 			// through its hub: follow it, so the recipient sees the
 			// sender's stanzas in order (RFC 6120 §10.1).
 			b.h.post(event{kind: evForward, binding: b, st: st, to: to}, true)
-		} else if to.Domain() == r.domain.Domain() {
+		} else if r.isHost(to.Domain()) {
 			r.post(to.Bare(), event{kind: evDeliver, st: st, from: b.jid, to: to}, true)
 		} else {
 			r.sendRemote(st, b.jid, to) // never blocks: a queue per remote domain

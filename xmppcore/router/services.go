@@ -123,6 +123,9 @@ func (r *Router) handleServer(b *Binding, st *wire.Element, to jid.JID) {
 		res := stanza.Result(st)
 		q := res.AddChild(wire.New("query", stanza.NSDiscoItem))
 		for _, d := range slices.Sorted(maps.Keys(r.services)) {
+			if r.hostOf(d).Domain() != to.Domain() {
+				continue // another virtual host's service
+			}
 			_, _, name := r.services[d].Identity()
 			it := q.AddChild(wire.New("item", ""))
 			it.SetAttr("jid", d)

@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/peering"
 	"github.com/aldis-im/aldis/xmppcore/stanza"
 	"github.com/aldis-im/aldis/xmppcore/wire"
 )
@@ -26,8 +26,8 @@ type streamErr struct{ cond, text string }
 func (e *streamErr) Error() string { return e.cond + ": " + e.text }
 
 // inConn is one incoming stream. Its reader goroutine (serve) negotiates
-// and reads; writes are rare (negotiation, dialback answers) and go
-// through wmu.
+// and reads; writes (negotiation, dialback answers, and on a
+// bidirectional stream the stanzas this server sends) go through wmu.
 type inConn struct {
 	m       *Manager
 	raw, c  net.Conn
@@ -36,11 +36,16 @@ type inConn struct {
 	dec     *wire.Decoder
 	rd      *inReader
 	tls     *tls.ConnectionState
-	id      string // our stream id
-	local   string // the stream's to
-	from    string // the stream's from, if given
-	sasl    bool   // authenticated by SASL EXTERNAL (no dialback after it)
+	id      string        // our stream id
+	local   string        // the stream's to
+	from    string        // the stream's from, if given
+	sasl    bool          // authenticated by SASL EXTERNAL (no dialback after it)
+	bidi    bool          // the peer asked for a bidirectional stream (XEP-0288)
+	done    chan struct{} // closed when the stream has ended
 	closing bool
+	// refusals bounds the resource-constraint answers (see Config.RateRefusals);
+	// nil until the peer first exceeds its rate.
+	refusals *rate.Limiter
 
 	wmu sync.Mutex
 
@@ -49,8 +54,8 @@ type inConn struct {
 }
 
 func newIn(m *Manager, raw net.Conn, ip string, direct bool) *inConn {
-	c := &inConn{m: m, raw: raw, c: raw, ip: ip, direct: direct, authed: map[pair]bool{}}
-	c.rd = &inReader{c: raw, deadline: time.Now().Add(m.cfg.ConnectTimeout)}
+	c := &inConn{m: m, raw: raw, c: raw, ip: ip, direct: direct, authed: map[pair]bool{}, done: make(chan struct{})}
+	c.rd = &inReader{c: raw, raw: raw, deadline: time.Now().Add(m.cfg.ConnectTimeout)}
 	if m.cfg.RateBytes > 0 {
 		c.rd.lim = rate.NewLimiter(rate.Limit(m.cfg.RateBytes), max(m.cfg.RateBurst, m.cfg.MaxStanza))
 		c.rd.ctx = m.ctx
@@ -60,6 +65,7 @@ func newIn(m *Manager, raw net.Conn, ip string, direct bool) *inConn {
 
 func (c *inConn) serve() {
 	defer c.m.forgetIn(c)
+	defer close(c.done)
 	err := c.protect(c.run)
 	var final []byte
 	var se *streamErr
@@ -76,7 +82,11 @@ func (c *inConn) serve() {
 	default:
 		c.m.log.Debug("s2s: incoming stream ended", "remote", c.ip, "from", c.from, "err", err)
 	}
-	if final != nil {
+	c.wmu.Lock()
+	closing := c.closing
+	c.closing = true // nothing is sent after the end (see send)
+	c.wmu.Unlock()
+	if final != nil && !closing {
 		c.write(final)
 	}
 	c.raw.Close()
@@ -92,13 +102,41 @@ func (c *inConn) protect(f func() error) (err error) {
 	return f()
 }
 
-// close ends the stream from another goroutine (shutdown).
+// closeGrace is how long a stream closed by this server (shutdown) is
+// still read: what the peer wrote before it saw the close is processed,
+// not lost (RFC 6120 §4.4), and the peer closes its side meanwhile.
+const closeGrace = 2 * time.Second
+
+// close ends the stream from another goroutine (shutdown): the stream
+// error and the closing tag go out at once, then the reader goes on until
+// the peer closes its side or closeGrace has passed.
 func (c *inConn) close(cond, text string) {
 	c.wmu.Lock()
+	if c.closing {
+		c.wmu.Unlock()
+		return
+	}
 	c.closing = true
 	c.wmu.Unlock()
-	c.write(stanza.StreamError(cond, text))
-	c.raw.SetReadDeadline(time.Now())
+	c.write(append(stanza.StreamError(cond, text), "</stream:stream>"...))
+	c.rd.closeAt(time.Now().Add(closeGrace))
+}
+
+// errStreamClosing: the stream is closing; nothing more may be sent on it.
+var errStreamClosing = errors.New("s2s: the stream is closing")
+
+// send writes stanzas this server sends on a bidirectional stream; once the
+// stream is closing (after our closing tag) it fails, so that what was not
+// written goes another way instead of after the end.
+func (c *inConn) send(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closing {
+		return errStreamClosing
+	}
+	c.c.SetWriteDeadline(time.Now().Add(c.m.cfg.ConnectTimeout))
+	_, err := c.c.Write(b)
+	return err
 }
 
 func (c *inConn) write(b []byte) error {
@@ -114,8 +152,14 @@ func (c *inConn) serverTLS() *tls.Config {
 		MinVersion: tls.VersionTLS12,
 		NextProtos: []string{"xmpp-server"},
 		ClientAuth: tls.RequestClientCert, // verified per domain, for SASL EXTERNAL
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return c.m.cfg.Certificate(), nil
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			// The stream's to, once its header named it (STARTTLS);
+			// else (direct TLS) the name the peer asks for.
+			name := c.local
+			if name == "" {
+				name = hello.ServerName
+			}
+			return c.m.cfg.Certificate(name), nil
 		},
 	}
 }
@@ -189,6 +233,21 @@ func (c *inConn) run() error {
 			if err := c.open(); err != nil {
 				return err
 			}
+		case el.Space == stanza.NSStream && el.Local() == "error":
+			// The peer ends the stream (a shutdown, say): nothing to answer.
+			c.m.log.Info("s2s: peer ended its incoming stream with an error", "from", c.from, "error", el.String())
+			c.wmu.Lock()
+			c.closing = true // our closing tag only, no stream error back
+			c.wmu.Unlock()
+			c.write([]byte("</stream:stream>"))
+			return nil
+		case el.Space == stanza.NSBidi && el.Local() == "bidi":
+			// XEP-0288 §2.2: asked for before authentication; from then on
+			// what this server sends the peer's domains goes on this stream.
+			if !c.m.cfg.Bidi || c.authedAny() || (c.tls == nil && c.rule().RequireTLS) {
+				return &streamErr{"policy-violation", "a bidirectional stream is not available now"}
+			}
+			c.bidi = true
 		case el.Space == stanza.NSSASL && el.Local() == "auth":
 			if err := c.external(el); err != nil {
 				return err
@@ -221,11 +280,14 @@ func (c *inConn) open() error {
 		return &streamErr{"host-unknown", "the stream's to changed"}
 	}
 	c.local = to
-	if f, err := domainOnly(h.Attr("from")); err == nil {
+	if f, err := domainOnly(h.Attr("from")); err == nil && !c.sasl {
 		c.from = f
 	}
 	if err := c.header(); err != nil {
 		return err
+	}
+	if c.from != "" && !c.m.rule(c.from).Allow {
+		return c.denied(c.from)
 	}
 	if h.Attr("xmlns") != stanza.NSServer {
 		return &streamErr{"invalid-namespace", "the content namespace must be jabber:server"}
@@ -251,11 +313,23 @@ func (c *inConn) header() error {
 	return c.write(h.AppendStart([]byte("<?xml version='1.0'?>")))
 }
 
+// denied refuses a stream from a peer the peering controls do not allow.
+func (c *inConn) denied(domain string) error {
+	c.m.m.refused["in"][peering.Denied].Inc()
+	c.m.log.Info("s2s: refusing a peer the peering policy denies", "from", domain, "remote", c.ip)
+	return &streamErr{"policy-violation", "this server does not federate with " + domain}
+}
+
+// rule returns the peering controls of the stream's sender, as its header
+// names it (the default rule if it does not).
+func (c *inConn) rule() *peering.Rule { return c.m.rule(c.from) }
+
 func (c *inConn) features() *wire.Element {
 	f := wire.New("stream:features", "")
+	rule := c.rule()
 	if c.tls == nil && c.m.cfg.Certificate != nil {
 		st := f.AddChild(wire.New("starttls", stanza.NSTLS))
-		if c.m.cfg.RequireTLS {
+		if rule.RequireTLS {
 			st.AddChild(wire.New("required", ""))
 			return f
 		}
@@ -267,8 +341,11 @@ func (c *inConn) features() *wire.Element {
 		mech := f.AddChild(wire.New("mechanisms", stanza.NSSASL))
 		mech.AddChild(wire.New("mechanism", "")).AddText("EXTERNAL")
 	}
-	if !c.m.cfg.RequireCertificates {
+	if !rule.CertificateOnly {
 		f.AddChild(wire.New("dialback", stanza.NSDialbackFeat)).AddChild(wire.New("errors", ""))
+	}
+	if c.m.cfg.Bidi && !c.bidi && !c.authedAny() && (c.tls != nil || !rule.RequireTLS) {
+		f.AddChild(wire.New("bidi", stanza.NSBidiFeat))
 	}
 	return f
 }
@@ -299,6 +376,9 @@ func (c *inConn) external(auth *wire.Element) error {
 	if domain == "" || (c.from != "" && domain != c.from) {
 		return fail("invalid-authzid")
 	}
+	if !c.m.rule(domain).Allow {
+		return c.denied(domain)
+	}
 	if err := c.m.verifyPeer(c.tls.PeerCertificates, domain); err != nil {
 		c.m.log.Info("s2s: certificate refused", "domain", domain, "err", err)
 		return fail("not-authorized")
@@ -311,7 +391,21 @@ func (c *inConn) external(auth *wire.Element) error {
 	c.allow(pair{c.local, domain})
 	c.m.log.Info("s2s: incoming stream authenticated", "from", domain, "to", c.local, "method", "certificate")
 	c.dec.Reset(c.rd)
-	return c.open()
+	if err := c.open(); err != nil {
+		return err
+	}
+	// Only now, after our new stream header, may stanzas go out on it.
+	c.attach(pair{c.local, domain})
+	return nil
+}
+
+// attach lets a bidirectional stream carry what this server sends on an
+// authenticated pair. Call it on the reader goroutine, before it reads
+// what the peer sends next.
+func (c *inConn) attach(p pair) {
+	if c.bidi {
+		c.m.attach(p, c)
+	}
 }
 
 func (c *inConn) allow(p pair) {
@@ -357,14 +451,15 @@ func (c *inConn) dialback(el *wire.Element) error {
 		}
 		return c.write(dbElement("verify", r.to, r.from, r.id, typ, "").Append(nil))
 	}
-	if c.m.cfg.RequireTLS && c.tls == nil {
+	rule := c.m.rule(r.from)
+	if !rule.Allow {
+		return c.denied(r.from)
+	}
+	if rule.RequireTLS && c.tls == nil {
 		return &streamErr{"policy-violation", "TLS is required before dialback"}
 	}
 	if !c.m.cfg.Local(r.to) {
 		return c.dbError(r, "cancel", "item-not-found")
-	}
-	if c.m.cfg.RequireCertificates {
-		return c.dbError(r, "cancel", "not-acceptable")
 	}
 	if c.sasl && r.from != c.from {
 		return c.dbError(r, "cancel", "not-acceptable")
@@ -374,6 +469,11 @@ func (c *inConn) dialback(el *wire.Element) error {
 	if c.tls != nil && c.m.verifyPeer(c.tls.PeerCertificates, r.from) == nil {
 		c.dbVerified(r, true)
 		return nil
+	}
+	if rule.CertificateOnly {
+		c.m.m.authFail.Inc()
+		c.m.log.Info("s2s: refusing dialback: the peering policy requires a certificate", "from", r.from)
+		return c.dbError(r, "cancel", "not-acceptable")
 	}
 	c.m.wg.Add(1)
 	go func() {
@@ -407,23 +507,29 @@ func (c *inConn) dbVerified(r dbRequest, ok bool) {
 	} else {
 		c.m.m.authFail.Inc()
 	}
-	c.write(dbElement("result", r.to, r.from, "", typ, "").Append(nil))
+	res := dbElement("result", r.to, r.from, "", typ, "").Append(nil)
 	if !ok {
+		c.write(res)
 		c.close("not-authorized", "dialback key invalid")
+		return
 	}
+	// On a bidirectional stream the pair's sender is attached before the
+	// peer can learn it was verified (this may run beside the reader), and
+	// cannot write before the answer: it writes under wmu, held here.
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.bidi {
+		c.m.attach(pair{r.to, r.from}, c)
+	}
+	c.c.SetWriteDeadline(time.Now().Add(c.m.cfg.ConnectTimeout))
+	c.c.Write(res)
 }
 
 // stanza checks a stanza from the peer and injects it into the router.
 func (c *inConn) stanza(st *wire.Element) error {
-	switch st.Local() {
-	case "message", "presence", "iq":
-	default:
-		return &streamErr{"unsupported-stanza-type", "unknown element " + st.Local()}
-	}
-	from, err1 := jid.Parse(st.Attr("from"))
-	to, err2 := jid.Parse(st.Attr("to"))
-	if err1 != nil || err2 != nil {
-		return &streamErr{"improper-addressing", "a stanza needs valid from and to"}
+	from, to, err := checkAddresses(st)
+	if err != nil {
+		return err
 	}
 	if !c.allowed(pair{to.Domain(), from.Domain()}) {
 		if !c.authedAny() {
@@ -434,10 +540,7 @@ func (c *inConn) stanza(st *wire.Element) error {
 		}
 		return &streamErr{"invalid-from", "the sender's domain is not authenticated on this stream"}
 	}
-	c.m.m.in.Inc()
-	stanza.FromPeer(st, stanza.NSServer)
-	c.m.cfg.Router.Inject(st, from, to)
-	return nil
+	return c.m.receive(st, from, to, &c.refusals)
 }
 
 func randomID() string {
@@ -448,19 +551,37 @@ func randomID() string {
 
 // inReader bounds negotiation and idle time and paces reads.
 type inReader struct {
-	c        net.Conn
+	c        net.Conn  // what is read: raw, or TLS over it
+	raw      net.Conn  // where deadlines are set
 	deadline time.Time // negotiation deadline; then moved on by every read
 	idle     time.Duration
 	lim      *rate.Limiter
 	ctx      context.Context
+
+	mu  sync.Mutex
+	end time.Time // set by closeAt: no read past it
+}
+
+// closeAt ends reading at t at the latest; it may be called from any
+// goroutine, also during a read.
+func (r *inReader) closeAt(t time.Time) {
+	r.mu.Lock()
+	r.end = t
+	r.mu.Unlock()
+	r.raw.SetReadDeadline(t)
 }
 
 func (r *inReader) Read(p []byte) (int, error) {
+	dl := r.deadline
 	if r.idle > 0 {
-		r.c.SetReadDeadline(time.Now().Add(r.idle))
-	} else {
-		r.c.SetReadDeadline(r.deadline)
+		dl = time.Now().Add(r.idle)
 	}
+	r.mu.Lock()
+	if !r.end.IsZero() && r.end.Before(dl) {
+		dl = r.end
+	}
+	r.raw.SetReadDeadline(dl)
+	r.mu.Unlock()
 	n, err := r.c.Read(p)
 	if n > 0 && r.lim != nil {
 		res := r.lim.ReserveN(time.Now(), min(n, r.lim.Burst()))

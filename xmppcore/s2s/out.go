@@ -7,14 +7,17 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/aldis-im/aldis/xmppcore/stanza"
 )
 
 // outConn is the outgoing stream of one (local, remote) pair: its queue,
 // and the goroutine (run) that connects and then writes.
 type outConn struct {
-	m *Manager
-	p pair
+	m  *Manager
+	p  pair
+	in *inConn // set: attached to this incoming bidirectional stream, not a connection of its own
 
 	mu   sync.Mutex
 	q    []item
@@ -56,28 +59,52 @@ func (c *outConn) drain() []item { return c.take() }
 
 func (c *outConn) stop() { c.once.Do(func() { close(c.quit) }) }
 
-// run connects, writes until the stream is idle, fails or the server
-// stops, then hands back what was left: sent again on a new stream once,
-// else bounced.
+// run connects (or, attached to an incoming bidirectional stream, uses
+// that), writes until the stream is idle, fails or the server stops, then
+// hands back what was left: sent again on a new stream once, else bounced.
 func (c *outConn) run() {
 	defer c.m.wg.Done()
-	ctx, cancel := context.WithTimeout(c.m.ctx, c.m.cfg.ConnectTimeout)
-	s, err := c.connect(ctx)
-	cancel()
-	if err != nil {
-		cond := "remote-server-timeout"
-		if errors.Is(err, errNoService) || isRefused(err) {
-			cond = "remote-server-not-found"
+	var left []item
+	if c.in != nil {
+		left = c.pump(transport{write: c.in.send, closed: c.in.done})
+	} else {
+		ctx, cancel := context.WithTimeout(c.m.ctx, c.m.cfg.ConnectTimeout)
+		s, err := c.connect(ctx)
+		cancel()
+		if err != nil {
+			cond := "remote-server-timeout"
+			if errors.Is(err, errNoService) || isRefused(err) {
+				cond = "remote-server-not-found"
+			}
+			c.m.log.Info("s2s: cannot reach remote server", "local", c.p.local, "remote", c.p.remote, "err", err)
+			for _, it := range c.m.forget(c) {
+				c.m.bounce(it, stanza.Cancel, cond)
+			}
+			return
 		}
-		c.m.log.Info("s2s: cannot reach remote server", "local", c.p.local, "remote", c.p.remote, "err", err)
-		for _, it := range c.m.forget(c) {
-			c.m.bounce(it, stanza.Cancel, cond)
+		c.m.log.Info("s2s: outgoing stream ready", "local", c.p.local, "remote", c.p.remote, "tls", s.tls,
+			"peer_verified", s.peerVerified, "bidi", s.bidi)
+		closed := make(chan struct{})
+		go c.read(s, closed)
+		left = c.pump(transport{
+			write: func(b []byte) error {
+				s.raw.SetWriteDeadline(time.Now().Add(c.m.cfg.ConnectTimeout))
+				return s.write(b)
+			},
+			closed: closed,
+			end:    []byte("</stream:stream>"),
+		})
+		if s.bidi {
+			// The peer may still be sending on it: read what it sent
+			// before it saw our end, as an incoming stream would.
+			select {
+			case <-closed:
+			case <-time.After(closeGrace):
+			}
 		}
-		return
+		s.raw.Close()
+		<-closed
 	}
-	c.m.log.Info("s2s: outgoing stream ready", "local", c.p.local, "remote", c.p.remote, "tls", s.tls, "peer_verified", s.peerVerified)
-	left := c.write(s)
-	s.raw.Close()
 	left = append(left, c.m.forget(c)...)
 	for _, it := range left {
 		if it.retried {
@@ -89,14 +116,49 @@ func (c *outConn) run() {
 	}
 }
 
+// read reads the outgoing stream until it ends, then closes closed. The
+// peer sends nothing on it unless it is bidirectional (XEP-0288); then its
+// stanzas, which must be from the remote domain to the local one, are
+// routed like those of an incoming stream.
+func (c *outConn) read(s *stream, closed chan struct{}) {
+	defer close(closed)
+	var refusals *rate.Limiter
+	for {
+		el, err := s.next()
+		if err != nil {
+			c.m.log.Debug("s2s: outgoing stream ended by peer", "remote", c.p.remote, "err", err)
+			return
+		}
+		if !s.bidi || el.Space != stanza.NSServer {
+			continue // dialback requests for other domains and the like: not on this stream
+		}
+		from, to, err := checkAddresses(el)
+		if err == nil && (from.Domain() != c.p.remote || to.Domain() != c.p.local) {
+			err = &streamErr{"invalid-from", "a bidirectional stream carries stanzas from " + c.p.remote + " to " + c.p.local + " only"}
+		}
+		if err == nil {
+			err = c.m.receive(el, from, to, &refusals)
+		}
+		if se := (*streamErr)(nil); errors.As(err, &se) {
+			c.m.log.Info("s2s: closing outgoing stream", "remote", c.p.remote, "err", se)
+			s.write(append(stanza.StreamError(se.cond, se.text), "</stream:stream>"...))
+			s.raw.Close()
+		}
+	}
+}
+
 func (c *outConn) connect(ctx context.Context) (*stream, error) {
 	s, err := c.m.dial(ctx, c.p.local, c.p.remote)
 	if err != nil {
 		return nil, err
 	}
-	if c.m.cfg.RequireCertificates && !s.peerVerified {
+	if s.rule.CertificateOnly && !s.peerVerified {
 		s.raw.Close()
 		return nil, &remoteError{"the peer's certificate does not verify"}
+	}
+	if err := s.requestBidi(); err != nil {
+		s.raw.Close()
+		return nil, err
 	}
 	if err := s.authenticate(); err != nil {
 		c.m.m.authFail.Inc()
@@ -107,21 +169,17 @@ func (c *outConn) connect(ctx context.Context) (*stream, error) {
 	return s, nil
 }
 
-// write sends queued stanzas until the stream goes idle, fails or the
+// transport is where an outgoing stream writes: a connection of its own,
+// or an incoming bidirectional stream.
+type transport struct {
+	write  func([]byte) error // with a write deadline
+	closed <-chan struct{}    // the stream has ended
+	end    []byte             // written when leaving: the closing tag, or nil to leave the stream open
+}
+
+// pump writes queued stanzas until the stream goes idle, ends or the
 // server stops; it returns what it could not write.
-func (c *outConn) write(s *stream) []item {
-	closed := make(chan struct{})
-	go func() {
-		// The peer sends nothing we need on this stream, but a stream
-		// error or its end must be noticed.
-		for {
-			if _, err := s.next(); err != nil {
-				c.m.log.Debug("s2s: outgoing stream ended by peer", "remote", c.p.remote, "err", err)
-				close(closed)
-				return
-			}
-		}
-	}()
+func (c *outConn) pump(t transport) []item {
 	idle := time.NewTimer(c.m.cfg.IdleTimeout)
 	defer idle.Stop()
 	var buf []byte
@@ -132,8 +190,7 @@ func (c *outConn) write(s *stream) []item {
 			for _, it := range q {
 				buf = stanza.AppendForPeer(buf, it.st)
 			}
-			s.raw.SetWriteDeadline(time.Now().Add(c.m.cfg.ConnectTimeout))
-			if err := s.write(buf); err != nil {
+			if err := t.write(buf); err != nil {
 				c.m.log.Info("s2s: write failed", "remote", c.p.remote, "err", err)
 				return q
 			}
@@ -143,11 +200,13 @@ func (c *outConn) write(s *stream) []item {
 		}
 		select {
 		case <-c.wake:
-		case <-closed:
+		case <-t.closed:
 			return nil
 		case <-idle.C:
 			c.m.log.Debug("s2s: closing idle stream", "remote", c.p.remote)
-			s.write([]byte("</stream:stream>"))
+			if t.end != nil {
+				t.write(t.end)
+			}
 			return nil
 		case <-c.quit:
 			// Shutdown: write what is queued, then close.
@@ -156,8 +215,7 @@ func (c *outConn) write(s *stream) []item {
 			for _, it := range q {
 				buf = stanza.AppendForPeer(buf, it.st)
 			}
-			s.raw.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			s.write(append(buf, "</stream:stream>"...))
+			t.write(append(buf, t.end...))
 			return nil
 		}
 	}

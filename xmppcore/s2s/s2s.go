@@ -20,8 +20,11 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/time/rate"
+
 	"github.com/aldis-im/aldis/core/obs"
 	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/peering"
 	"github.com/aldis-im/aldis/xmppcore/stanza"
 	"github.com/aldis-im/aldis/xmppcore/wire"
 )
@@ -39,13 +42,23 @@ type Config struct {
 	// service's or component's): only those may send and receive.
 	Local  func(domain string) bool
 	Router Router
-	// Certificate is the certificate presented to peers, both ways; nil
-	// disables TLS (tests only).
-	Certificate func() *tls.Certificate
+	// Certificate returns the certificate of a local domain, presented to
+	// peers both ways; nil disables TLS (tests only).
+	Certificate func(domain string) *tls.Certificate
 	// Roots verifies peers' certificates; nil means the system roots.
-	Roots               *x509.CertPool
+	Roots *x509.CertPool
+	// RequireTLS and RequireCertificates are the defaults when Peering
+	// is nil; otherwise Peering's rules decide, per remote domain.
 	RequireTLS          bool
 	RequireCertificates bool
+	// Peering are the peering controls: which domains may federate, how
+	// they authenticate, what passes and how fast. Nil: every domain, as
+	// RequireTLS and RequireCertificates say.
+	Peering *peering.Policy
+	// Bidi offers and requests bidirectional streams (XEP-0288): a peer
+	// that opened a stream here gets its answers on it, rather than on a
+	// second connection.
+	Bidi bool
 	// Hosts are static routes, remote domain to "host:port", tried
 	// instead of DNS.
 	Hosts          map[string]string
@@ -56,9 +69,15 @@ type Config struct {
 	RateBytes      int // per incoming stream; 0 = unlimited
 	RateBurst      int
 	MaxPerIP       int // incoming streams per remote address
-	Resolver       *net.Resolver
-	Log            *slog.Logger
-	Metrics        *obs.Metrics
+	// RateRefusals is how many stanzas per second (and in a burst) over
+	// its peer's rate a stream gets refused with resource-constraint;
+	// beyond that, answering would cost as much as the flood, so the
+	// stream is paced instead: read no faster than the rate allows.
+	// 0 means 100.
+	RateRefusals int
+	Resolver     *net.Resolver
+	Log          *slog.Logger
+	Metrics      *obs.Metrics
 }
 
 // pair names an outgoing stream.
@@ -86,7 +105,14 @@ type Manager struct {
 
 type mgrMetrics struct {
 	in, out, bounced, authFail *metrics.Counter
+	// refused counts what the peering controls refused, by direction
+	// ("in", "out") and reason.
+	refused map[string]map[peering.Reason]*metrics.Counter
 }
+
+// refusedReasons are the values of the reason label of
+// aldis_s2s_peering_refused_total.
+var refusedReasons = []peering.Reason{peering.Denied, peering.KindRule, peering.Namespace, peering.RateLimit}
 
 // New returns a Manager; nothing connects until Send or Serve.
 func New(cfg Config) *Manager {
@@ -111,8 +137,16 @@ func New(cfg Config) *Manager {
 	if cfg.MaxPerIP <= 0 {
 		cfg.MaxPerIP = 20
 	}
+	if cfg.RateRefusals <= 0 {
+		cfg.RateRefusals = 100
+	}
 	if cfg.Resolver == nil {
 		cfg.Resolver = net.DefaultResolver
+	}
+	if cfg.Peering == nil {
+		// No specs: New cannot fail.
+		cfg.Peering, _ = peering.New(peering.Defaults{Allow: true, RequireTLS: cfg.RequireTLS,
+			CertificateOnly: cfg.RequireCertificates}, nil)
 	}
 	m := &Manager{cfg: cfg, log: cfg.Log, secret: make([]byte, 32), out: map[pair]*outConn{},
 		in: map[*inConn]struct{}{}, perIP: map[string]int{}, listeners: map[net.Listener]struct{}{}}
@@ -124,6 +158,13 @@ func New(cfg Config) *Manager {
 		out:      mt.Counter(`aldis_s2s_stanzas_total{dir="out"}`),
 		bounced:  mt.Counter(`aldis_s2s_bounced_total`),
 		authFail: mt.Counter(`aldis_s2s_auth_failures_total`),
+		refused:  map[string]map[peering.Reason]*metrics.Counter{},
+	}
+	for _, dir := range []string{"in", "out"} {
+		m.m.refused[dir] = map[peering.Reason]*metrics.Counter{}
+		for _, r := range refusedReasons {
+			m.m.refused[dir][r] = mt.Counter(`aldis_s2s_peering_refused_total{dir="` + dir + `",reason="` + string(r) + `"}`)
+		}
 	}
 	mt.Gauge(`aldis_s2s_streams{dir="out"}`, func() float64 {
 		m.mu.Lock()
@@ -160,6 +201,11 @@ func (m *Manager) send(it item) {
 		m.log.Warn("s2s: refusing to send a stanza from a domain not served here", "from", it.from.String())
 		return
 	}
+	if why := m.rule(it.to.Domain()).Check(it.st); why != peering.OK {
+		m.refuse("out", why, it.to.Domain(), it.st)
+		m.bounceText(it, stanza.Cancel, "not-allowed", "refused by this server's peering policy")
+		return
+	}
 	p := pair{it.from.Domain(), it.to.Domain()}
 	m.mu.Lock()
 	if m.closing {
@@ -181,6 +227,83 @@ func (m *Manager) send(it item) {
 	}
 }
 
+// attach makes an incoming bidirectional stream carry what this server
+// sends on the pair, unless a stream for it exists already.
+func (m *Manager) attach(p pair, in *inConn) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closing || m.out[p] != nil {
+		return
+	}
+	c := newOut(m, p)
+	c.in = in
+	m.out[p] = c
+	m.wg.Add(1)
+	go c.run()
+	m.log.Info("s2s: incoming stream is bidirectional (XEP-0288)", "local", p.local, "remote", p.remote)
+}
+
+// receive checks a stanza a peer sent on a stream authenticated for its
+// from and to domains (an incoming one, or an outgoing bidirectional one)
+// against the peering controls, and routes it. refusals bounds the
+// stream's rate refusals (see Config.RateRefusals); an error ends the stream.
+func (m *Manager) receive(st *wire.Element, from, to jid.JID, refusals **rate.Limiter) error {
+	m.m.in.Inc()
+	stanza.FromPeer(st, stanza.NSServer)
+	rule := m.rule(from.Domain())
+	why := rule.Check(st)
+	if now := time.Now(); why == peering.OK && !rule.Take(now) {
+		if *refusals == nil {
+			*refusals = rate.NewLimiter(rate.Limit(m.cfg.RateRefusals), m.cfg.RateRefusals)
+		}
+		if (*refusals).AllowN(now, 1) {
+			why = peering.RateLimit
+		} else if err := rule.Wait(m.ctx); err != nil {
+			// Refusing has not slowed the peer down: stop reading until
+			// its rate allows this stanza. Its queue fills, not ours.
+			return &streamErr{"system-shutdown", ""}
+		}
+	}
+	switch why {
+	case peering.OK:
+		m.cfg.Router.Inject(st, from, to)
+	case peering.Denied:
+		m.m.refused["in"][peering.Denied].Inc()
+		return &streamErr{"policy-violation", "this server does not federate with " + from.Domain()}
+	case peering.RateLimit:
+		m.refuse("in", why, from.Domain(), st)
+		m.answer(st, from, to, stanza.Wait, "resource-constraint", "too many stanzas; slow down")
+	default:
+		m.refuse("in", why, from.Domain(), st)
+		m.answer(st, from, to, stanza.Cancel, "not-allowed", "refused by this server's peering policy")
+	}
+	return nil
+}
+
+// answer returns an error for a stanza a peer sent, over the stream to
+// the peer.
+func (m *Manager) answer(st *wire.Element, from, to jid.JID, typ, cond, text string) {
+	if !answerable(st) {
+		return
+	}
+	m.send(item{st: stanza.Error(st, typ, cond, text), from: to, to: from})
+}
+
+// checkAddresses parses the addresses of a stanza read from a peer.
+func checkAddresses(st *wire.Element) (from, to jid.JID, err error) {
+	switch st.Local() {
+	case "message", "presence", "iq":
+	default:
+		return from, to, &streamErr{"unsupported-stanza-type", "unknown element " + st.Local()}
+	}
+	from, err1 := jid.Parse(st.Attr("from"))
+	to, err2 := jid.Parse(st.Attr("to"))
+	if err1 != nil || err2 != nil {
+		return from, to, &streamErr{"improper-addressing", "a stanza needs valid from and to"}
+	}
+	return from, to, nil
+}
+
 // forget removes an outgoing stream that ended and returns what it still
 // held; holding m.mu orders it against send, so nothing is queued on a
 // stream that has gone.
@@ -193,14 +316,27 @@ func (m *Manager) forget(c *outConn) []item {
 	return c.drain()
 }
 
+// rule returns the peering controls of a remote domain.
+func (m *Manager) rule(domain string) *peering.Rule { return m.cfg.Peering.Lookup(domain) }
+
+// refuse counts and logs a stanza the peering controls refused.
+func (m *Manager) refuse(dir string, why peering.Reason, remote string, st *wire.Element) {
+	m.m.refused[dir][why].Inc()
+	m.log.Debug("s2s: refused by the peering policy", "dir", dir, "reason", string(why), "remote", remote,
+		"kind", st.Local(), "id", st.Attr("id"))
+}
+
 // bounce returns an error for a stanza that could not be sent, from the
-// remote recipient to the local sender. Errors are never bounced.
-func (m *Manager) bounce(it item, typ, cond string) {
-	if it.st.Attr("type") == "error" {
+// remote recipient to the local sender. Errors and iq results are never
+// bounced.
+func (m *Manager) bounce(it item, typ, cond string) { m.bounceText(it, typ, cond, "") }
+
+func (m *Manager) bounceText(it item, typ, cond, text string) {
+	if !answerable(it.st) {
 		return
 	}
 	m.m.bounced.Inc()
-	e := stanza.Error(it.st, typ, cond, "")
+	e := stanza.Error(it.st, typ, cond, text)
 	e.SetAttr("from", it.to.String())
 	e.SetAttr("to", it.from.String())
 	m.cfg.Router.Inject(e, it.to, it.from)
@@ -292,4 +428,11 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		}
 		return ctx.Err()
 	}
+}
+
+// answerable reports whether an error may be returned for st: not for an
+// error, nor for an iq result (RFC 6120 §8.2.3).
+func answerable(st *wire.Element) bool {
+	typ := st.Attr("type")
+	return typ != "error" && !(st.Local() == "iq" && typ == "result")
 }

@@ -111,7 +111,7 @@ func pairOf(t *testing.T, certA, certB *tls.Certificate, roots *x509.CertPool, t
 		cfg := Config{
 			Local:       func(d string) bool { return d == domain },
 			Router:      n.r,
-			Certificate: func() *tls.Certificate { return cert },
+			Certificate: func(string) *tls.Certificate { return cert },
 			Roots:       roots, RequireTLS: true, Hosts: map[string]string{},
 			ConnectTimeout: 5 * time.Second, Queue: 10,
 			Log: slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),

@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"time"
 
+	"github.com/aldis-im/aldis/xmppcore/peering"
 	"github.com/aldis-im/aldis/xmppcore/stanza"
 	"github.com/aldis-im/aldis/xmppcore/wire"
 )
@@ -26,7 +28,11 @@ type stream struct {
 	features      *wire.Element
 	dbOffered     bool // the peer declared the dialback namespace or feature
 	tls           bool
-	peerVerified  bool // the peer's certificate is valid for remote
+	peerVerified  bool          // the peer's certificate is valid for remote
+	rule          *peering.Rule // the peering controls of remote
+	bidi          bool          // negotiated bidirectional (XEP-0288): the peer sends on it too
+
+	wmu sync.Mutex // writes: the writer, and the reader's stream errors
 }
 
 // remoteError is an error the peer reported, or a stream it ended.
@@ -62,7 +68,7 @@ func (m *Manager) dialTarget(ctx context.Context, local, remote string, t target
 	if err != nil {
 		return nil, err
 	}
-	s := &stream{m: m, raw: raw, c: raw, local: local, remote: remote}
+	s := &stream{m: m, raw: raw, c: raw, local: local, remote: remote, rule: m.rule(remote)}
 	if dl, ok := ctx.Deadline(); ok {
 		raw.SetDeadline(dl)
 	}
@@ -87,7 +93,7 @@ func (s *stream) negotiateTLS(direct bool) error {
 		return nil
 	}
 	if s.features.Child("starttls", stanza.NSTLS) == nil || s.m.cfg.Certificate == nil {
-		if s.m.cfg.RequireTLS {
+		if s.rule.RequireTLS {
 			return &remoteError{"the peer does not offer TLS, which is required"}
 		}
 		return nil
@@ -119,7 +125,7 @@ func (s *stream) handshake(alpn ...string) error {
 		NextProtos:         alpn,
 		InsecureSkipVerify: true, // verified below against cfg.Roots
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			return s.m.cfg.Certificate(), nil
+			return s.m.cfg.Certificate(s.local), nil
 		},
 	}
 	t := tls.Client(s.raw, conf)
@@ -208,8 +214,23 @@ func (s *stream) next() (*wire.Element, error) {
 }
 
 func (s *stream) write(b []byte) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	_, err := s.c.Write(b)
 	return err
+}
+
+// requestBidi asks for a bidirectional stream (XEP-0288) when the peer
+// offers one; it must come before authentication.
+func (s *stream) requestBidi() error {
+	if !s.m.cfg.Bidi || s.features.Child("bidi", stanza.NSBidiFeat) == nil || (!s.tls && s.rule.RequireTLS) {
+		return nil
+	}
+	if err := s.write([]byte("<bidi xmlns='" + stanza.NSBidi + "'/>")); err != nil {
+		return err
+	}
+	s.bidi = true
+	return nil
 }
 
 // authenticate proves our domain: SASL EXTERNAL with our certificate when
@@ -230,7 +251,7 @@ func (s *stream) authenticate() error {
 			break
 		}
 	}
-	if s.m.cfg.RequireCertificates {
+	if s.rule.CertificateOnly {
 		return &remoteError{"SASL EXTERNAL failed and dialback is not allowed"}
 	}
 	if !s.dbOffered {

@@ -6,6 +6,8 @@ import "github.com/aldis-im/aldis/xmppcore/wire"
 const (
 	NSDialback     = "jabber:server:dialback"
 	NSDialbackFeat = "urn:xmpp:features:dialback"
+	NSBidi         = "urn:xmpp:bidi"          // XEP-0288: the request
+	NSBidiFeat     = "urn:xmpp:features:bidi" // XEP-0288: the stream feature
 	NSComponent    = "jabber:component:accept"
 )
 
