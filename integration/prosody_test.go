@@ -196,6 +196,16 @@ func TestFederationProsody(t *testing.T) {
 	alice.Expect("bob's arrival", isPresence("", room+"/bob"))
 	bob.Send(fmt.Sprintf("<message to='%s' type='groupchat'><body>hi from prosody</body></message>", room))
 	alice.Expect("bob's groupchat", isMessage(room+"/bob", "hi from prosody"))
+
+	// And the reverse: an aldis user in a Prosody room.
+	proom := "lounge@conference." + pp.Domain
+	createRoom(bob, proom, "bob")
+	enterRoom(alice, proom, "alice", "")
+	bob.Expect("alice's arrival in the Prosody room", isPresence("", proom+"/alice"))
+	alice.Send(fmt.Sprintf("<message to='%s' type='groupchat'><body>hi from aldis</body></message>", proom))
+	bob.Expect("alice's groupchat", isMessage(proom+"/alice", "hi from aldis"))
+	bob.Send(fmt.Sprintf("<message to='%s' type='groupchat'><body>welcome</body></message>", proom))
+	alice.Expect("bob's groupchat in his room", isMessage(proom+"/bob", "welcome"))
 }
 
 // Prosody with a self-signed certificate: aldis cannot verify it, and
