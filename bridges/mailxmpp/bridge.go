@@ -62,8 +62,16 @@ type Config struct {
 	// JoinRetry is how often rooms the bridge is not in are joined again
 	// (default 30 seconds).
 	JoinRetry time.Duration
+	// Files keeps mail attachments and returns links to them (the HTTP
+	// file upload service); nil: attachments are only named.
+	Files Files
 	Logger    *slog.Logger
 	Now       func() time.Time
+}
+
+// Files stores a file and returns the URL it is served from.
+type Files interface {
+	Store(name, contentType string, data []byte) (string, error)
 }
 
 // Bridge is the running bridge.

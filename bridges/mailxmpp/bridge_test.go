@@ -534,3 +534,30 @@ func FuzzThreadOfMID(f *testing.F) {
 		}
 	})
 }
+
+type fakeFiles struct{ names []string }
+
+func (f *fakeFiles) Store(name, ct string, data []byte) (string, error) {
+	f.names = append(f.names, name)
+	return "https://upload.example.org/upload/T/" + name, nil
+}
+
+// With a file service, attachments reach XMPP users as links.
+func TestAttachmentsAsLinks(t *testing.T) {
+	e := newEnv(t, false)
+	files := &fakeFiles{}
+	e.b.cfg.Files = files
+	mail := "From: Bob <bob@partner.example>\r\nTo: alice@mail.example.org\r\nSubject: report\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n" +
+		"--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"r.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERg==\r\n--b--\r\n"
+	if err := e.accept(t, "bob@partner.example", "alice@mail.example.org", mail); err != nil {
+		t.Fatal(err)
+	}
+	body := e.x.next(t).ChildText("body", "")
+	if !strings.Contains(body, "See attached.") || !strings.Contains(body, "r.pdf (application/pdf, 4 bytes): https://upload.example.org/upload/T/r.pdf") {
+		t.Fatalf("body %q", body)
+	}
+	if len(files.names) != 1 {
+		t.Fatalf("stored %v", files.names)
+	}
+}

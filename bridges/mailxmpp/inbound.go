@@ -291,9 +291,8 @@ func (b *Bridge) toRoom(in *in, r mailmap.Room) error {
 	return nil
 }
 
-// bodyText is the message body: an optional head line, the text, and what
-// could not be carried (attachments: there is no file service to offer
-// them from, so they are named).
+// bodyText is the message body: an optional head line, the text, and the
+// attachments: links where the file service keeps them, else their names.
 func (b *Bridge) bodyText(msg *mimemsg.Message, head string) string {
 	var s strings.Builder
 	if head != "" {
@@ -301,9 +300,30 @@ func (b *Bridge) bodyText(msg *mimemsg.Message, head string) string {
 		s.WriteString("\n\n")
 	}
 	s.WriteString(strings.TrimRight(msg.Text, "\r\n \t"))
-	if len(msg.Attachments) > 0 {
+	var kept []string
+	var lost []mimemsg.Attachment
+	for _, a := range msg.Attachments {
+		if b.cfg.Files == nil {
+			lost = append(lost, a)
+			continue
+		}
+		u, err := b.cfg.Files.Store(a.Filename, a.ContentType, a.Data)
+		if err != nil {
+			b.log.Warn("attachment not stored", "file", a.Filename, "err", err)
+			lost = append(lost, a)
+			continue
+		}
+		kept = append(kept, fmt.Sprintf("%s (%s, %d bytes): %s", a.Filename, a.ContentType, len(a.Data), u))
+	}
+	if len(kept) > 0 {
+		s.WriteString("\n\nAttachments:")
+		for _, k := range kept {
+			s.WriteString("\n" + k)
+		}
+	}
+	if len(lost) > 0 {
 		s.WriteString("\n\n[Attachments not carried to XMPP:")
-		for _, a := range msg.Attachments {
+		for _, a := range lost {
 			fmt.Fprintf(&s, " %s (%s, %d bytes);", a.Filename, a.ContentType, len(a.Data))
 		}
 		s.WriteString("]")

@@ -58,7 +58,7 @@ func mailPrincipals(cfg config.Config, m *mailmap.Map) map[string]identity.Spec 
 
 // startMail starts the mail relay if [mail] enables it, with the bridge
 // when mm holds maps; nil otherwise.
-func startMail(cfg config.Config, log *slog.Logger, st queue.Store, src *certs.Hosts, rt *router.Router, labels *seclabel.Guard, mm *mailmap.Map) (*mailService, error) {
+func startMail(cfg config.Config, log *slog.Logger, st queue.Store, src *certs.Hosts, rt *router.Router, labels *seclabel.Guard, mm *mailmap.Map, files mailxmpp.Files) (*mailService, error) {
 	mc := cfg.Mail
 	if !mc.Enabled {
 		return nil, nil
@@ -86,7 +86,7 @@ func startMail(cfg config.Config, log *slog.Logger, st queue.Store, src *certs.H
 	if mm != nil {
 		br, err = mailxmpp.New(mailxmpp.Config{
 			Domain: cfg.MailGatewayDomain(), Hostname: host, XMPP: rt, Outbox: m, Map: mm,
-			Labels: labels, AuthServID: mc.TrustedAuthservID, Logger: log,
+			Labels: labels, AuthServID: mc.TrustedAuthservID, Logger: log, Files: files,
 		})
 		if err != nil {
 			return nil, err

@@ -187,7 +187,16 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 	if err != nil {
 		return err
 	}
-	mailSvc, err := startMail(cfg, log, st, src, rt, labels, mailMap)
+	uploads, err := startUpload(cfg, log, src, rt)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		uctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
+		defer cancel()
+		uploads.shutdown(uctx)
+	}()
+	mailSvc, err := startMail(cfg, log, st, src, rt, labels, mailMap, uploads.files())
 	if err != nil {
 		return err
 	}
@@ -240,6 +249,9 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 	lns = append(lns, peers.lns...)
 	if mailSvc != nil {
 		lns = append(lns, mailSvc.lns...)
+	}
+	if uploads != nil {
+		lns = append(lns, uploads.lns...)
 	}
 	adminCtx, stopAdmin := context.WithCancel(context.Background())
 	defer stopAdmin()

@@ -30,6 +30,7 @@ type Config struct {
 	Labels     Labels     `toml:"labels"`
 	Mail       Mail       `toml:"mail"`
 	IRC        IRC        `toml:"irc"` // the IRC gateway (irc.go)
+	Upload     Upload     `toml:"upload"` // HTTP file upload (upload.go)
 }
 
 // Server is the [server] table.
@@ -188,6 +189,7 @@ func Default() Config {
 		S2S:        defaultS2S(),
 		Components: defaultComponents(),
 		Labels:     Labels{Mode: "enforce"},
+		Upload:     defaultUpload(),
 		Mail:       defaultMail(),
 		IRC:        IRC{Maps: []string{}, Linger: 60 * time.Second, RejoinInterval: 30 * time.Second},
 	}

@@ -203,6 +203,7 @@ func (c Config) problems() []problem {
 	}
 	ck.intRange("archive.max_page", c.Archive.MaxPage, 1, 10000)
 	c.federationProblems(&ck, listener)
+	c.uploadProblems(&ck, listener)
 	c.mailProblems(&ck, listener)
 
 	ck.oneOf("labels.mode", c.Labels.Mode, "enforce", "warn")
