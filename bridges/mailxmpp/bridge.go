@@ -64,9 +64,9 @@ type Config struct {
 	JoinRetry time.Duration
 	// Files keeps mail attachments and returns links to them (the HTTP
 	// file upload service); nil: attachments are only named.
-	Files Files
-	Logger    *slog.Logger
-	Now       func() time.Time
+	Files  Files
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Files stores a file and returns the URL it is served from.

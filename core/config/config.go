@@ -29,7 +29,7 @@ type Config struct {
 	Components Components `toml:"components"`
 	Labels     Labels     `toml:"labels"`
 	Mail       Mail       `toml:"mail"`
-	IRC        IRC        `toml:"irc"` // the IRC gateway (irc.go)
+	IRC        IRC        `toml:"irc"`    // the IRC gateway (irc.go)
 	Upload     Upload     `toml:"upload"` // HTTP file upload (upload.go)
 }
 
