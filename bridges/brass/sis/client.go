@@ -99,7 +99,8 @@ type Client struct {
 	err       error
 }
 
-// Dial connects to a SIS node at addr and binds (see Bind).
+// Dial connects to a SIS node at addr and binds (see Bind); ctx bounds
+// the connect and the bind.
 func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
@@ -115,8 +116,9 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
 }
 
 // Bind sends S_BIND_REQUEST on conn and waits for the answer. On
-// S_BIND_ACCEPTED it returns the running client, which owns conn until ctx
-// is cancelled or Close is called; a refusal is a *BindError.
+// S_BIND_ACCEPTED it returns the running client, which owns conn until
+// Close or the connection's end (ctx bounds the bind only, as in
+// net.Dialer.DialContext); a refusal is a *BindError.
 func Bind(ctx context.Context, conn net.Conn, cfg ClientConfig) (*Client, error) {
 	cfg.defaults()
 	if cfg.SAP > 15 || cfg.Rank > 15 || cfg.Service.Mode == ModeDefault {
@@ -163,7 +165,7 @@ func Bind(ctx context.Context, conn net.Conn, cfg ClientConfig) (*Client, error)
 		return nil, fmt.Errorf("sis: bind: %w", ctx.Err())
 	}
 	conn.SetDeadline(time.Time{})
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	c := &Client{
 		cfg: cfg, conn: conn, mtu: mtu, cancel: cancel,
 		sendq:  make(chan Unidata, cfg.SendQueue),
