@@ -17,6 +17,7 @@ Usage:
   aldis check   --config FILE             validate a configuration file and exit
   aldis user    add|del|passwd|list ...   manage accounts (aldis user -h)
   aldis bench   [flags]                   measure an XMPP server (aldis bench -h)
+  aldis linksim [flags]                   simulate an HF radio link: two STANAG 5066 SIS nodes (aldis linksim -h)
   aldis version                           print the version
 `
 
@@ -38,6 +39,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdUser(args[1:], stdin, stdout, stderr)
 	case "bench":
 		return cmdBench(args[1:], stdout, stderr)
+	case "linksim":
+		return cmdLinksim(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "aldis", version)
 		return 0
