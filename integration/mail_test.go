@@ -40,10 +40,13 @@ type smtpSink struct {
 	dir  string
 }
 
-func startSink(t *testing.T) *smtpSink {
+func startSink(t *testing.T) *smtpSink { return startSinkOn(t, "0") }
+
+// startSinkOn starts the sink on a given loopback port ("0": any).
+func startSinkOn(t *testing.T, port string) *smtpSink {
 	t.Helper()
 	dir := t.TempDir()
-	cmd := exec.Command("/usr/bin/python3", "testdata/smtp_sink.py", dir)
+	cmd := exec.Command("/usr/bin/python3", "testdata/smtp_sink.py", dir, port)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -61,17 +64,17 @@ func startSink(t *testing.T) *smtpSink {
 			t.Logf("smtp sink stderr:\n%s", stderr)
 		}
 	})
-	port := make(chan string, 1)
+	got := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			if p, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
-				port <- p
+				got <- p
 			}
 		}
 	}()
 	select {
-	case p := <-port:
+	case p := <-got:
 		return &smtpSink{Addr: "127.0.0.1:" + p, dir: dir}
 	case <-time.After(30 * time.Second):
 		t.Fatalf("the smtp sink did not start; stderr:\n%s", stderr)
@@ -312,5 +315,47 @@ func TestMailKillQueued(t *testing.T) {
 	}
 	if len(msgs) != n {
 		t.Errorf("the sink has %d messages, want %d", len(msgs), n)
+	}
+}
+
+// TestMailSmarthostDown: the smarthost is down for a while as aldis runs;
+// the queued mail is retried and, once it is up, delivered exactly once.
+func TestMailSmarthostDown(t *testing.T) {
+	integration(t)
+	requireMailPeers(t)
+	dead := deadAddr(t)
+	opts := serverOpts{Domain: "x" + randHex(4) + ".example"}
+	opts.Extra = mailConfig(opts.Domain, dead)
+	s := startServer(t, opts)
+	addr := smtpAddr(t, s)
+	const n = 3
+	for i := range n {
+		if out, ok := swaks(t, addr, "--from", "alice@sender.example", "--to", fmt.Sprintf("carol%d@relay.example", i),
+			"--header", fmt.Sprintf("Subject: while down %d", i)); !ok {
+			t.Fatalf("message %d not accepted:\n%s", i, out)
+		}
+	}
+	// Several attempts fail while the smarthost is down.
+	deadline := time.Now().Add(30 * time.Second)
+	for strings.Count(s.Stderr(), "delivery failed, will retry") < 2*n {
+		if time.Now().After(deadline) {
+			t.Fatalf("no retries within 30s:\n%s", s.Stderr())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_, port, _ := net.SplitHostPort(dead)
+	sink := startSinkOn(t, port)
+	sink.WaitCount(t, n)
+	time.Sleep(3 * time.Second) // a duplicate would arrive by now
+	seen := map[string]int{}
+	for _, m := range sink.Messages(t) {
+		for _, r := range m.Rcpts {
+			seen[r]++
+		}
+	}
+	for i := range n {
+		if r := fmt.Sprintf("carol%d@relay.example", i); seen[r] != 1 {
+			t.Errorf("%s received %d times, want 1", r, seen[r])
+		}
 	}
 }

@@ -1,5 +1,5 @@
-"""An SMTP sink for the mail tests: aiosmtpd on 127.0.0.1, port chosen by
-the kernel and printed as "listening on PORT". Each message received is
+"""An SMTP sink for the mail tests: aiosmtpd on 127.0.0.1, on the port given
+after DIR or one chosen by the kernel, printed as "listening on PORT". Each message received is
 written, atomically, to DIR/<n>.eml as "MAIL FROM:<...>", one "RCPT TO:<...>"
 line per recipient, a blank line, then the data. Recipients whose local part
 starts with "reject" are refused with 550 5.1.1; with "tempfail", 451."""
@@ -38,14 +38,14 @@ class Handler:
         return "250 2.0.0 Message accepted"
 
 
-async def main(out):
+async def main(out, port):
     loop = asyncio.get_running_loop()
     handler = Handler(out)
     server = await loop.create_server(
-        lambda: SMTP(handler, hostname="sink.test", decode_data=False), "127.0.0.1", 0)
+        lambda: SMTP(handler, hostname="sink.test", decode_data=False), "127.0.0.1", port)
     print("listening on %d" % server.sockets[0].getsockname()[1], flush=True)
     await server.serve_forever()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0))
