@@ -69,9 +69,11 @@ type Config struct {
 	Now    func() time.Time
 }
 
-// Files stores a file and returns the URL it is served from.
+// Files stores a file and returns the URL it is served from, and opens
+// a file it stores by that URL.
 type Files interface {
 	Store(name, contentType string, data []byte) (string, error)
+	Open(url string) (name, contentType string, data []byte, ok bool)
 }
 
 // Bridge is the running bridge.

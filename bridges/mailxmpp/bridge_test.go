@@ -542,6 +542,11 @@ func (f *fakeFiles) Store(name, ct string, data []byte) (string, error) {
 	return "https://upload.example.org/upload/T/" + name, nil
 }
 
+func (f *fakeFiles) Open(u string) (string, string, []byte, bool) {
+	name, ok := strings.CutPrefix(u, "https://upload.example.org/upload/T/")
+	return name, "image/png", []byte("PNGDATA"), ok
+}
+
 // With a file service, attachments reach XMPP users as links.
 func TestAttachmentsAsLinks(t *testing.T) {
 	e := newEnv(t, false)
@@ -560,4 +565,42 @@ func TestAttachmentsAsLinks(t *testing.T) {
 	if len(files.names) != 1 {
 		t.Fatalf("stored %v", files.names)
 	}
+}
+
+// A link to a file of this server's upload service becomes an attachment
+// for a domain whose map says so; other links stay in the text.
+func TestFileLinksAsAttachments(t *testing.T) {
+	e := newEnv(t, false)
+	e.b.cfg.Files = &fakeFiles{}
+	m, err := mailmap.Parse("map.toml", []byte(strings.Replace(testMap, "name = \"partner.example\"\n", "name = \"partner.example\"\nattach_files = true\n", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.b.SetMap(m)
+	msg := wire.New("message", "")
+	msg.SetAttr("type", "chat").SetAttr("id", "f1")
+	msg.AddChild(wire.New("body", "")).AddText("the photo")
+	msg.AddChild(wire.New("x", "jabber:x:oob")).AddChild(wire.New("url", "")).AddText("https://upload.example.org/upload/T/cat.png")
+	msg.AddChild(wire.New("x", "jabber:x:oob")).AddChild(wire.New("url", "")).AddText("https://elsewhere.example/dog.png")
+	e.b.Route(msg, jid.MustParse("alice@example.org/phone"), jid.MustParse(`bob\40partner.example@mail.example.org`))
+	sub := e.out.wait(t, 1)[0]
+	got := parse(t, string(sub.Data))
+	if len(got.Attachments) != 1 || got.Attachments[0].Filename != "cat.png" || string(got.Attachments[0].Data) != "PNGDATA" {
+		t.Fatalf("attachments %+v", got.Attachments)
+	}
+	// Without attach_files the link is not followed.
+	e.b.SetMap(mustMap(t))
+	e.b.Route(msg, jid.MustParse("alice@example.org/phone"), jid.MustParse(`bob\40partner.example@mail.example.org`))
+	if sub := e.out.wait(t, 2)[1]; len(parse(t, string(sub.Data)).Attachments) != 0 {
+		t.Fatal("attached without attach_files")
+	}
+}
+
+func mustMap(t *testing.T) *mailmap.Map {
+	t.Helper()
+	m, err := mailmap.Parse("map.toml", []byte(testMap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

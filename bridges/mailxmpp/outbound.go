@@ -29,6 +29,7 @@ type outJob struct {
 	thread  string
 	party   string // whose threads: the user's or the room's bare JID
 	label   *siolabel.Label
+	files   []mimemsg.Attachment
 	// Where failures are reported: the sender's full JID and the JID the
 	// message went to ("" for a room's messages: they are only logged).
 	origin, via, id string
@@ -98,12 +99,39 @@ func (b *Bridge) fromUser(st *wire.Element, from, to jid.JID) {
 		subject: st.ChildText("subject", ""), body: body, thread: st.ChildText("thread", ""),
 		party: from.Bare().String(), label: lab, origin: from.String(), via: to.String(), id: st.Attr("id"),
 	}
+	if dom.AttachFiles {
+		j.files = b.attachments(st)
+	}
 	select {
 	case b.out <- j:
 	default:
 		b.refuse(st, from, to, stanza.Wait, "resource-constraint", "the mail gateway is busy, try again later")
 	}
 }
+
+// maxAttach bounds the files one message turns into attachments.
+const maxAttach = 8
+
+// attachments are the files of this server's upload service that a
+// message links to (XEP-0066 out-of-band data); links elsewhere stay links.
+func (b *Bridge) attachments(st *wire.Element) []mimemsg.Attachment {
+	if b.cfg.Files == nil {
+		return nil
+	}
+	var out []mimemsg.Attachment
+	for c := range st.Elements() {
+		if c.Local() != "x" || c.Space != nsOOB || len(out) == maxAttach {
+			continue
+		}
+		if name, ct, data, ok := b.cfg.Files.Open(strings.TrimSpace(c.ChildText("url", ""))); ok {
+			out = append(out, mimemsg.Attachment{Filename: name, ContentType: ct, Data: data})
+		}
+	}
+	return out
+}
+
+// nsOOB is XEP-0066 out-of-band data, how clients send file links.
+const nsOOB = "jabber:x:oob"
 
 // fromRoom mails a room's message to the room's list, unless it is the
 // bridge's own, history, or a subject change.
@@ -212,7 +240,7 @@ func (b *Bridge) sendMail(ctx context.Context, j outJob) {
 	data, err := mimemsg.Build(mimemsg.Outgoing{
 		From: j.from, To: to, Subject: subject, Text: j.body, MessageID: mid,
 		InReplyTo: inReplyTo, References: refs, Label: j.label, Date: b.cfg.Now(),
-		Extra: [][2]string{{"Auto-Submitted", "no"}},
+		Extra: [][2]string{{"Auto-Submitted", "no"}}, Attachments: j.files,
 	})
 	if err == nil {
 		meta := map[string]string{}

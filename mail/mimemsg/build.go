@@ -2,6 +2,9 @@ package mimemsg
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"mime"
@@ -30,6 +33,9 @@ type Outgoing struct {
 	// Extra header fields (name, value), e.g. Auto-Submitted for reports.
 	// Names must be tokens; values are cleaned like every other.
 	Extra [][2]string
+	// Attachments make the mail multipart/mixed: the text, then each file
+	// in base64.
+	Attachments []Attachment
 }
 
 // ErrHeader is returned for a value that cannot be put in a header at
@@ -114,10 +120,46 @@ func Build(o Outgoing) ([]byte, error) {
 		writeField(&b, f[0], mime.QEncoding.Encode("utf-8", clean(f[1])))
 	}
 	writeField(&b, "MIME-Version", "1.0")
+	if len(o.Attachments) == 0 {
+		writeField(&b, "Content-Type", "text/plain; charset=utf-8")
+		writeField(&b, "Content-Transfer-Encoding", "quoted-printable")
+		b.WriteString("\r\n")
+		writeQP(&b, o.Text)
+		return b.Bytes(), nil
+	}
+	var rb [12]byte
+	_, _ = rand.Read(rb[:])
+	boundary := "aldis-" + hex.EncodeToString(rb[:]) // never in base64 or QP output
+	writeField(&b, "Content-Type", mime.FormatMediaType("multipart/mixed", map[string]string{"boundary": boundary}))
+	b.WriteString("\r\n--" + boundary + "\r\n")
 	writeField(&b, "Content-Type", "text/plain; charset=utf-8")
 	writeField(&b, "Content-Transfer-Encoding", "quoted-printable")
 	b.WriteString("\r\n")
 	writeQP(&b, o.Text)
+	for _, a := range o.Attachments {
+		ct := "application/octet-stream"
+		if mt, params, err := mime.ParseMediaType(a.ContentType); err == nil {
+			if f := mime.FormatMediaType(mt, params); f != "" {
+				ct = f
+			}
+		}
+		name := clean(a.Filename)
+		if name == "" {
+			name = "attachment"
+		}
+		b.WriteString("\r\n--" + boundary + "\r\n")
+		writeField(&b, "Content-Type", ct)
+		writeField(&b, "Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
+		writeField(&b, "Content-Transfer-Encoding", "base64")
+		b.WriteString("\r\n")
+		enc := base64.StdEncoding.EncodeToString(a.Data)
+		for len(enc) > 76 {
+			b.WriteString(enc[:76] + "\r\n")
+			enc = enc[76:]
+		}
+		b.WriteString(enc + "\r\n")
+	}
+	b.WriteString("\r\n--" + boundary + "--\r\n")
 	return b.Bytes(), nil
 }
 

@@ -75,6 +75,9 @@ type Domain struct {
 	Label       string `toml:"label"`     // the label of unlabelled mail; empty: the policy default
 	RequireSPF  bool   `toml:"require_spf"`
 	RequireDKIM bool   `toml:"require_dkim"`
+	// AttachFiles turns links to files of this server's upload service in
+	// messages to the domain (XEP-0066) into mail attachments.
+	AttachFiles bool `toml:"attach_files"`
 }
 
 // DefaultNick is a room's bridge nickname when the map gives none.

@@ -238,6 +238,32 @@ func (s *Service) Store(name, contentType string, data []byte) (string, error) {
 	return s.fileURL(token, name), nil
 }
 
+// Open returns a file this service stores, given its GET URL; false for
+// any other URL (another host, a file not here).
+func (s *Service) Open(rawURL string) (name, contentType string, data []byte, ok bool) {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Scheme != s.base.Scheme || u.Host != s.base.Host {
+		return "", "", nil, false
+	}
+	token, name, found := s.split(u.Path)
+	if !found || strings.HasPrefix(name, ".") {
+		return "", "", nil, false
+	}
+	fi, err := s.root.Stat(token + "/" + name)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() > s.cfg.MaxSize {
+		return "", "", nil, false
+	}
+	data, err = s.root.ReadFile(token + "/" + name)
+	if err != nil {
+		return "", "", nil, false
+	}
+	contentType = "application/octet-stream"
+	if b, err := s.root.ReadFile(token + "/.type"); err == nil && len(b) > 0 {
+		contentType = string(b)
+	}
+	return name, contentType, data, true
+}
+
 func newToken() string {
 	var b [18]byte
 	_, _ = rand.Read(b[:])

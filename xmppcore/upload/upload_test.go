@@ -148,6 +148,14 @@ func TestStore(t *testing.T) {
 	if _, err := s.Store("big", "x", make([]byte, 1001)); err == nil {
 		t.Fatal("stored more than the limit")
 	}
+	if name, ct, data, ok := s.Open(u); !ok || name != "report.pdf" || ct != "application/pdf" || string(data) != "%PDF" {
+		t.Fatalf("Open(%s) = %q %q %q %v", u, name, ct, data, ok)
+	}
+	for _, other := range []string{"https://elsewhere.example/upload/x/y", u + "x", strings.Replace(u, "report.pdf", ".type", 1), "::"} {
+		if _, _, _, ok := s.Open(other); ok {
+			t.Errorf("Open(%s) found a file", other)
+		}
+	}
 }
 
 func FuzzCleanName(f *testing.F) {
