@@ -97,7 +97,7 @@ clearance = "UNCLASSIFIED"
 	room := "ops@conference." + domain
 	createRoom(alice, room, "alice")
 	out, ok = swaks(t, addr, "--from", "bob@partner.example", "--to", "ops@"+gw,
-		"--header", "Subject: for the room", "--body", "Everyone: the link is down.")
+		"--header", "Subject: for the room", "--header", "Message-Id: <room1@partner.example>", "--body", "Everyone: the link is down.")
 	if !ok {
 		t.Fatalf("swaks to the room:\n%s", out)
 	}
@@ -114,6 +114,29 @@ clearance = "UNCLASSIFIED"
 	if l := msgs[1]; len(l.Rcpts) != 1 || l.Rcpts[0] != "list@relay.example" || !strings.Contains(l.Data, `"alice (ops)" <ops@`+gw+">") ||
 		!strings.Contains(l.Data, "Subject: Re: for the room") {
 		t.Errorf("room mail %q:\n%s", l.Rcpts, l.Data)
+	}
+	// One thread in a mail client's view: the answer refers to the mail,
+	// and a reply to the answer comes back into the same room thread.
+	if l := msgs[1]; !strings.Contains(l.Data, "In-Reply-To: <room1@partner.example>") || !strings.Contains(l.Data, "References: <room1@partner.example>") {
+		t.Errorf("the room's answer is not threaded on the mail:\n%s", l.Data)
+	}
+	answerID := ""
+	for _, line := range strings.Split(msgs[1].Data, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "Message-ID: "); ok {
+			answerID = v
+		}
+	}
+	out, ok = swaks(t, addr, "--from", "bob@partner.example", "--to", "ops@"+gw,
+		"--header", "Subject: Re: for the room", "--header", "In-Reply-To: "+answerID,
+		"--header", "References: <room1@partner.example> "+answerID, "--body", "Fixed now.")
+	if !ok || answerID == "" {
+		t.Fatalf("swaks reply (answer id %q):\n%s", answerID, out)
+	}
+	g2 := alice.Expect("the reply as groupchat", func(e *elem) bool {
+		return e.XMLName.Local == "message" && e.Attr("type") == "groupchat" && strings.Contains(e.ChildText("", "body"), "Fixed now.")
+	})
+	if g2.ChildText("", "thread") != g.ChildText("", "thread") {
+		t.Errorf("the reply is in thread %q, want %q", g2.ChildText("", "thread"), g.ChildText("", "thread"))
 	}
 
 	// An escaped JID, with a subject trying to inject a header.
