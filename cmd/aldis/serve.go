@@ -147,10 +147,15 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 			}
 			admins = append(admins, j)
 		}
+		var observers []string
+		if len(cfg.IRC.Maps) > 0 {
+			observers = append(observers, cfg.IRCDomain())
+		}
 		rooms, err = muc.New(ctx, muc.Config{
 			Domain: cfg.MUCDomain(), ServerDomain: cfg.Server.Domain, Router: rt, Store: st, Log: log, Metrics: m,
 			MaxRooms: cfg.MUC.MaxRooms, MaxOccupants: cfg.MUC.MaxOccupants, History: cfg.MUC.History,
 			AdminsOnly: cfg.MUC.Creators == "admins", Admins: admins, Archive: roomArchive, Labels: labels,
+			Observers: observers,
 		})
 		if err != nil {
 			return err
