@@ -74,7 +74,7 @@ func InspIRCd(t testing.TB) *Server {
 <files motd="%[2]s">
 <log method="file" type="* -USERINPUT -USEROUTPUT" level="default" target="%[3]s">
 <dns server="127.0.0.1" timeout="1">
-<options defaultmodes="nt">
+<options defaultmodes="not">
 <module name="cap">
 <module name="ircv3">
 <module name="ircv3_servertime">

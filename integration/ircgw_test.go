@@ -1,0 +1,221 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aldis-im/aldis/irc/irctest"
+)
+
+// ircLink is one [[link]] of a test bridge map.
+type ircLink struct{ room, channel, key string }
+
+// ircMap writes a bridge map for one network "lab" on addr with extra
+// network keys, and returns its path.
+func ircMap(t *testing.T, addr, extra string, links ...ircLink) string {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "[[network]]\nname = \"lab\"\nservers = [%q]\nno_tls = true\nnick = \"aldisgw\"\nflood_interval = \"1ms\"\nflood_burst = 50\n%s\n", addr, extra)
+	for _, l := range links {
+		fmt.Fprintf(&b, "\n[[link]]\nroom = %q\nnetwork = \"lab\"\nchannel = %q\n", l.room, l.channel)
+		if l.key != "" {
+			fmt.Fprintf(&b, "key = %q\n", l.key)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "irc.toml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// ircServer starts aldis with the bridge map at maps.
+func ircServer(t *testing.T, domain, maps string, users ...string) *server {
+	t.Helper()
+	srv := startServer(t, serverOpts{Domain: domain, Extra: fmt.Sprintf("\n[irc]\nmaps = [%q]\nrejoin_interval = \"1s\"\nlinger = \"2s\"\n", maps)})
+	for _, u := range users {
+		srv.AddUser(u, u+"-secret")
+	}
+	return srv
+}
+
+// ircJoined matches nick's JOIN of channel as an IRC user sees it.
+func ircJoined(nick, channel string) func(string) bool {
+	return func(l string) bool {
+		return strings.HasPrefix(l, ":"+nick+"!") && strings.Contains(l, " JOIN ") && strings.HasSuffix(strings.TrimPrefix(l, ":"), channel)
+	}
+}
+
+// ircSaid matches nick's PRIVMSG of text to target.
+func ircSaid(nick, target, text string) func(string) bool {
+	return func(l string) bool {
+		return strings.HasPrefix(l, ":"+nick+"!") && strings.HasSuffix(l, " PRIVMSG "+target+" :"+text)
+	}
+}
+
+// ircExpectAll waits for one line matching each of want, in any order.
+func ircExpectAll(u *irctest.User, want ...func(string) bool) {
+	left := slices.Clone(want)
+	for len(left) > 0 {
+		u.Expect(func(l string) bool {
+			for i, m := range left {
+				if m(l) {
+					left = slices.Delete(left, i, i+1)
+					return true
+				}
+			}
+			return false
+		})
+	}
+}
+
+// TestIRCBridgeCrowd covers the §7.6 checklist with three XMPP users and two
+// IRC users in one linked room, on InspIRCd (IRCv3: echo-message, msgid) and
+// ngIRCd (plain RFC 2812): each message is seen exactly once on each side;
+// nick changes, TOPIC and kicks cross both ways; a user in two linked rooms
+// of one network holds one IRC connection with two JOINs.
+func TestIRCBridgeCrowd(t *testing.T) {
+	for _, name := range []string{"inspircd", "ngircd"} {
+		t.Run(name, func(t *testing.T) {
+			integration(t)
+			var ircd *irctest.Server
+			if name == "inspircd" {
+				ircd = irctest.InspIRCd(t)
+			} else {
+				ircd = irctest.NgIRCd(t)
+			}
+			ircBridgeCrowd(t, ircd)
+		})
+	}
+}
+
+func ircBridgeCrowd(t *testing.T, ircd *irctest.Server) {
+	domain := "x" + randHex(4) + ".example"
+	room := "lab@conference." + domain
+	room2 := "lab2@conference." + domain
+	occ := func(nick string) string { return room + "/" + nick }
+	erin := ircd.Connect(t, "erin")
+	erin.Join("#lab")
+	srv := ircServer(t, domain, ircMap(t, ircd.Addr, "", ircLink{room: room, channel: "#lab"}, ircLink{room: room2, channel: "#lab2"}),
+		"alice", "carol", "dave")
+
+	alice := online(t, srv, "alice", "alice-secret", loginOpts{})
+	createRoom(alice, room, "alice")
+	createRoom(alice, room2, "alice")
+	// IRC users' topics become the subject: occupants may change it.
+	alice.IQResult("set", room, fmt.Sprintf("<query xmlns='%s'><x xmlns='jabber:x:data' type='submit'>"+
+		"<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>"+
+		"<field var='muc#roomconfig_changesubject'><value>1</value></field></x></query>", nsMUCOwner))
+
+	// erin made #lab and opped the gateway's listener.
+	erin.Expect(ircJoined("aldisgw", "#lab"))
+	erin.Send("MODE #lab +o aldisgw")
+	bob := ircd.Connect(t, "bob")
+	bob.Join("#lab")
+	alice.Expect("bob as an occupant", isPresence("", occ("bob")))
+	alice.Expect("erin as an occupant", isPresence("", occ("erin")))
+
+	carol := online(t, srv, "carol", "carol-secret", loginOpts{})
+	enterRoom(carol, room, "carol", "")
+	dave := online(t, srv, "dave", "dave-secret", loginOpts{})
+	enterRoom(dave, room, "dave", "")
+	ircExpectAll(erin, ircJoined("alice", "#lab"), ircJoined("carol", "#lab"), ircJoined("dave", "#lab"))
+
+	// Each message, exactly once on each side.
+	xmpp := map[string]*client{"alice": alice, "carol": carol, "dave": dave}
+	irc := map[string]*irctest.User{"bob": bob, "erin": erin}
+	for from, c := range xmpp {
+		c.Send(fmt.Sprintf("<message type='groupchat' to='%s' id='id-%s'><body>hi from %s</body></message>", room, from, from))
+	}
+	for from, u := range irc {
+		u.Send("PRIVMSG #lab :hi from " + from)
+	}
+	for name, c := range xmpp {
+		for from := range xmpp {
+			c.Expect(name+" gets "+from, isMessage(occ(from), "hi from "+from))
+		}
+		for from := range irc {
+			c.Expect(name+" gets "+from, isMessage(occ(from), "hi from "+from))
+		}
+	}
+	for name, u := range irc {
+		var want []func(string) bool
+		for from := range xmpp {
+			want = append(want, ircSaid(from, "#lab", "hi from "+from))
+		}
+		for from := range irc {
+			if from != name {
+				want = append(want, ircSaid(from, "#lab", "hi from "+from))
+			}
+		}
+		ircExpectAll(u, want...)
+	}
+	for name, c := range xmpp {
+		c.ExpectNone(name+": a second copy", func(e *elem) bool {
+			return e.XMLName.Local == "message" && strings.HasPrefix(e.ChildText("", "body"), "hi from ")
+		}, time.Second)
+	}
+	for name, u := range irc {
+		if l, ok := u.Wait(time.Second, func(l string) bool { return strings.Contains(l, "hi from ") }); ok {
+			t.Errorf("%s got a second copy: %q", name, l)
+		}
+	}
+
+	// IRC → XMPP nick change: a MUC nick change (303) of the same occupant.
+	bob.Send("NICK bobby")
+	alice.Expect("bob's nick change", func(e *elem) bool {
+		return isPresence("unavailable", occ("bob"))(e) && mucStatus(e, "303") && e.Path("x", "item") != nil && e.Path("x", "item").Attr("nick") == "bobby"
+	})
+	alice.Expect("bobby's presence", isPresence("", occ("bobby")))
+	bob.Send("PRIVMSG #lab :renamed")
+	carol.Expect("bobby's message", isMessage(occ("bobby"), "renamed"))
+
+	// XMPP → IRC nick change: the MUC nick changes, and the IRC nick follows.
+	dave.Send(fmt.Sprintf("<presence to='%s'/>", occ("david")))
+	dave.Expect("dave's new nick", isSelfPresence("", occ("david")))
+	erin.Expect(func(l string) bool {
+		return strings.HasPrefix(l, ":dave!") && strings.Contains(l, " NICK ") && strings.HasSuffix(l, "david")
+	})
+	dave.Send(fmt.Sprintf("<message type='groupchat' to='%s' id='d2'><body>as david</body></message>", room))
+	erin.Expect(ircSaid("david", "#lab", "as david"))
+
+	// TOPIC, IRC → XMPP: a subject change from the IRC user's occupant.
+	erin.Send("TOPIC #lab :topic from irc")
+	alice.Expect("the IRC topic as the subject", func(e *elem) bool {
+		return e.XMLName.Local == "message" && fromMatches(e, occ("erin")) && e.ChildText("", "subject") == "topic from irc"
+	})
+	// TOPIC, XMPP → IRC: the room's owner changes the subject; the channel's topic follows.
+	alice.Send(fmt.Sprintf("<message type='groupchat' to='%s' id='s1'><subject>topic from xmpp</subject></message>", room))
+	bob.Expect(func(l string) bool { return strings.Contains(l, " TOPIC #lab :topic from xmpp") })
+
+	// An IRC operator's KICK: the occupant leaves, with the reason.
+	erin.Send("KICK #lab bobby :behave")
+	kicked := alice.Expect("bobby kicked", isPresence("unavailable", occ("bobby")))
+	if st := kicked.ChildText("", "status"); !strings.Contains(st, "behave") || !strings.Contains(st, "erin") {
+		t.Errorf("kick status %q, want the kicker and the reason", st)
+	}
+	// An XMPP moderator kicks an IRC user: the listener (a channel operator) KICKs them.
+	bob.Join("#lab")
+	alice.Expect("bobby back", isPresence("", occ("bobby")))
+	alice.IQResult("set", room, fmt.Sprintf("<query xmlns='%s'><item nick='bobby' role='none'><reason>cool off</reason></item></query>", nsMUCAdmin))
+	l := bob.Expect(func(l string) bool { return strings.Contains(l, " KICK #lab bobby") })
+	if !strings.Contains(l, "cool off") {
+		t.Errorf("KICK without the reason: %q", l)
+	}
+
+	// One connection for a user in two linked rooms of one network: two JOINs, one nick.
+	bob.Join("#lab")
+	bob.Join("#lab2")
+	bob.Send("WHOIS alice")
+	who := bob.Expect(func(l string) bool { return strings.Contains(l, " 319 bobby alice ") })
+	if !strings.Contains(who, "#lab") || !strings.Contains(who, "#lab2") {
+		t.Errorf("alice's WHOIS channels %q, want #lab and #lab2", who)
+	}
+	bob.Send("WHOIS alice_")
+	bob.Expect(func(l string) bool { return strings.Contains(l, " 401 bobby alice_") })
+}
