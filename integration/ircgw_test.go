@@ -74,6 +74,25 @@ func ircExpectAll(u *irctest.User, want ...func(string) bool) {
 	}
 }
 
+// ircWaitNames asks for channel's NAMES until nick is in it, for up to 30 s.
+func ircWaitNames(t *testing.T, u *irctest.User, channel, nick string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		u.Send("NAMES " + channel)
+		l := u.Expect(func(l string) bool { return strings.Contains(l, " 353 ") })
+		for _, f := range strings.Fields(l[strings.LastIndexByte(l, ':')+1:]) {
+			if strings.TrimLeft(f, "~&@%+") == nick {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is not in %s: %q", nick, channel, l)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // TestIRCBridgeCrowd covers the §7.6 checklist with three XMPP users and two
 // IRC users in one linked room, on InspIRCd (IRCv3: echo-message, msgid) and
 // ngIRCd (plain RFC 2812): each message is seen exactly once on each side;
@@ -218,4 +237,115 @@ func ircBridgeCrowd(t *testing.T, ircd *irctest.Server) {
 	}
 	bob.Send("WHOIS alice_")
 	bob.Expect(func(l string) bool { return strings.Contains(l, " 401 bobby alice_") })
+}
+
+// TestIRCBridgeBudget: a network whose connection budget is one user: the
+// second XMPP user gets no IRC connection of their own, and what they say
+// goes through the listener as "<nick> text".
+func TestIRCBridgeBudget(t *testing.T) {
+	integration(t)
+	ircd := irctest.InspIRCd(t)
+	domain := "x" + randHex(4) + ".example"
+	room := "lab@conference." + domain
+	occ := func(nick string) string { return room + "/" + nick }
+	srv := ircServer(t, domain, ircMap(t, ircd.Addr, "max_connections = 1", ircLink{room: room, channel: "#lab"}), "alice", "carol")
+	bob := ircd.Connect(t, "bob")
+	alice := online(t, srv, "alice", "alice-secret", loginOpts{})
+	createRoom(alice, room, "alice")
+	alice.Expect("the bridge in the room", isPresence("", occ("#lab")))
+	bob.Join("#lab")
+	carol := online(t, srv, "carol", "carol-secret", loginOpts{})
+	enterRoom(carol, room, "carol", "")
+	carol.Expect("bob", isPresence("", occ("bob")))
+	ircWaitNames(t, bob, "#lab", "alice")
+
+	alice.Send(fmt.Sprintf("<message type='groupchat' to='%s' id='a1'><body>own connection</body></message>", room))
+	bob.Expect(ircSaid("alice", "#lab", "own connection"))
+	carol.Send(fmt.Sprintf("<message type='groupchat' to='%s' id='c1'><body>over budget</body></message>", room))
+	bob.Expect(ircSaid("aldisgw", "#lab", "<carol> over budget"))
+	carol.Send(fmt.Sprintf("<message type='groupchat' to='%s' id='c2'><body>/me relays</body></message>", room))
+	bob.Expect(ircSaid("aldisgw", "#lab", "* carol relays"))
+	if l, ok := bob.Wait(time.Second, func(l string) bool { return strings.HasPrefix(l, ":carol!") }); ok {
+		t.Errorf("carol got a connection beyond the budget: %q", l)
+	}
+	// The relayed messages are not echoed back into the room.
+	carol.Expect("carol's reflection", isMessage(occ("carol"), "over budget"))
+	carol.ExpectNone("the relay's echo", func(e *elem) bool {
+		return e.XMLName.Local == "message" && strings.Contains(e.ChildText("", "body"), "over budget") && !fromMatches(e, occ("carol"))
+	}, time.Second)
+}
+
+// TestIRCBridgeRestart: the IRC server is killed and started again on the
+// same port: the link comes back, the room's IRC occupants follow the
+// channel again (those gone leave, those back re-appear), and no message
+// sent after the recovery is lost, either way.
+func TestIRCBridgeRestart(t *testing.T) {
+	integration(t)
+	ircd := irctest.InspIRCd(t)
+	domain := "x" + randHex(4) + ".example"
+	room := "lab@conference." + domain
+	occ := func(nick string) string { return room + "/" + nick }
+	srv := ircServer(t, domain, ircMap(t, ircd.Addr, "", ircLink{room: room, channel: "#lab"}), "alice")
+	alice := online(t, srv, "alice", "alice-secret", loginOpts{})
+	createRoom(alice, room, "alice")
+	bob := ircd.Connect(t, "bob")
+	bob.Join("#lab")
+	alice.Expect("bob", isPresence("", occ("bob")))
+	bob.Expect(ircJoined("alice", "#lab"))
+
+	ircd.Stop()
+	ircd.Start()
+	// The listener is back in the channel, and bob is not: his occupant leaves.
+	alice.Expect("bob gone after the outage", isPresence("unavailable", occ("bob")))
+	bob = ircd.Connect(t, "bob")
+	bob.Join("#lab")
+	alice.Expect("bob back", isPresence("", occ("bob")))
+	// alice's own connection is back in the channel too.
+	ircWaitNames(t, bob, "#lab", "alice")
+	const n = 50
+	for i := range n {
+		bob.Send(fmt.Sprintf("PRIVMSG #lab :after %d", i))
+		alice.Send(fmt.Sprintf("<message type='groupchat' to='%s' id='r%d'><body>back %d</body></message>", room, i, i))
+	}
+	for i := range n {
+		alice.Expect("bob's message after recovery", isMessage(occ("bob"), fmt.Sprintf("after %d", i)))
+	}
+	for i := range n {
+		bob.Expect(ircSaid("alice", "#lab", fmt.Sprintf("back %d", i)))
+	}
+}
+
+// TestIRCBridgeJoinError: the channel bans an XMPP user: IRC refuses their
+// connection's JOIN (474); the user learns it from the bridge in a private
+// message of the room, and what they say is not relayed around the ban.
+func TestIRCBridgeJoinError(t *testing.T) {
+	integration(t)
+	ircd := irctest.InspIRCd(t)
+	domain := "x" + randHex(4) + ".example"
+	room := "lab@conference." + domain
+	occ := func(nick string) string { return room + "/" + nick }
+	bob := ircd.Connect(t, "bob")
+	bob.Join("#lab")
+	bob.Send("MODE #lab +b alice!*@*")
+	bob.Expect(func(l string) bool { return strings.Contains(l, "MODE #lab +b") })
+	srv := ircServer(t, domain, ircMap(t, ircd.Addr, "", ircLink{room: room, channel: "#lab"}), "alice", "carol")
+	alice := online(t, srv, "alice", "alice-secret", loginOpts{})
+	createRoom(alice, room, "alice")
+	alice.Expect("bob", isPresence("", occ("bob")))
+	m := alice.Expect("the join error", func(e *elem) bool {
+		return e.XMLName.Local == "message" && e.Attr("type") == "chat" && fromMatches(e, occ("#lab"))
+	})
+	if b := m.ChildText("", "body"); !strings.Contains(b, "474") || !strings.Contains(b, "banned") {
+		t.Errorf("join error %q", b)
+	}
+	alice.Send(fmt.Sprintf("<message type='groupchat' to='%s' id='a1'><body>around the ban</body></message>", room))
+	if l, ok := bob.Wait(2*time.Second, func(l string) bool { return strings.Contains(l, "around the ban") }); ok {
+		t.Errorf("a banned user's message reached IRC: %q", l)
+	}
+	// Others are unaffected.
+	carol := online(t, srv, "carol", "carol-secret", loginOpts{})
+	enterRoom(carol, room, "carol", "")
+	bob.Expect(ircJoined("carol", "#lab"))
+	carol.Send(fmt.Sprintf("<message type='groupchat' to='%s' id='c1'><body>not banned</body></message>", room))
+	bob.Expect(ircSaid("carol", "#lab", "not banned"))
 }

@@ -228,6 +228,10 @@ func (n *network) groupchatToIRC(l *link, st *wire.Element, from jid.JID) {
 		return
 	}
 	o := l.occupant[nick]
+	if o != nil && o.refused != "" {
+		n.b.dropped.Inc()
+		return
+	}
 	n.b.toIRC.Inc()
 	n.say(o, nick, l.cfg.Channel, flot, body)
 }

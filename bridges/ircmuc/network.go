@@ -66,6 +66,10 @@ type link struct {
 	byJID    map[jid.JID]*puppet
 	byNick   map[string]*puppet // by room nick
 	occupant map[string]*occupant
+	// names collects the IRC users of the channel's NAMES after the listener (re)joined it;
+	// at its end the puppets not in it leave the room (they left during an outage). nil: no
+	// NAMES in progress.
+	names map[string]bool
 }
 
 // puppet is an IRC user shown in a room.
@@ -82,6 +86,9 @@ type occupant struct {
 	key   userKey
 	lease *pool.Lease[userKey, *userConn]
 	conn  *userConn // nil: speaks through the listener
+	// refused is the IRC numeric with which the channel refused the user's join (banned,
+	// invite only...): what they say is not relayed, which would evade the channel's rule.
+	refused string
 }
 
 func newNetwork(b *Bridge, cfg mapping.Network, cancel context.CancelFunc) *network {
@@ -459,5 +466,48 @@ func (n *network) fromUser(c *userConn, ev irc.Event) {
 			return // channel traffic is the listener's; our own messages echoed
 		}
 		n.privateFromIRC(c, m, ev)
+	case "471", "473", "474", "475":
+		n.joinRefused(c, m)
+	}
+}
+
+// joinError is what a channel join error tells the user (PROTOCOLS §7.4).
+func joinError(code string) string {
+	switch code {
+	case "471":
+		return "the channel is full"
+	case "473":
+		return "the channel is invite only"
+	case "474":
+		return "you are banned from the channel"
+	case "475":
+		return "the channel needs a key"
+	}
+	return "refused"
+}
+
+// joinRefused follows IRC refusing a user's JOIN of a linked channel. The
+// user is already in the room (a MUC join error can only come from the room
+// itself), so the bridge tells them in a private message from its occupant
+// and no longer passes what they say to the channel.
+func (n *network) joinRefused(c *userConn, m irc.Message) {
+	l := n.chans[foldChannel(irc.Param(&m, 1))]
+	if l == nil {
+		return
+	}
+	for _, o := range l.occupant {
+		if o.conn != c {
+			continue
+		}
+		n.b.log.Warn("IRC refused an XMPP user's join", "user", o.key.User, "channel", l.cfg.Channel, "code", m.Command)
+		n.release(l, o)
+		o.refused = m.Command
+		s := wire.New("message", "")
+		s.SetAttr("type", "chat")
+		s.SetAttr("id", n.newID())
+		s.AddChild(wire.New("body", "")).AddText("IRC refused your join of " + l.cfg.Channel + " (" + m.Command + ": " +
+			joinError(m.Command) + "): what you say in this room does not reach IRC.")
+		s.AddChild(wire.New("x", nsMUCUser))
+		n.b.send(s, n.b.self, n.occupantJID(l, o.nick))
 	}
 }
