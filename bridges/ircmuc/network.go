@@ -18,11 +18,12 @@ import (
 type evKind int
 
 const (
-	evXMPP  evKind = iota + 1 // a stanza for the bridge's occupant or a puppet
-	evIRC                     // an event on the listener
-	evUser                    // an event on a user's connection
-	evLease                   // a user's connection is ready (or not)
-	evLinks                   // the map changed this network's links
+	evXMPP   evKind = iota + 1 // a stanza for the bridge's occupant or a puppet
+	evIRC                      // an event on the listener
+	evUser                     // an event on a user's connection
+	evLease                    // a user's connection is ready (or not)
+	evLinks                    // the map changed this network's links
+	evRejoin                   // the XMPP side came back: join the rooms again
 )
 
 // netEvent is what a network's goroutine receives.
@@ -169,6 +170,11 @@ func (n *network) handle(ev netEvent) {
 		n.leased(ev)
 	case evLinks:
 		n.setLinks(ev.links)
+	case evRejoin:
+		for _, l := range n.links {
+			l.joined = false
+			n.joinRoom(l)
+		}
 	}
 }
 

@@ -17,6 +17,7 @@ Usage:
   aldis check   --config FILE             validate a configuration file and exit
   aldis user    add|del|passwd|list ...   manage accounts (aldis user -h)
   aldis bench   [flags]                   measure an XMPP server (aldis bench -h)
+  aldis gateway irc --config FILE         run the IRC gateway as a component of another server
   aldis version                           print the version
 `
 
@@ -36,6 +37,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdCheck(args[1:], stdout, stderr)
 	case "user":
 		return cmdUser(args[1:], stdin, stdout, stderr)
+	case "gateway":
+		return cmdGateway(args[1:], stdout, stderr)
 	case "bench":
 		return cmdBench(args[1:], stdout, stderr)
 	case "version", "--version", "-v":

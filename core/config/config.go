@@ -30,6 +30,8 @@ type Config struct {
 	Labels     Labels     `toml:"labels"`
 	Mail       Mail       `toml:"mail"`
 	IRC        IRC        `toml:"irc"` // the IRC gateway (irc.go)
+	// Gateway is where `aldis gateway irc` attaches the IRC gateway as a component (irc.go).
+	Gateway Gateway `toml:"gateway"`
 }
 
 // Server is the [server] table.

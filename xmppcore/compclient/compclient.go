@@ -86,6 +86,9 @@ func (c *Client) Deliver(st *wire.Element, _, _ jid.JID) {
 	}
 }
 
+// Queued is how many stanzas wait to be written.
+func (c *Client) Queued() int { return len(c.queue) }
+
 // Dropped is how many stanzas Deliver dropped on a full queue.
 func (c *Client) Dropped() int {
 	c.mu.Lock()
