@@ -20,7 +20,10 @@ type ircLink struct{ room, channel, key string }
 func ircMap(t *testing.T, addr, extra string, links ...ircLink) string {
 	t.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "[[network]]\nname = \"lab\"\nservers = [%q]\nno_tls = true\nnick = \"aldisgw\"\nflood_interval = \"1ms\"\nflood_burst = 50\n%s\n", addr, extra)
+	if !strings.Contains(extra, "flood_") {
+		extra += "\nflood_interval = \"1ms\"\nflood_burst = 50"
+	}
+	fmt.Fprintf(&b, "[[network]]\nname = \"lab\"\nservers = [%q]\nno_tls = true\nnick = \"aldisgw\"\n%s\n", addr, extra)
 	for _, l := range links {
 		fmt.Fprintf(&b, "\n[[link]]\nroom = %q\nnetwork = \"lab\"\nchannel = %q\n", l.room, l.channel)
 		if l.key != "" {

@@ -197,6 +197,16 @@ func (s *Server) Start() {
 	}
 }
 
+// PID is the running server's process id, or 0.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // Stop kills the server (SIGKILL, as a crash would) and waits for it to exit.
 func (s *Server) Stop() {
 	s.mu.Lock()
