@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aldis-im/aldis/irc/irctest"
 )
@@ -19,22 +20,28 @@ type ircLink struct{ room, channel, key string }
 // network keys, and returns its path.
 func ircMap(t *testing.T, addr, extra string, links ...ircLink) string {
 	t.Helper()
+	path := filepath.Join(t.TempDir(), "irc.toml")
+	if err := os.WriteFile(path, []byte(ircMapText(addr, extra, "lab", "aldisgw", links...)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// ircMapText is the bridge map text of network name on addr, its listener
+// nick, extra network keys and its links.
+func ircMapText(addr, extra, name, nick string, links ...ircLink) string {
 	var b strings.Builder
 	if !strings.Contains(extra, "flood_") {
 		extra += "\nflood_interval = \"1ms\"\nflood_burst = 50"
 	}
-	fmt.Fprintf(&b, "[[network]]\nname = \"lab\"\nservers = [%q]\nno_tls = true\nnick = \"aldisgw\"\n%s\n", addr, extra)
+	fmt.Fprintf(&b, "\n[[network]]\nname = %q\nservers = [%q]\nno_tls = true\nnick = %q\n%s\n", name, addr, nick, extra)
 	for _, l := range links {
-		fmt.Fprintf(&b, "\n[[link]]\nroom = %q\nnetwork = \"lab\"\nchannel = %q\n", l.room, l.channel)
+		fmt.Fprintf(&b, "\n[[link]]\nroom = %q\nnetwork = %q\nchannel = %q\n", l.room, name, l.channel)
 		if l.key != "" {
 			fmt.Fprintf(&b, "key = %q\n", l.key)
 		}
 	}
-	path := filepath.Join(t.TempDir(), "irc.toml")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return b.String()
 }
 
 // ircServer starts aldis with the bridge map at maps.
@@ -351,4 +358,67 @@ func TestIRCBridgeJoinError(t *testing.T) {
 	bob.Expect(ircJoined("carol", "#lab"))
 	carol.Send(fmt.Sprintf("<message type='groupchat' to='%s' id='c1'><body>not banned</body></message>", room))
 	bob.Expect(ircSaid("carol", "#lab", "not banned"))
+}
+
+// TestIRCBridgeNicksLongLines: an XMPP user joining under an IRC
+// occupant's nick gets 409 conflict; on a relay-only network an IRC user
+// with an XMPP occupant's nick is shown as nick[irc]; a 2,000-byte line is
+// split into PRIVMSGs without breaking a UTF-8 sequence or losing a byte.
+func TestIRCBridgeNicksLongLines(t *testing.T) {
+	integration(t)
+	ircd := irctest.InspIRCd(t)
+	domain := "x" + randHex(4) + ".example"
+	room := "lab@conference." + domain
+	room2 := "relay@conference." + domain
+	occ := func(nick string) string { return room + "/" + nick }
+	maps := ircMap(t, ircd.Addr, "", ircLink{room: room, channel: "#lab"})
+	relayMaps := ircMapText(ircd.Addr, "relay_only = true", "relay", "aldisrl", ircLink{room: room2, channel: "#relay"})
+	first, err := os.ReadFile(maps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(maps, append(first, relayMaps...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := ircServer(t, domain, maps, "alice", "carol")
+	bob := ircd.Connect(t, "bob")
+	bob.Join("#lab")
+	alice := online(t, srv, "alice", "alice-secret", loginOpts{})
+	createRoom(alice, room, "alice")
+	alice.Expect("bob", isPresence("", occ("bob")))
+
+	// An XMPP join under the IRC occupant's nick: 409.
+	carol := online(t, srv, "carol", "carol-secret", loginOpts{})
+	mucJoin(carol, occ("bob"), "")
+	e := carol.Expect("the conflict", isPresence("error", occ("bob")))
+	if c := e.ErrorCondition(); c != "conflict" {
+		t.Errorf("joining as an IRC occupant's nick: %s, want conflict", c)
+	}
+
+	// 2,000 bytes of two-byte characters after one ASCII byte: every cut falls mid-alignment.
+	ircWaitNames(t, bob, "#lab", "alice")
+	body := "x" + strings.Repeat("é", 1000)
+	alice.Send(fmt.Sprintf("<message type='groupchat' to='%s' id='long'><body>%s</body></message>", room, body))
+	var got strings.Builder
+	for got.Len() < len(body) {
+		l := bob.Expect(func(l string) bool { return strings.HasPrefix(l, ":alice!") && strings.Contains(l, " PRIVMSG #lab :") })
+		part := l[strings.Index(l, " PRIVMSG #lab :")+len(" PRIVMSG #lab :"):]
+		if !utf8.ValidString(part) {
+			t.Fatalf("a line with a broken UTF-8 sequence: %q", part)
+		}
+		got.WriteString(part)
+	}
+	if got.String() != body {
+		t.Errorf("the long line came back as %d bytes, want %d, or changed", got.Len(), len(body))
+	}
+
+	// Relay only: the XMPP occupant "erin" has no IRC connection, so an IRC "erin" can exist;
+	// the IRC user is shown as erin[irc].
+	createRoom(alice, room2, "erin")
+	alice.Expect("the relay bridge", isPresence("", room2+"/#relay"))
+	erin := ircd.Connect(t, "erin")
+	erin.Join("#relay")
+	alice.Expect("the IRC erin, renamed", isPresence("", room2+"/erin[irc]"))
+	erin.Send("PRIVMSG #relay :which erin")
+	alice.Expect("the IRC erin's message", isMessage(room2+"/erin[irc]", "which erin"))
 }
