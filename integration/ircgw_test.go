@@ -422,3 +422,34 @@ func TestIRCBridgeNicksLongLines(t *testing.T) {
 	erin.Send("PRIVMSG #relay :which erin")
 	alice.Expect("the IRC erin's message", isMessage(room2+"/erin[irc]", "which erin"))
 }
+
+// TestIRCBridgeBurst: 3,000 IRC lines written at once, three times the
+// room's queue: the bridge keeps a window of messages in flight to the room
+// and the rest in order behind it, so all arrive, in order, once.
+func TestIRCBridgeBurst(t *testing.T) {
+	integration(t)
+	ircd := irctest.InspIRCd(t)
+	domain := "x" + randHex(4) + ".example"
+	room := "lab@conference." + domain
+	occ := func(nick string) string { return room + "/" + nick }
+	srv := ircServer(t, domain, ircMap(t, ircd.Addr, "", ircLink{room: room, channel: "#lab"}), "alice")
+	alice := online(t, srv, "alice", "alice-secret", loginOpts{})
+	createRoom(alice, room, "alice")
+	bob := ircd.Connect(t, "bob")
+	bob.Join("#lab")
+	alice.Expect("bob", isPresence("", occ("bob")))
+	const burst = 3000
+	var lines strings.Builder
+	for i := range burst {
+		fmt.Fprintf(&lines, "PRIVMSG #lab :burst %d\r\n", i)
+	}
+	bob.Send(strings.TrimSuffix(lines.String(), "\r\n"))
+	began := time.Now()
+	for i := range burst {
+		alice.Expect("burst message", isMessage(occ("bob"), fmt.Sprintf("burst %d", i)))
+	}
+	t.Logf("IRC → XMPP: %d messages written at once arrived in %v", burst, time.Since(began))
+	alice.ExpectNone("a second copy", func(e *elem) bool {
+		return e.XMLName.Local == "message" && strings.HasPrefix(e.ChildText("", "body"), "burst ")
+	}, time.Second)
+}

@@ -122,7 +122,7 @@ func (n *network) fromListener(ev irc.Event) {
 			}
 		}
 		n.b.fromIRC.Inc()
-		n.b.send(s, p.jid, l.room)
+		n.toRoom(l, s, p.jid)
 	}
 }
 

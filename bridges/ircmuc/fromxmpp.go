@@ -63,6 +63,9 @@ func (n *network) fromXMPP(st *wire.Element, from, to jid.JID) {
 		switch st.Attr("type") {
 		case "error":
 			n.b.log.Warn("linked room refused an IRC user's message", "room", l.room.String(), "nick", p.nick, "error", errorCondition(st))
+			if st.Child("body", "") != nil {
+				n.roomAcked(l)
+			}
 		case "chat", "normal", "":
 			n.privateToIRC(l, p, st, from, to)
 		}
@@ -210,8 +213,14 @@ func (n *network) puppetRefused(l *link, p *puppet, st *wire.Element) {
 // own connection or else through the listener.
 func (n *network) groupchatToIRC(l *link, st *wire.Element, from jid.JID) {
 	nick := from.Resource()
-	if nick == "" || nick == l.cfg.Channel || l.byNick[nick] != nil {
-		return // the room, or what the bridge itself sent (echo)
+	if l.byNick[nick] != nil {
+		if st.Child("body", "") != nil {
+			n.roomAcked(l) // the reflection of an IRC message: the room took it
+		}
+		return // what the bridge itself sent (echo)
+	}
+	if nick == "" || nick == l.cfg.Channel {
+		return // the room
 	}
 	if st.Child("delay", stanza.NSDelay) != nil {
 		return // history

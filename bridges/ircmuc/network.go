@@ -71,6 +71,70 @@ type link struct {
 	// at its end the puppets not in it leave the room (they left during an outage). nil: no
 	// NAMES in progress.
 	names map[string]bool
+	// Flow control toward the room, whose queue is bounded: at most roomWindow IRC messages
+	// delivered and not yet reflected back to the bridge's occupant; the rest wait in backlog
+	// (at most roomBacklog), in order.
+	inflight int
+	backlog  []roomMsg
+	lastAck  time.Time
+}
+
+// roomMsg is an IRC message waiting for room in the window.
+type roomMsg struct {
+	st   *wire.Element
+	from jid.JID
+}
+
+const (
+	roomWindow  = 256
+	roomBacklog = 8192
+	// ackTimeout: a window with no reflection for this long is assumed lost (a message the
+	// room dropped without an error) and reopened.
+	ackTimeout = 5 * time.Second
+)
+
+// toRoom delivers an IRC user's room message within the link's window.
+func (n *network) toRoom(l *link, st *wire.Element, from jid.JID) {
+	if l.inflight >= roomWindow && time.Since(l.lastAck) > ackTimeout {
+		l.inflight = 0
+	}
+	if l.inflight < roomWindow && len(l.backlog) == 0 {
+		l.inflight++
+		if l.inflight == 1 {
+			l.lastAck = time.Now()
+		}
+		n.b.send(st, from, l.room)
+		return
+	}
+	if len(l.backlog) >= roomBacklog {
+		n.b.dropped.Inc()
+		n.b.log.Warn("IRC messages waiting for a room beyond its backlog; dropped", "room", l.room.String())
+		return
+	}
+	l.backlog = append(l.backlog, roomMsg{st, from})
+}
+
+// roomAcked follows the room reflecting (or refusing) one of the IRC messages in flight.
+func (n *network) roomAcked(l *link) {
+	if l.inflight > 0 {
+		l.inflight--
+	}
+	l.lastAck = time.Now()
+	n.flushRoom(l)
+}
+
+// flushRoom sends what waits while the window has room.
+func (n *network) flushRoom(l *link) {
+	i := 0
+	for ; i < len(l.backlog) && l.inflight < roomWindow; i++ {
+		l.inflight++
+		n.b.send(l.backlog[i].st, l.backlog[i].from, l.room)
+		l.backlog[i] = roomMsg{}
+	}
+	l.backlog = l.backlog[i:]
+	if len(l.backlog) == 0 {
+		l.backlog = nil
+	}
 }
 
 // puppet is an IRC user shown in a room.
@@ -153,6 +217,10 @@ func (n *network) run(ctx context.Context, links []mapping.Link) {
 				if !l.joined {
 					n.joinRoom(l)
 				}
+				if l.inflight > 0 && time.Since(l.lastAck) > ackTimeout {
+					l.inflight = 0
+					n.flushRoom(l)
+				}
 			}
 		}
 	}
@@ -232,6 +300,7 @@ func (n *network) leaveRoom(l *link, status string) {
 		n.b.send(unavailable(status), n.b.self, n.occupantJID(l, l.cfg.Channel))
 	}
 	l.joined = false
+	l.inflight, l.backlog = 0, nil
 	for _, o := range l.occupant {
 		n.release(l, o)
 	}
