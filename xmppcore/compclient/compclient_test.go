@@ -102,3 +102,48 @@ func TestWrongSecret(t *testing.T) {
 		t.Fatalf("Run: %v, want ErrNotAuthorized", err)
 	}
 }
+
+// TestReconnect: the server goes away and comes back on the same port; the
+// client connects again by itself (and OnConnect tells the bridge to rejoin).
+func TestReconnect(t *testing.T) {
+	r := &router{ch: make(chan *wire.Element, 16)}
+	listen := func(addr string) (*component.Server, net.Listener) {
+		s := component.New(component.Config{Secrets: map[string]string{"irc.test": "s3cret"}, Router: r})
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go s.Serve(ln)
+		return s, ln
+	}
+	s1, ln := listen("127.0.0.1:0")
+	addr := ln.Addr().String()
+	ready := make(chan struct{}, 4)
+	c := New(Config{Addr: addr, Domain: "irc.test", Secret: "s3cret", OnConnect: func() { ready <- struct{}{} }})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go c.Run(ctx)
+	wait := func(what string) {
+		t.Helper()
+		select {
+		case <-ready:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %s", what)
+		}
+	}
+	wait("first connection")
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	_ = s1.Shutdown(sctx)
+	s2, _ := listen(addr)
+	t.Cleanup(func() { _ = s2.Shutdown(sctx) })
+	wait("second connection")
+	m := wire.New("message", "")
+	m.SetAttr("from", "irc.test").SetAttr("to", "alice@example.org")
+	c.Deliver(m, jid.JID{}, jid.JID{})
+	select {
+	case <-r.ch:
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing reached the second server")
+	}
+}
