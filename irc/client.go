@@ -341,6 +341,19 @@ func (c *Client) Part(channel, reason string) error {
 	return c.Send(ircmsg.MakeMessage(nil, "", "PART", channel, stripCRLF(reason)))
 }
 
+// Topic sets channel's topic.
+func (c *Client) Topic(channel, topic string) error {
+	return c.Send(ircmsg.MakeMessage(nil, "", "TOPIC", channel, stripCRLF(topic)))
+}
+
+// Kick removes nick from channel, with a reason.
+func (c *Client) Kick(channel, nick, reason string) error {
+	if reason == "" {
+		return c.Send(ircmsg.MakeMessage(nil, "", "KICK", channel, nick))
+	}
+	return c.Send(ircmsg.MakeMessage(nil, "", "KICK", channel, nick, stripCRLF(reason)))
+}
+
 // SetNick changes the nick now if connected, and the nick registered with after a reconnect.
 func (c *Client) SetNick(nick string) error {
 	c.mu.Lock()

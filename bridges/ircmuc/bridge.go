@@ -248,6 +248,17 @@ func (b *Bridge) Close(ctx context.Context) error {
 	return err
 }
 
+// Rejoin joins every linked room again: the way to the XMPP server was lost
+// and is back (a component reconnected), so the rooms may have dropped the
+// bridge and its IRC users.
+func (b *Bridge) Rejoin() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, n := range b.networks {
+		n.post(netEvent{kind: evRejoin})
+	}
+}
+
 // Identity implements router.Service.
 func (b *Bridge) Identity() (category, typ, name string) { return "gateway", "irc", "IRC gateway" }
 

@@ -157,3 +157,43 @@ channel = "#lab"
 		t.Errorf("leave status %q", left.ChildText("status", ""))
 	}
 }
+
+// TestRoomWindow: IRC messages beyond the window toward a room wait, in
+// order, and go as the room reflects the ones in flight.
+func TestRoomWindow(t *testing.T) {
+	x := &fakeXMPP{out: make(chan *wire.Element, 2*roomWindow)}
+	b, err := New(Config{Domain: "irc.example.org", XMPP: x, Map: &mapping.Map{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := newNetwork(b, mapping.Network{Name: "lab"}, func() {})
+	room, _ := jid.Parse("lab@conference.example.org")
+	l := &link{room: room}
+	from, _ := jid.Parse("bob%lab@irc.example.org/1")
+	msg := func(i int) *wire.Element {
+		s := wire.New("message", "")
+		s.AddChild(wire.New("body", "")).AddText(fmt.Sprint(i))
+		return s
+	}
+	const total = roomWindow + 10
+	for i := range total {
+		n.toRoom(l, msg(i), from)
+	}
+	if len(x.out) != roomWindow || len(l.backlog) != 10 {
+		t.Fatalf("delivered %d, waiting %d; want %d and 10", len(x.out), len(l.backlog), roomWindow)
+	}
+	for i := range roomWindow {
+		if got := (<-x.out).ChildText("body", ""); got != fmt.Sprint(i) {
+			t.Fatalf("message %d is %s", i, got)
+		}
+	}
+	for i := roomWindow; i < total; i++ {
+		n.roomAcked(l)
+		if got := (<-x.out).ChildText("body", ""); got != fmt.Sprint(i) {
+			t.Fatalf("message %d is %s", i, got)
+		}
+	}
+	if l.inflight != roomWindow || len(l.backlog) != 0 {
+		t.Errorf("in flight %d, waiting %d", l.inflight, len(l.backlog))
+	}
+}

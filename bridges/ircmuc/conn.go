@@ -101,7 +101,7 @@ func (b *Bridge) dialUser(ctx context.Context, k userKey) (*userConn, error) {
 					continue // channel traffic: the listener's
 				}
 				fallthrough
-			case "NICK":
+			case "NICK", "471", "473", "474", "475":
 				if n := b.network(k.Network); n != nil {
 					n.post(netEvent{kind: evUser, uc: u, irc: ev})
 				}

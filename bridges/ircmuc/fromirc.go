@@ -16,6 +16,9 @@ func (n *network) fromListener(ev irc.Event) {
 		st := n.listener.State()
 		n.nick, n.is = st.Nick, st.ISupport
 		n.b.log.Info("IRC listener connected", "network", n.cfg.Name, "nick", n.nick)
+		for _, l := range n.links {
+			l.names = map[string]bool{}
+		}
 		return
 	case irc.Disconnected:
 		n.b.log.Warn("IRC listener disconnected", "network", n.cfg.Name, "err", ev.Err)
@@ -33,7 +36,21 @@ func (n *network) fromListener(ev irc.Event) {
 		for _, entry := range strings.Fields(irc.Param(&m, 3)) {
 			_, nick := n.is.SplitPrefixes(entry)
 			n.addPuppet(l, nick)
+			if l.names != nil {
+				l.names[n.fold(nick)] = true
+			}
 		}
+	case "366": // RPL_ENDOFNAMES: me #chan :End
+		l := chanLink(1)
+		if l == nil || l.names == nil {
+			return
+		}
+		for f, p := range l.puppets {
+			if !l.names[f] {
+				n.removePuppet(l, p.nick, "Left IRC while the gateway was disconnected")
+			}
+		}
+		l.names = nil
 	case "JOIN":
 		if l := chanLink(0); l != nil {
 			n.addPuppet(l, src)
@@ -105,7 +122,7 @@ func (n *network) fromListener(ev irc.Event) {
 			}
 		}
 		n.b.fromIRC.Inc()
-		n.b.send(s, p.jid, l.room)
+		n.toRoom(l, s, p.jid)
 	}
 }
 

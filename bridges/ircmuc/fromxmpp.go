@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/aldis-im/aldis/core/label"
+	"github.com/aldis-im/aldis/irc"
 	"github.com/aldis-im/aldis/irc/format"
 	"github.com/aldis-im/aldis/mapping"
 	"github.com/aldis-im/aldis/xmppcore/jid"
@@ -50,11 +51,21 @@ func (n *network) fromXMPP(st *wire.Element, from, to jid.JID) {
 	}
 	switch st.Local() {
 	case "presence":
-		if st.Attr("type") == "error" && from.Resource() == p.roomNick {
+		switch {
+		case st.Attr("type") == "error" && from.Resource() == p.roomNick:
 			n.puppetRefused(l, p, st)
+		case st.Attr("type") == "unavailable" && from.Resource() == p.roomNick:
+			if x := st.Child("x", nsMUCUser); hasStatus(x, "307") || hasStatus(x, "301") {
+				n.puppetKicked(l, p, x)
+			}
 		}
 	case "message":
 		switch st.Attr("type") {
+		case "error":
+			n.b.log.Warn("linked room refused an IRC user's message", "room", l.room.String(), "nick", p.nick, "error", errorCondition(st))
+			if st.Child("body", "") != nil {
+				n.roomAcked(l)
+			}
 		case "chat", "normal", "":
 			n.privateToIRC(l, p, st, from, to)
 		}
@@ -109,14 +120,73 @@ func (n *network) roomPresence(l *link, st *wire.Element, from jid.JID) {
 		delete(l.occupant, nick)
 		if hasStatus(x, "303") {
 			if item := x.Child("item", ""); item != nil && item.Attr("nick") != "" {
-				// A nick change: the IRC nick stays (PROTOCOLS §7.4).
+				// A nick change: the IRC nick follows (PROTOCOLS §7.4).
 				o.nick = item.Attr("nick")
 				l.occupant[o.nick] = o
+				n.renameUser(o)
 				return
 			}
 		}
 		n.release(l, o)
 	}
+}
+
+// topicToIRC sets the channel's topic to a room's new subject. The room has
+// already accepted the change, so the listener (normally the channel's
+// operator, which +t requires) sets it; IRC refusing it (482) is logged and
+// the room keeps its subject.
+func (n *network) topicToIRC(l *link, st *wire.Element, subject string) {
+	if _, ok := n.egress(l.clr, st, l.cfg.Room); !ok {
+		return
+	}
+	if err := n.listener.Topic(l.cfg.Channel, format.ToIRC(subject)); err != nil {
+		n.b.log.Warn("set IRC topic", "channel", l.cfg.Channel, "err", err)
+	}
+}
+
+// puppetKicked follows a room moderator kicking (307) or banning (301) an IRC
+// user's occupant: the listener, as the channel's operator, KICKs them from
+// the channel with the reason; without operator status IRC refuses it (482)
+// and the IRC user stays in the channel, only out of the room until they
+// speak or join again.
+func (n *network) puppetKicked(l *link, p *puppet, x *wire.Element) {
+	delete(l.puppets, n.fold(p.nick))
+	delete(l.byJID, p.jid)
+	delete(l.byNick, p.roomNick)
+	reason := "Kicked from " + l.room.String()
+	if item := x.Child("item", ""); item != nil {
+		if r := item.ChildText("reason", ""); r != "" {
+			reason = r
+		}
+		if a := item.Child("actor", ""); a != nil && a.Attr("nick") != "" {
+			reason = a.Attr("nick") + ": " + reason
+		}
+	}
+	if err := n.listener.Kick(l.cfg.Channel, p.nick, format.ToIRC(reason)); err != nil {
+		n.b.log.Warn("IRC kick", "channel", l.cfg.Channel, "nick", p.nick, "err", err)
+	}
+}
+
+// renameUser sends NICK on o's connection for its new MUC nick; the old IRC
+// nick stays owned until the server confirms, so neither copy is echoed.
+// A refused NICK leaves the old IRC nick, which is not the user's error.
+func (n *network) renameUser(o *occupant) {
+	if o.conn == nil {
+		return
+	}
+	nickLen := n.is.NickLen
+	if nickLen <= 0 {
+		nickLen = 9
+	}
+	nick := irc.NickFromMUC(o.nick, nickLen, o.key.User)
+	if n.fold(nick) == n.fold(o.conn.Nick()) {
+		return
+	}
+	if err := o.conn.c.SetNick(nick); err != nil {
+		n.b.log.Warn("IRC nick change", "user", o.key.User, "nick", nick, "err", err)
+		return
+	}
+	n.owned[n.fold(nick)] = o.conn
 }
 
 // puppetRefused handles a room refusing an IRC user's join: a nick taken by
@@ -143,21 +213,34 @@ func (n *network) puppetRefused(l *link, p *puppet, st *wire.Element) {
 // own connection or else through the listener.
 func (n *network) groupchatToIRC(l *link, st *wire.Element, from jid.JID) {
 	nick := from.Resource()
-	if nick == "" || nick == l.cfg.Channel || l.byNick[nick] != nil {
-		return // the room, or what the bridge itself sent (echo)
+	if l.byNick[nick] != nil {
+		if st.Child("body", "") != nil {
+			n.roomAcked(l) // the reflection of an IRC message: the room took it
+		}
+		return // what the bridge itself sent (echo)
+	}
+	if nick == "" || nick == l.cfg.Channel {
+		return // the room
 	}
 	if st.Child("delay", stanza.NSDelay) != nil {
 		return // history
 	}
 	body := st.ChildText("body", "")
 	if body == "" {
-		return // a subject change or a chat state
+		if subj := st.Child("subject", ""); subj != nil {
+			n.topicToIRC(l, st, subj.Text())
+		}
+		return // a chat state
 	}
 	flot, ok := n.egress(l.clr, st, l.cfg.Room)
 	if !ok {
 		return
 	}
 	o := l.occupant[nick]
+	if o != nil && o.refused != "" {
+		n.b.dropped.Inc()
+		return
+	}
 	n.b.toIRC.Inc()
 	n.say(o, nick, l.cfg.Channel, flot, body)
 }

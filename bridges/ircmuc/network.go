@@ -18,11 +18,12 @@ import (
 type evKind int
 
 const (
-	evXMPP  evKind = iota + 1 // a stanza for the bridge's occupant or a puppet
-	evIRC                     // an event on the listener
-	evUser                    // an event on a user's connection
-	evLease                   // a user's connection is ready (or not)
-	evLinks                   // the map changed this network's links
+	evXMPP   evKind = iota + 1 // a stanza for the bridge's occupant or a puppet
+	evIRC                      // an event on the listener
+	evUser                     // an event on a user's connection
+	evLease                    // a user's connection is ready (or not)
+	evLinks                    // the map changed this network's links
+	evRejoin                   // the XMPP side came back: join the rooms again
 )
 
 // netEvent is what a network's goroutine receives.
@@ -66,6 +67,74 @@ type link struct {
 	byJID    map[jid.JID]*puppet
 	byNick   map[string]*puppet // by room nick
 	occupant map[string]*occupant
+	// names collects the IRC users of the channel's NAMES after the listener (re)joined it;
+	// at its end the puppets not in it leave the room (they left during an outage). nil: no
+	// NAMES in progress.
+	names map[string]bool
+	// Flow control toward the room, whose queue is bounded: at most roomWindow IRC messages
+	// delivered and not yet reflected back to the bridge's occupant; the rest wait in backlog
+	// (at most roomBacklog), in order.
+	inflight int
+	backlog  []roomMsg
+	lastAck  time.Time
+}
+
+// roomMsg is an IRC message waiting for room in the window.
+type roomMsg struct {
+	st   *wire.Element
+	from jid.JID
+}
+
+const (
+	roomWindow  = 256
+	roomBacklog = 8192
+	// ackTimeout: a window with no reflection for this long is assumed lost (a message the
+	// room dropped without an error) and reopened.
+	ackTimeout = 5 * time.Second
+)
+
+// toRoom delivers an IRC user's room message within the link's window.
+func (n *network) toRoom(l *link, st *wire.Element, from jid.JID) {
+	if l.inflight >= roomWindow && time.Since(l.lastAck) > ackTimeout {
+		l.inflight = 0
+	}
+	if l.inflight < roomWindow && len(l.backlog) == 0 {
+		l.inflight++
+		if l.inflight == 1 {
+			l.lastAck = time.Now()
+		}
+		n.b.send(st, from, l.room)
+		return
+	}
+	if len(l.backlog) >= roomBacklog {
+		n.b.dropped.Inc()
+		n.b.log.Warn("IRC messages waiting for a room beyond its backlog; dropped", "room", l.room.String())
+		return
+	}
+	l.backlog = append(l.backlog, roomMsg{st, from})
+}
+
+// roomAcked follows the room reflecting (or refusing) one of the IRC messages in flight.
+func (n *network) roomAcked(l *link) {
+	if l.inflight > 0 {
+		l.inflight--
+	}
+	l.lastAck = time.Now()
+	n.flushRoom(l)
+}
+
+// flushRoom sends what waits while the window has room.
+func (n *network) flushRoom(l *link) {
+	i := 0
+	for ; i < len(l.backlog) && l.inflight < roomWindow; i++ {
+		l.inflight++
+		n.b.send(l.backlog[i].st, l.backlog[i].from, l.room)
+		l.backlog[i] = roomMsg{}
+	}
+	l.backlog = l.backlog[i:]
+	if len(l.backlog) == 0 {
+		l.backlog = nil
+	}
 }
 
 // puppet is an IRC user shown in a room.
@@ -82,6 +151,9 @@ type occupant struct {
 	key   userKey
 	lease *pool.Lease[userKey, *userConn]
 	conn  *userConn // nil: speaks through the listener
+	// refused is the IRC numeric with which the channel refused the user's join (banned,
+	// invite only...): what they say is not relayed, which would evade the channel's rule.
+	refused string
 }
 
 func newNetwork(b *Bridge, cfg mapping.Network, cancel context.CancelFunc) *network {
@@ -145,6 +217,10 @@ func (n *network) run(ctx context.Context, links []mapping.Link) {
 				if !l.joined {
 					n.joinRoom(l)
 				}
+				if l.inflight > 0 && time.Since(l.lastAck) > ackTimeout {
+					l.inflight = 0
+					n.flushRoom(l)
+				}
 			}
 		}
 	}
@@ -162,6 +238,11 @@ func (n *network) handle(ev netEvent) {
 		n.leased(ev)
 	case evLinks:
 		n.setLinks(ev.links)
+	case evRejoin:
+		for _, l := range n.links {
+			l.joined = false
+			n.joinRoom(l)
+		}
 	}
 }
 
@@ -219,6 +300,7 @@ func (n *network) leaveRoom(l *link, status string) {
 		n.b.send(unavailable(status), n.b.self, n.occupantJID(l, l.cfg.Channel))
 	}
 	l.joined = false
+	l.inflight, l.backlog = 0, nil
 	for _, o := range l.occupant {
 		n.release(l, o)
 	}
@@ -459,5 +541,48 @@ func (n *network) fromUser(c *userConn, ev irc.Event) {
 			return // channel traffic is the listener's; our own messages echoed
 		}
 		n.privateFromIRC(c, m, ev)
+	case "471", "473", "474", "475":
+		n.joinRefused(c, m)
+	}
+}
+
+// joinError is what a channel join error tells the user (PROTOCOLS §7.4).
+func joinError(code string) string {
+	switch code {
+	case "471":
+		return "the channel is full"
+	case "473":
+		return "the channel is invite only"
+	case "474":
+		return "you are banned from the channel"
+	case "475":
+		return "the channel needs a key"
+	}
+	return "refused"
+}
+
+// joinRefused follows IRC refusing a user's JOIN of a linked channel. The
+// user is already in the room (a MUC join error can only come from the room
+// itself), so the bridge tells them in a private message from its occupant
+// and no longer passes what they say to the channel.
+func (n *network) joinRefused(c *userConn, m irc.Message) {
+	l := n.chans[foldChannel(irc.Param(&m, 1))]
+	if l == nil {
+		return
+	}
+	for _, o := range l.occupant {
+		if o.conn != c {
+			continue
+		}
+		n.b.log.Warn("IRC refused an XMPP user's join", "user", o.key.User, "channel", l.cfg.Channel, "code", m.Command)
+		n.release(l, o)
+		o.refused = m.Command
+		s := wire.New("message", "")
+		s.SetAttr("type", "chat")
+		s.SetAttr("id", n.newID())
+		s.AddChild(wire.New("body", "")).AddText("IRC refused your join of " + l.cfg.Channel + " (" + m.Command + ": " +
+			joinError(m.Command) + "): what you say in this room does not reach IRC.")
+		s.AddChild(wire.New("x", nsMUCUser))
+		n.b.send(s, n.b.self, n.occupantJID(l, o.nick))
 	}
 }

@@ -18,6 +18,7 @@ Usage:
   aldis user    add|del|passwd|list ...   manage accounts (aldis user -h)
   aldis bench   [flags]                   measure an XMPP server (aldis bench -h)
   aldis linksim [flags]                   simulate an HF radio link: two STANAG 5066 SIS nodes (aldis linksim -h)
+  aldis gateway irc --config FILE         run the IRC gateway as a component of another server
   aldis version                           print the version
 `
 
@@ -37,6 +38,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdCheck(args[1:], stdout, stderr)
 	case "user":
 		return cmdUser(args[1:], stdin, stdout, stderr)
+	case "gateway":
+		return cmdGateway(args[1:], stdout, stderr)
 	case "bench":
 		return cmdBench(args[1:], stdout, stderr)
 	case "linksim":

@@ -145,10 +145,15 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 			admins = append(admins, j)
 		}
 		for _, host := range cfg.Domains() {
+			var observers []string
+			if len(cfg.IRC.Maps) > 0 {
+				observers = append(observers, cfg.IRCDomain())
+			}
 			svc, err := muc.New(ctx, muc.Config{
 				Domain: cfg.MUCDomainOf(host), ServerDomain: host, Router: rt, Store: st, Log: log, Metrics: m,
 				MaxRooms: cfg.MUC.MaxRooms, MaxOccupants: cfg.MUC.MaxOccupants, History: cfg.MUC.History,
 				AdminsOnly: cfg.MUC.Creators == "admins", Admins: admins, Archive: roomArchive, Labels: labels,
+				Observers: observers,
 			})
 			if err != nil {
 				return fmt.Errorf("chat service of %s: %w", host, err)

@@ -31,6 +31,8 @@ type Config struct {
 	Mail       Mail       `toml:"mail"`
 	IRC        IRC        `toml:"irc"`    // the IRC gateway (irc.go)
 	Upload     Upload     `toml:"upload"` // HTTP file upload (upload.go)
+	// Gateway is where `aldis gateway irc` attaches the IRC gateway as a component (irc.go).
+	Gateway Gateway `toml:"gateway"`
 }
 
 // Server is the [server] table.

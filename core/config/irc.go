@@ -18,6 +18,40 @@ type IRC struct {
 	RejoinInterval time.Duration `toml:"rejoin_interval"`
 }
 
+// Gateway is the [gateway] table: the XMPP server `aldis gateway irc` connects to as an
+// XEP-0114 component serving irc.domain (which must then be set). `aldis serve` ignores it.
+type Gateway struct {
+	// Server is the server's component port, host:port.
+	Server string `toml:"server"`
+	// Secret is the component's shared secret, as configured on the server.
+	Secret string `toml:"secret"`
+}
+
+// GatewayProblems reports what `aldis gateway irc` needs and c lacks.
+func (c Config) GatewayProblems() error {
+	ck := &checker{}
+	if c.Gateway.Server == "" {
+		ck.add("must be set (the server's component port, host:port)", "gateway.server")
+	}
+	if c.Gateway.Secret == "" {
+		ck.add("must be set", "gateway.secret")
+	}
+	if c.IRC.Domain == "" {
+		ck.add("must be set: the component's domain on the server", "irc.domain")
+	}
+	if len(c.IRC.Maps) == 0 {
+		ck.add("must name at least one bridge map", "irc.maps")
+	}
+	if len(ck.probs) == 0 {
+		return nil
+	}
+	errs := make(Errors, len(ck.probs))
+	for i, p := range ck.probs {
+		errs[i] = &Error{Key: p.keys[0], Msg: p.msg}
+	}
+	return errs
+}
+
 // IRCDomain returns the IRC gateway's domain.
 func (c Config) IRCDomain() string {
 	if c.IRC.Domain != "" {

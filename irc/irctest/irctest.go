@@ -74,7 +74,7 @@ func InspIRCd(t testing.TB) *Server {
 <files motd="%[2]s">
 <log method="file" type="* -USERINPUT -USEROUTPUT" level="default" target="%[3]s">
 <dns server="127.0.0.1" timeout="1">
-<options defaultmodes="nt">
+<options defaultmodes="not">
 <module name="cap">
 <module name="ircv3">
 <module name="ircv3_servertime">
@@ -195,6 +195,16 @@ func (s *Server) Start() {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// PID is the running server's process id, or 0.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
 }
 
 // Stop kills the server (SIGKILL, as a crash would) and waits for it to exit.

@@ -120,6 +120,10 @@ type Config struct {
 	Now func() time.Time
 	// Labels enforces security labels (XEP-0258) in rooms; nil turns them off.
 	Labels *seclabel.Guard
+	// Observers are domains of trusted local services (the IRC gateway) whose occupants see
+	// occupants' real JIDs in semi-anonymous rooms, as moderators do: a gateway keys its
+	// per-user connections by real JID.
+	Observers []string
 }
 
 // Service is the multi-user chat service of one domain.
@@ -128,6 +132,8 @@ type Service struct {
 	domain jid.JID
 	log    *slog.Logger
 	admins map[jid.JID]bool
+	// observers are Config.Observers.
+	observers map[string]bool
 
 	ctx    context.Context // cancelled by Close; bounds store calls
 	cancel context.CancelFunc
@@ -166,9 +172,13 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	sctx, cancel := context.WithCancel(context.Background())
 	s := &Service{cfg: cfg, domain: d, log: cfg.Log.With("service", d.String()), admins: map[jid.JID]bool{},
-		ctx: sctx, cancel: cancel, rooms: map[jid.JID]*room{}}
+		observers: map[string]bool{},
+		ctx:       sctx, cancel: cancel, rooms: map[jid.JID]*room{}}
 	for _, a := range cfg.Admins {
 		s.admins[a.Bare()] = true
+	}
+	for _, d := range cfg.Observers {
+		s.observers[d] = true
 	}
 	if err := s.load(ctx); err != nil {
 		cancel()

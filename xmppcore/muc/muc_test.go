@@ -1004,3 +1004,21 @@ func TestListsAndMembersOnlySwitch(t *testing.T) {
 	bob.expect("config change", all(isMsg("groupchat", room1), codes("104")))
 	bob.none(room1)
 }
+
+// TestObservers: an occupant from a trusted observer domain (the IRC
+// gateway) sees real JIDs in a semi-anonymous room; another participant
+// does not.
+func TestObservers(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Observers = []string{"irc.example.org"} })
+	alice := e.user("alice@example.org/a")
+	alice.create(room1, "alice")
+	gw := e.user("irc.example.org/bridge")
+	gw.join(room1+"/#lab", "")
+	gw.expect("alice with her JID", all(isPres("", room1+"/alice"), item("jid", "alice@example.org/a")))
+	gw.expect("own presence", isPres("", room1+"/#lab"))
+	gw.expect("the subject", isMsg("groupchat", room1))
+	bob := e.user("bob@example.org/b")
+	bob.join(room1+"/bob", "")
+	bob.expect("alice without her JID", all(isPres("", room1+"/alice"), item("jid", "-")))
+	gw.expect("bob with his JID", all(isPres("", room1+"/bob"), item("jid", "bob@example.org/b")))
+}

@@ -319,9 +319,9 @@ func (r *room) broadcastPresence(o *occupant, opts presOpts, self bool) {
 }
 
 // seesJIDs reports whether viewer sees occupants' real JIDs: everyone in a
-// non-anonymous room, moderators in a semi-anonymous one.
+// non-anonymous room, moderators and trusted observers in a semi-anonymous one.
 func (r *room) seesJIDs(viewer *occupant) bool {
-	return r.conf.NonAnonymous || viewer.role == roleModerator
+	return r.conf.NonAnonymous || viewer.role == roleModerator || r.s.observers[viewer.real.Domain()]
 }
 
 // presenceOf builds a presence of o, without a to.
