@@ -27,12 +27,20 @@ integration:
 	$(GO) test -count=1 -timeout 15m ./integration/...
 
 # Short runs of every fuzz target: each parser of hostile input has one.
+# Go 1.26's fuzz coordinator can end a timed run with a bare "context
+# deadline exceeded" and no failing input (golang/go#75804, fixed in Go
+# 1.27); such a run is reported and not counted. A run that writes a
+# failing input, or fails any other way, fails the build.
 fuzz:
 	@set -e; for pkg in $(UNIT); do \
 	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
 	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
 	    echo "fuzz $$pkg $$f"; \
-	    $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s $$pkg >/tmp/aldis-fuzz.log 2>&1 || { cat /tmp/aldis-fuzz.log; exit 1; }; \
+	    if ! $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s $$pkg >/tmp/aldis-fuzz.log 2>&1; then \
+	      if grep -q 'context deadline exceeded' /tmp/aldis-fuzz.log && ! grep -q 'Failing input written' /tmp/aldis-fuzz.log; then \
+	        echo "  (ignored: the Go 1.26 fuzz coordinator's deadline race, golang/go#75804; no failing input)"; \
+	      else cat /tmp/aldis-fuzz.log; exit 1; fi; \
+	    fi; \
 	  done; \
 	done
 
