@@ -57,33 +57,7 @@ Component %q
 `, os.Getuid() == 0, filepath.Join(dir, "prosody.pid"), filepath.Join(dir, "data"), ip, ip,
 		filepath.Join(dir, "admin.sock"), filepath.Join(dir, "prosody.log"),
 		domain, cert, key, "conference."+domain, cert, key, "irc."+domain, secret)
-	if err := os.WriteFile(p.config, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("prosody", "--config", p.config, "-F")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			log, _ := os.ReadFile(filepath.Join(dir, "prosody.log"))
-			t.Logf("prosody output:\n%s\nprosody log:\n%s", out, tail(string(log), 150))
-		}
-	})
-	waitPort(t, ip+":5222")
-	waitPort(t, ip+":5347")
+	runProsody(t, p, cfg, ip+":5222", ip+":5347")
 	return p
 }
 

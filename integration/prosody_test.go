@@ -114,6 +114,16 @@ Component %q "muc"
 `, os.Getuid() == 0, filepath.Join(dir, "prosody.pid"), filepath.Join(dir, "data"), filepath.Join(dir, "plugins"),
 		self.IP, filepath.Join(dir, "admin.sock"), filepath.Join(dir, "prosody.log"), luaStrings(modules), strings.Join(routes, ", "), pki.CAFile,
 		self.Domain, cert, key, pki.CAFile, "conference."+self.Domain, cert, key, pki.CAFile)
+	runProsody(t, p, cfg, self.IP+":5222", self.IP+":5269")
+	return p
+}
+
+// runProsody writes cfg as p's configuration, starts Prosody in the
+// foreground (stopped when the test ends, its log shown if it failed) and
+// waits until every address in ready accepts connections.
+func runProsody(t *testing.T, p *prosody, cfg string, ready ...string) {
+	t.Helper()
+	dir := p.dir
 	if err := os.WriteFile(p.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -139,9 +149,9 @@ Component %q "muc"
 			t.Logf("prosody output:\n%s\nprosody log:\n%s", out, tail(string(log), 150))
 		}
 	})
-	waitPort(t, self.IP+":5222")
-	waitPort(t, self.IP+":5269")
-	return p
+	for _, a := range ready {
+		waitPort(t, a)
+	}
 }
 
 func waitPort(t *testing.T, addr string) {
