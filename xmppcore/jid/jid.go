@@ -286,7 +286,7 @@ func normDomain(s string) (string, error) {
 		return "", errEmptyDomain
 	case len(out) > maxPartLen:
 		return "", fmt.Errorf("domainpart: %w", errTooLong)
-	case out[0] == '.' || strings.Contains(out, ".."):
+	case out[0] == '.' || out[len(out)-1] == '.' || strings.Contains(out, ".."):
 		// The Display profile tolerates empty labels, but a JID domain must be a host name.
 		return "", fmt.Errorf("domainpart: %w", errEmptyLabel)
 	}
