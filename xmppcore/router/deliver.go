@@ -27,7 +27,7 @@ func (r *Router) route(st *wire.Element, from, to jid.JID) {
 		return
 	}
 	if !r.isHost(to.Domain()) {
-		if r.remote != nil {
+		if r.hasRemote() {
 			r.sendRemote(st, from, to)
 		}
 		return

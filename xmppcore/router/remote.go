@@ -21,12 +21,32 @@ type Remote interface {
 // refused with remote-server-not-found. Call it before serving starts.
 func (r *Router) SetRemote(rm Remote) { r.remote = rm }
 
+// SetRemoteFor makes rm carry the stanzas for one domain instead of the
+// default Remote: a constrained link to a ship, say. Call it before
+// serving starts.
+func (r *Router) SetRemoteFor(domain string, rm Remote) {
+	if r.remotes == nil {
+		r.remotes = make(map[string]Remote)
+	}
+	r.remotes[domain] = rm
+}
+
+func (r *Router) hasRemote() bool { return r.remote != nil || len(r.remotes) > 0 }
+
 // sendRemote hands a stanza to the remote side once the peer's clearance
 // grants its label (egress, PROTOCOLS.md §1.9 row 3); a refused message
 // comes back to its sender as forbidden.
 func (r *Router) sendRemote(st *wire.Element, from, to jid.JID) {
+	rm := r.remotes[to.Domain()]
+	if rm == nil {
+		rm = r.remote
+	}
+	if rm == nil {
+		r.bounce(st, stanza.Cancel, "remote-server-not-found")
+		return
+	}
 	if r.egressAllowed(st, "peer:"+to.Domain()) {
-		r.remote.Send(st, from, to)
+		rm.Send(st, from, to)
 	}
 }
 

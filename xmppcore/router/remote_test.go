@@ -84,3 +84,31 @@ func TestRemoteRouting(t *testing.T) {
 	inject(t, e.r, `<message from='carol@remote.example' to='nobody@example.org' id='m3'><body>?</body></message>`)
 	rm.expect(t, "id='m3'", "service-unavailable")
 }
+
+// A domain with its own carrier (a constrained link) gets its stanzas
+// there; other domains still go to the default remote, and without a
+// default they bounce.
+func TestRemoteForDomain(t *testing.T) {
+	e := newEnv(t, "alice")
+	link := &fakeRemote{ch: make(chan string, 64)}
+	e.r.SetRemoteFor("ship.example", link)
+	a := e.login("alice", "a")
+	a.online(t)
+
+	a.send(t, `<message to='bob@ship.example' id='l1'><body>ahoy</body></message>`)
+	link.expect(t, "alice@example.org/a bob@ship.example", "id='l1'")
+	a.send(t, `<message to='carol@remote.example' id='r1'><body>hi</body></message>`)
+	a.expect(t, "id='r1'", "remote-server-not-found")
+
+	def := &fakeRemote{ch: make(chan string, 64)}
+	e.r.SetRemote(def)
+	a.send(t, `<message to='carol@remote.example' id='r2'><body>hi</body></message>`)
+	def.expect(t, "carol@remote.example", "id='r2'")
+	a.send(t, `<message to='bob@ship.example' id='l2'><body>again</body></message>`)
+	link.expect(t, "bob@ship.example", "id='l2'")
+	select {
+	case s := <-def.ch:
+		t.Fatalf("the link's domain reached the default remote: %s", s)
+	default:
+	}
+}

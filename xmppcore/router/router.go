@@ -86,6 +86,7 @@ type Router struct {
 	log      *slog.Logger
 	services map[string]Service // by domain; fixed before serving starts
 	remote   Remote             // other domains (remote.go); fixed before serving starts
+	remotes  map[string]Remote  // domains with their own carrier (a constrained link); fixed before serving
 
 	mu   sync.Mutex
 	hubs map[jid.JID]*hub
@@ -415,7 +416,7 @@ func (b *Binding) Inbound(st *wire.Element) {
 		}
 	case r.isHost(to.Domain()) && to.Local() == "":
 		r.handleServer(b, st, to)
-	case r.isHost(to.Domain()) || r.remote != nil:
+	case r.isHost(to.Domain()) || r.hasRemote():
 		if name == "presence" {
 			// Subscriptions and directed presence change the sender's state first.
 			b.h.post(event{kind: evFromSession, binding: b, st: st, to: to}, true)
