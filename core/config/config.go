@@ -33,6 +33,8 @@ type Config struct {
 	Upload     Upload     `toml:"upload"` // HTTP file upload (upload.go)
 	// Gateway is where `aldis gateway irc` attaches the IRC gateway as a component (irc.go).
 	Gateway Gateway `toml:"gateway"`
+	// Links are constrained links to far-side servers (link.go).
+	Links []Link `toml:"link"`
 }
 
 // Server is the [server] table.
@@ -192,6 +194,7 @@ func Default() Config {
 		Components: defaultComponents(),
 		Labels:     Labels{Mode: "enforce"},
 		Upload:     defaultUpload(),
+		Links:      []Link{},
 		Mail:       defaultMail(),
 		IRC:        IRC{Maps: []string{}, Linger: 60 * time.Second, RejoinInterval: 30 * time.Second},
 	}

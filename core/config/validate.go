@@ -205,6 +205,7 @@ func (c Config) problems() []problem {
 	c.federationProblems(&ck, listener)
 	c.uploadProblems(&ck, listener)
 	c.mailProblems(&ck, listener)
+	c.linkProblems(&ck, listener)
 
 	ck.oneOf("labels.mode", c.Labels.Mode, "enforce", "warn")
 	c.ircProblems(&ck)
