@@ -196,6 +196,9 @@ func (c Config) linkProblems(ck *checker, listener func(key, addr string)) {
 				ck.add(msg, indexKey(key+".mail_domains", j), key)
 			}
 		}
+		if len(l.MailDomains) > 0 && !c.Mail.Enabled {
+			ck.add("needs [mail] enabled = true: mail for the link passes through the mail relay", key+".mail_domains", key)
+		}
 		if len(l.MailDomains) > 0 && !brlink {
 			ck.add("needs a brlink transport: mail crosses only between Aldis servers", key+".mail_domains", key)
 		}

@@ -7,6 +7,9 @@ import (
 
 func TestParseLinks(t *testing.T) {
 	src := `
+[mail]
+enabled = true
+
 [[link]]
 name = "ship1"
 transport = "brlink-sis"
@@ -84,6 +87,7 @@ ttl_chat = "1s"
 		`aldis.toml:12: link[1].compression: "deflate" is not one of none, frame, link`,
 		`aldis.toml:15: link[2].name: "hf" is the name of another link`,
 		`aldis.toml:17: link[2].peer_domains[0]: "ship.example" is already reached over link[1]`,
+		`aldis.toml:18: link[2].mail_domains: needs [mail] enabled = true: mail for the link passes through the mail relay`,
 		`aldis.toml:18: link[2].mail_domains: needs a brlink transport: mail crosses only between Aldis servers`,
 		`aldis.toml:22: link[3]: a TCP link needs connect, listen or both`,
 		`aldis.toml:26: link[3].identity: implicit trusts anyone who can connect; set insecure = true to mean it`,
