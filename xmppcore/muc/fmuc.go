@@ -349,11 +349,16 @@ func (r *room) peerByJID(j jid.JID) *fedPeer {
 // traffic.
 func (r *room) fedInbound(ev event) bool {
 	st := ev.st
+	fm := st.Child("fmuc", NSFMUC)
 	if r.seen == nil {
+		// A service that federates with no one still says no properly.
+		if fm != nil && st.Local() == "presence" && st.Attr("type") == "" && ev.to.Resource() != "" {
+			r.s.fedReject(ev.from, ev.to, "Federation from "+ev.from.Domain()+" is not allowed.")
+			return true
+		}
 		return false
 	}
 	p := r.peerOf(ev.from)
-	fm := st.Child("fmuc", NSFMUC)
 	if p == nil {
 		if fm == nil || ev.from.Resource() == "" {
 			return false
