@@ -381,7 +381,7 @@ func (r *room) fedInbound(ev event) bool {
 		if r.downs == nil {
 			r.downs = map[jid.JID]*fedPeer{}
 		}
-		p = &fedPeer{room: ev.from.Bare(), state: peerJoined}
+		p = &fedPeer{room: ev.from.Bare(), state: peerJoined, grace: r.s.cfg.FederationGrace}
 		r.downs[p.room] = p
 		r.fedActive.Store(true)
 		r.s.log.Info("room federated", "room", r.jid.String(), "peer", p.room.String())
