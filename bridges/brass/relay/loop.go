@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/aldis-im/aldis/bridges/brass/brlink"
 	"github.com/aldis-im/aldis/core/queue"
@@ -97,6 +98,31 @@ type loop struct {
 	ready    ready
 	seq      uint64
 	last     snapshot
+	// settle, while set, holds offers back: see gather.
+	settle      *time.Timer
+	settleStart time.Time
+}
+
+// The link waits until items have stopped becoming ready for settleTime
+// (but no longer than maxSettle) before it offers one: the queue starts
+// each delivery in its own goroutine, and items claimed together reach
+// the loop in any order. Gathering them first keeps them in queue order
+// (stanzas between two JIDs must not be reordered), at the cost of a
+// delay that is nothing on an HF link.
+const (
+	settleTime = 20 * time.Millisecond
+	maxSettle  = 250 * time.Millisecond
+)
+
+// gather starts or extends the settle time.
+func (lp *loop) gather() {
+	now := time.Now()
+	switch {
+	case lp.settle == nil:
+		lp.settle, lp.settleStart = time.NewTimer(settleTime), now
+	case now.Sub(lp.settleStart) < maxSettle:
+		lp.settle.Reset(settleTime)
+	}
 }
 
 // runLoop owns the link state: it takes the bearer's events, the items of
@@ -115,12 +141,17 @@ func (l *Link) runLoop(ctx context.Context, frontDone <-chan struct{}, ev <-chan
 	for {
 		var offers chan<- offer
 		var next offer
-		if lp.transmitting() && len(lp.ready) > 0 {
+		var settled <-chan time.Time
+		if lp.settle != nil {
+			settled = lp.settle.C
+		} else if lp.transmitting() && len(lp.ready) > 0 {
 			offers, next = l.offers, offer{lp.ready[0], lp.epoch}
 		}
 		select {
 		case <-ctx.Done():
 			return
+		case <-settled:
+			lp.settle = nil
 		case offers <- next:
 			heap.Pop(&lp.ready)
 			next.w.inFlight = true
@@ -187,6 +218,7 @@ func (lp *loop) push(w *waiter) {
 		return
 	}
 	heap.Push(&lp.ready, w)
+	lp.gather()
 }
 
 func (lp *loop) add(w *waiter) {

@@ -32,10 +32,14 @@ func (l *Link) runIntake(ctx context.Context) {
 				if len(batch) == 0 {
 					return
 				}
-				l.commit(dctx, batch, false)
+				l.commit(dctx, nil, batch)
 			}
 		case c := <-l.intake:
-			l.commit(ctx, l.takeBatch([]outStanza{c}), true)
+			// A stanza taken from the intake is committed even if the
+			// link stops meanwhile.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			l.commit(cctx, ctx.Done(), l.takeBatch([]outStanza{c}))
+			cancel()
 		}
 	}
 }
@@ -54,9 +58,10 @@ func (l *Link) takeBatch(batch []outStanza) []outStanza {
 }
 
 // commit applies the policy to a batch and adds what must cross to the
-// outbound queue; folded presence goes to the link's goroutine when
-// fold is set (not while stopping: it is not durable).
-func (l *Link) commit(ctx context.Context, batch []outStanza, fold bool) {
+// outbound queue; folded presence goes to the link's goroutine unless
+// fold is nil or closed (the link is stopping, and presence is not
+// durable).
+func (l *Link) commit(ctx context.Context, fold <-chan struct{}, batch []outStanza) {
 	now := l.cfg.Now()
 	items := make([]queue.Item, 0, len(batch))
 	sources := make([]outStanza, 0, len(batch))
@@ -66,12 +71,12 @@ func (l *Link) commit(ctx context.Context, batch []outStanza, fold bool) {
 			continue
 		}
 		if it.Meta == nil { // folded presence
-			if fold {
+			if fold != nil {
 				w := &waiter{item: &Item{ID: newID(), Class: brlink.ClassXMPP, Precedence: brlink.Deferred, Payload: it.Payload}, foldKey: it.Key}
 				select {
 				case l.fold <- w:
 					l.m.folded.Inc()
-				case <-ctx.Done():
+				case <-fold:
 				}
 			}
 			continue
