@@ -660,3 +660,32 @@ func TestStopCommitsIntake(t *testing.T) {
 		t.Errorf("a stanza sent after stop: %d bounces, want 1", n)
 	}
 }
+
+func TestDegradedAndMetrics(t *testing.T) {
+	ship, shore := linked(t, nil, nil)
+	bothUp(ship, shore)
+	waitFor(t, "UP", func() bool { return ship.link.State() == StateUp })
+	ship.bearer.emit(Event{Kind: Up, Degraded: true})
+	waitFor(t, "DEGRADED", func() bool { return ship.link.State() == StateDegraded })
+	send(t, ship, chat("m1", "hello"))
+	waitFor(t, "the message on shore", func() bool { return shore.rec.count(&shore.rec.injected) == 1 })
+	waitFor(t, "the ship's queue to empty", func() bool { return queued(t, ship.link.out) == 0 })
+
+	var b strings.Builder
+	ship.link.cfg.Metrics.WritePrometheus(&b)
+	for _, want := range []string{
+		`aldis_relay_items_sent_total{link="shore"} 1`,
+		`aldis_relay_items_acked_total{link="shore"} 1`,
+		`aldis_relay_queue_depth{link="shore",dir="out"} 0`,
+		`aldis_relay_state{link="shore"} 3`,
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	var c strings.Builder
+	shore.link.cfg.Metrics.WritePrometheus(&c)
+	if want := `aldis_relay_items_received_total{link="ship"} 1`; !strings.Contains(c.String(), want) {
+		t.Errorf("metrics lack %s", want)
+	}
+}
