@@ -223,8 +223,8 @@ func ids(els []*wire.Element) []string {
 	return out
 }
 
-// checkTimeout checks a non-delivery report: an error of type wait with
-// remote-server-timeout, addressed back to the sender, without the body.
+// checkError checks an error the link sent back: of the given kind,
+// error type and condition, addressed to the sender, without the body.
 func checkError(t *testing.T, e *wire.Element, kind, typ, cond string) {
 	t.Helper()
 	er := e.Child("error", "")
