@@ -27,22 +27,33 @@ var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 // run starts b and stops it when the test ends.
 func run(t *testing.T, b relay.Bearer) <-chan relay.Event {
 	t.Helper()
+	ev, _ := runStop(t, b)
+	return ev
+}
+
+// runStop is run with a function that stops b and waits for Run.
+func runStop(t *testing.T, b relay.Bearer) (<-chan relay.Event, func()) {
+	t.Helper()
 	ev := make(chan relay.Event, 1024)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx, ev) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Error("Run did not return")
 			}
-		case <-time.After(10 * time.Second):
-			t.Error("Run did not return")
-		}
-	})
-	return ev
+		})
+	}
+	t.Cleanup(stop)
+	return ev, stop
 }
 
 // next returns the next event of kind k, failing on timeout; events of

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +21,13 @@ var nodeA, nodeB = sis.Addr{Node: 1}, sis.Addr{Node: 2}
 // too-large boundary quick to cross.
 func hfLink(t *testing.T) (*linksim.Sim, string, string) {
 	t.Helper()
+	s, a, b, _ := hfLinkStop(t)
+	return s, a, b
+}
+
+// hfLinkStop is hfLink with a function that takes both nodes down.
+func hfLinkStop(t *testing.T) (*linksim.Sim, string, string, func()) {
+	t.Helper()
 	s, err := linksim.New(linksim.Config{ListenA: "127.0.0.1:0", ListenB: "127.0.0.1:0", Rate: 2400,
 		Latency: 50 * time.Millisecond, MTU: 256, NodeA: nodeA, NodeB: nodeB})
 	if err != nil {
@@ -28,9 +36,10 @@ func hfLink(t *testing.T) (*linksim.Sim, string, string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { s.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	stop := func() { cancel(); <-done }
+	t.Cleanup(stop)
 	a, b := s.Addrs()
-	return s, a, b
+	return s, a, b, sync.OnceFunc(stop)
 }
 
 func rcopA(node string) RCOPConfig {
@@ -228,5 +237,29 @@ func TestRCOPHeader(t *testing.T) {
 	}
 	if _, _, err := ParseRCOP(b[:5]); err == nil {
 		t.Fatal("5-byte U_PDU accepted")
+	}
+}
+
+// TestRCOPRebind: the node refuses the bind while another client holds
+// the SAP; the bearer keeps trying with backoff, comes up once the SAP
+// is free, and goes down when the node connection is lost.
+func TestRCOPRebind(t *testing.T) {
+	_, nodeAddrA, _, stopLink := hfLinkStop(t)
+	squatter := rawClient(t, nodeAddrA)
+	a, err := NewRCOP(rcopA(nodeAddrA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := run(t, a)
+	none(t, ev, relay.Up, 300*time.Millisecond)
+	squatter.Close()
+	next(t, ev, relay.Up)
+	if err := a.Send(context.Background(), &relay.Item{Payload: []byte(msgAB)}); err != nil {
+		t.Fatalf("Send once bound: %v", err)
+	}
+	stopLink()
+	next(t, ev, relay.Down)
+	if err := a.Send(context.Background(), &relay.Item{Payload: []byte(msgAB)}); !errors.Is(err, relay.ErrDown) {
+		t.Fatalf("Send after the node went = %v, want ErrDown", err)
 	}
 }

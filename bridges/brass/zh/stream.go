@@ -597,7 +597,13 @@ func (s *Stream) shutdown(st *streamState) {
 	for len(st.conns) > 0 {
 		select {
 		case e := <-s.cev:
-			if _, ok := st.conns[e.c]; ok && e.kind == evLost {
+			_, ok := st.conns[e.c]
+			switch e.kind {
+			case evEnd, evPeerError, evBad, evLost: // the peer is done too
+			default:
+				ok = false
+			}
+			if ok {
 				delete(st.conns, e.c)
 				close(e.c.gone)
 				close(e.c.out)

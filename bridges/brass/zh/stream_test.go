@@ -326,6 +326,72 @@ func TestTLSPin(t *testing.T) {
 	}
 }
 
+func TestTLSPKI(t *testing.T) {
+	certA, leafA := selfSigned(t, "a.example")
+	certB, leafB := selfSigned(t, "b.example")
+	_, other := selfSigned(t, "b.example")
+	for _, tc := range []struct {
+		name   string
+		aRoots *x509.Certificate // what A trusts for B
+		ok     bool
+	}{
+		{"trusted CA", leafB, true},
+		{"untrusted CA", other, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pool := func(c *x509.Certificate) *x509.CertPool { p := x509.NewCertPool(); p.AddCert(c); return p }
+			l := listen(t)
+			cb := cfgB(Accept, "")
+			cb.Identity, cb.RootCAs, cb.Certificate = IdentityTLSPKI, pool(leafA), func() *tls.Certificate { return &certB }
+			b := newStream(t, cb)
+			l.serve(t, b)
+			evB := run(t, b)
+			ca := cfgA(Initiate, l.addr())
+			ca.Identity, ca.RootCAs, ca.Certificate = IdentityTLSPKI, pool(tc.aRoots), func() *tls.Certificate { return &certA }
+			a := newStream(t, ca)
+			evA := run(t, a)
+			if !tc.ok {
+				none(t, evA, relay.Up, 500*time.Millisecond)
+				none(t, evB, relay.Up, 10*time.Millisecond)
+				return
+			}
+			next(t, evA, relay.Up)
+			send(t, a, 1, msgAB)
+			if e := next(t, evB, relay.Received); string(e.Item.Payload) != msgAB {
+				t.Fatalf("got %q", e.Item.Payload)
+			}
+		})
+	}
+}
+
+// TestShutdownClosesStream: stopping the bearer ends the stream with
+// </stream:stream> and a half-close.
+func TestShutdownClosesStream(t *testing.T) {
+	l := listen(t)
+	a := newStream(t, cfgA(Initiate, l.addr()))
+	ev, stop := runStop(t, a)
+	peer, err := l.ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	next(t, ev, relay.Up)
+	got := make(chan string, 1)
+	go func() {
+		// The peer reads to our half-close, then answers in kind.
+		got <- readFor(peer, 3*time.Second)
+		io.WriteString(peer, "</stream:stream>")
+	}()
+	t0 := time.Now()
+	stop()
+	if d := time.Since(t0); d > 900*time.Millisecond {
+		t.Fatalf("shutdown took %v; the peer's close should end it", d)
+	}
+	if s := <-got; s != "</stream:stream>" {
+		t.Fatalf("peer read %q, want the stream close then EOF", s)
+	}
+}
+
 func sha256Cert(c *x509.Certificate) Pin { return sha256.Sum256(c.Raw) }
 
 func TestIPIdentityRefusesUnlisted(t *testing.T) {
