@@ -304,16 +304,35 @@ func (s *Stream) Run(ctx context.Context, ev chan<- relay.Event) error {
 	}
 }
 
+// maxHandshakes bounds the connections being admitted at once, so a
+// flood of connections cannot pile up goroutines.
+const maxHandshakes = 8
+
 func (s *Stream) acceptLoop(ctx context.Context, ln net.Listener, wg *sync.WaitGroup) {
+	sem := make(chan struct{}, maxHandshakes)
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
-			if ctx.Err() == nil {
-				s.log.Error("zh: accept", "err", err)
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
 			}
-			return
+			s.log.Error("zh: accept", "err", err)
+			select { // a transient failure (out of descriptors): pause, not spin
+			case <-time.After(100 * time.Millisecond):
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		select {
+		case sem <- struct{}{}:
+		default:
+			s.log.Warn("zh: too many connections being admitted; refusing", "remote", nc.RemoteAddr().String())
+			nc.Close()
+			continue
 		}
 		wg.Go(func() {
+			defer func() { <-sem }()
 			if err := s.Accept(ctx, nc); err != nil {
 				s.log.Warn("zh: connection refused", "err", err)
 			}

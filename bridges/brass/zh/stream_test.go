@@ -566,3 +566,24 @@ func TestConfigChecks(t *testing.T) {
 		t.Errorf("implicit with insecure: %v", err)
 	}
 }
+
+// TestListen: the bearer runs its own listener.
+func TestListen(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cb := cfgB(Accept, "")
+	cb.Listen = addr
+	b := newStream(t, cb)
+	evB := run(t, b)
+	a := newStream(t, cfgA(Initiate, addr))
+	evA := run(t, a)
+	next(t, evA, relay.Up)
+	send(t, a, 1, msgAB)
+	if e := next(t, evB, relay.Received); string(e.Item.Payload) != msgAB {
+		t.Fatalf("got %q", e.Item.Payload)
+	}
+}
