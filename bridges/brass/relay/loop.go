@@ -307,7 +307,8 @@ func (lp *loop) result(r result) {
 	case w.done == nil:
 		lp.l.log.Info("folded presence not sent", "err", r.err)
 		lp.forgetFold(w)
-	case errors.Is(r.err, ErrExpired), errors.Is(r.err, ErrForbidden), errors.Is(r.err, ErrTooLarge):
+	case errors.Is(r.err, ErrExpired), errors.Is(r.err, ErrForbidden), errors.Is(r.err, ErrTooLarge),
+		errors.Is(r.err, ErrBadItem):
 		lp.finish(w, queue.Permanent(r.err))
 	default:
 		// The bearer failed in a way it did not describe: the queue tries

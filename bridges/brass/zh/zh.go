@@ -31,7 +31,7 @@ const (
 // ErrBadItem is returned by Send for a payload that is not one stanza
 // with a from in our domains and a to in the peer's: writing it would
 // break the peer's stream or draw a stream error.
-var ErrBadItem = errors.New("zh: item is not a stanza this link can carry")
+var ErrBadItem = fmt.Errorf("zh: item is not a stanza this link can carry: %w", relay.ErrBadItem)
 
 // domainSet is the set of domains an agreement names.
 type domainSet map[string]struct{}
