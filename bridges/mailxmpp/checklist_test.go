@@ -1,0 +1,315 @@
+package mailxmpp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/aldis-im/aldis/core/identity"
+	"github.com/aldis-im/aldis/core/label/labeltest"
+	"github.com/aldis-im/aldis/core/queue"
+	"github.com/aldis-im/aldis/core/store/sqlite"
+	"github.com/aldis-im/aldis/mail/mta"
+	"github.com/aldis-im/aldis/mail/smtpin"
+	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/wire"
+)
+
+// The tests here follow the email bridge checklist of PROTOCOLS.md §5.4
+// through the bridge as it is served: SMTP ingress, MTA queue, bridge.
+
+type sentMail struct{ from, to, data string }
+
+// recSender stands for the relay: it records what the MTA sends on.
+type recSender struct {
+	mu   sync.Mutex
+	sent []sentMail
+}
+
+func (r *recSender) Send(ctx context.Context, from, to string, data []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sent = append(r.sent, sentMail{from, to, string(data)})
+	return nil
+}
+
+func (r *recSender) all() []sentMail {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]sentMail(nil), r.sent...)
+}
+
+// wait waits for n messages sent.
+func (r *recSender) wait(t *testing.T, n int) []sentMail {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if got := r.all(); len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d mails sent, want %d", len(r.all()), n)
+		}
+	}
+}
+
+// stack is the bridge behind the real MTA (over an in-memory store) and
+// SMTP ingress.
+type stack struct {
+	*env
+	mta  *mta.MTA
+	addr string
+	sent *recSender
+	run  func() // starts the queue: tests may change things between 250 and delivery
+}
+
+func newStack(t *testing.T, o envOpts) *stack {
+	t.Helper()
+	db, err := sqlite.OpenMemory(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s := &stack{sent: &recSender{}}
+	s.mta, err = mta.New(db, s.sent, mta.Config{Hostname: "mx.example.org",
+		Queue: queue.Config{MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.outbox = s.mta
+	s.env = newEnvWith(t, o)
+	s.mta.SetLocal(s.b)
+	in, err := smtpin.New(smtpin.Config{Hostname: "mx.example.org", Recipient: s.mta.Recipient, Deliver: s.mta.Accept})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.addr = l.Addr().String()
+	go in.Serve(l)
+	t.Cleanup(func() { in.Shutdown(context.Background()) })
+	var once sync.Once
+	s.run = func() {
+		once.Do(func() {
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { s.mta.Run(ctx); close(done) }()
+			t.Cleanup(func() { cancel(); <-done })
+		})
+	}
+	return s
+}
+
+// smtpSend sends a mail over SMTP; the error is the server's refusal.
+func (s *stack) smtpSend(t *testing.T, from, to, data string) error {
+	t.Helper()
+	c, err := smtp.Dial(s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.SendMail(from, []string{to}, strings.NewReader(data))
+}
+
+// enhanced is an SMTP refusal as "550 5.7.1"; "" if err is none.
+func enhanced(err error) string {
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) {
+		return ""
+	}
+	return fmt.Sprintf("%d %d.%d.%d", se.Code, se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
+}
+
+// esstext is the ESS label a stanza carries, "" if none.
+func esstext(st *wire.Element) string {
+	sl := st.Child("securitylabel", "urn:xmpp:sec-label:0")
+	if sl == nil || sl.Child("label", "") == nil {
+		return ""
+	}
+	return sl.Child("label", "").ChildText("esssecuritylabel", "urn:xmpp:sec-label:ess:0")
+}
+
+func marking(st *wire.Element) string {
+	sl := st.Child("securitylabel", "urn:xmpp:sec-label:0")
+	if sl == nil {
+		return ""
+	}
+	return sl.ChildText("displaymarking", "")
+}
+
+// §5.4: missing SIO-Label → the gateway's default label applies (the mail
+// domain's own, else the policy's); no default → 550 5.7.1 during SMTP.
+func TestChecklistDefaultLabel(t *testing.T) {
+	noDefault := labeltest.Spec()
+	noDefault.Policies[0].DefaultLabel = ""
+	unlabelled := "From: bob@partner.example\r\nSubject: plain\r\nMessage-ID: <d1@partner.example>\r\n\r\nno label here\r\n"
+	for _, c := range []struct {
+		name       string
+		o          envOpts
+		to         string
+		refused    string // the SMTP reply, if refused
+		wantESS    string // the label delivered, if not refused
+		wantMarker string
+	}{
+		{name: "policy default", o: envOpts{spec: labeltest.Spec()}, to: "alice@mail.example.org", wantMarker: "NATO UNCLASSIFIED"},
+		{name: "domain default", to: "carol@mail.example.org", wantESS: labeltest.ConfidentialESS, o: envOpts{spec: labeltest.Spec(),
+			principals: map[string]identity.Spec{"mail:partner.example": {Clearance: "SECRET", Label: "CONFIDENTIAL"}, "mail:*": {Clearance: "UNCLASSIFIED"}}}},
+		{name: "domain default above the recipient", to: "alice@mail.example.org", refused: "550 5.7.1", o: envOpts{spec: labeltest.Spec(),
+			principals: map[string]identity.Spec{"mail:partner.example": {Clearance: "SECRET", Label: "CONFIDENTIAL"}, "mail:*": {Clearance: "UNCLASSIFIED"}}}},
+		{name: "no default", o: envOpts{spec: noDefault}, to: "alice@mail.example.org", refused: "550 5.7.1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newStack(t, c.o)
+			s.run()
+			err := s.smtpSend(t, "bob@partner.example", c.to, unlabelled)
+			if c.refused != "" {
+				if got := enhanced(err); got != c.refused {
+					t.Fatalf("SMTP answer %v, want %s", err, c.refused)
+				}
+				if n, _ := s.mta.Queued(t.Context()); n != 0 {
+					t.Errorf("%d queued after the refusal", n)
+				}
+				s.x.none(t)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := s.x.next(t)
+			if st.ChildText("body", "") != "no label here" {
+				t.Fatalf("delivered %s", st)
+			}
+			if c.wantESS != "" && esstext(st) != c.wantESS {
+				t.Errorf("label %q, want %q: %s", esstext(st), c.wantESS, st)
+			}
+			if c.wantMarker != "" && marking(st) != c.wantMarker {
+				t.Errorf("marking %q, want %q: %s", marking(st), c.wantMarker, st)
+			}
+			if esstext(st) == "" {
+				t.Errorf("no label stamped: %s", st)
+			}
+		})
+	}
+}
+
+// §5.4: a mail whose label the recipient is not cleared for is not
+// delivered: refused with 550 5.7.1 while the SMTP dialogue is on, else
+// (the clearance changed after 250) bounced with a DSN of status 5.7.1.
+func TestChecklistNotClearedDSN(t *testing.T) {
+	s := newStack(t, envOpts{spec: labeltest.Spec()})
+	secret := "SIO-Label: marking=\"NATO SECRET\"; type=\":ess\"; label=\"" + labeltest.SecretESS + "\"\r\n" +
+		"From: bob@partner.example\r\nSubject: s\r\nMessage-ID: <s1@partner.example>\r\n\r\nsecret words\r\n"
+	// During SMTP: alice is UNCLASSIFIED.
+	if err := s.smtpSend(t, "bob@partner.example", "alice@mail.example.org", secret); enhanced(err) != "550 5.7.1" {
+		t.Fatalf("SECRET to alice: %v", err)
+	}
+	if n, _ := s.mta.Queued(t.Context()); n != 0 {
+		t.Fatalf("%d queued after a refusal", n)
+	}
+	// Carol is cleared at 250, and is not any more when it is delivered.
+	if err := s.smtpSend(t, "bob@partner.example", "carol@mail.example.org", secret); err != nil {
+		t.Fatalf("SECRET to carol: %v", err)
+	}
+	if err := s.store.SetClearance(t.Context(), "carol@example.org", "UNCLASSIFIED"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond) // the directory's cache lasts a millisecond
+	s.run()
+	got := s.sent.wait(t, 1)
+	d := got[0]
+	if d.from != "" || d.to != "bob@partner.example" {
+		t.Fatalf("DSN envelope %q → %q", d.from, d.to)
+	}
+	for _, want := range []string{"Status: 5.7.1", "Final-Recipient: rfc822; carol@mail.example.org", "Action: failed"} {
+		if !strings.Contains(d.data, want) {
+			t.Errorf("DSN lacks %q:\n%s", want, d.data)
+		}
+	}
+	if strings.Contains(d.data, "secret words") {
+		t.Errorf("the DSN returns the body:\n%s", d.data)
+	}
+	s.x.none(t)
+	time.Sleep(50 * time.Millisecond)
+	if n := len(s.sent.all()); n != 1 {
+		t.Errorf("%d mails sent, want the one DSN", n)
+	}
+}
+
+// §5.4: XEP-0106 escaping round-trips mail addresses containing @, / and
+// spaces: a mail from one comes from its escaped JID, and an answer to
+// that JID is mailed to the same address, quoted on the wire.
+func TestChecklistEscaping(t *testing.T) {
+	for _, c := range []struct {
+		wire  string // as written in SMTP and the From field
+		addr  string // as the address is known
+		local string // the escaped JID's localpart
+	}{
+		{"a/b@partner.example", "a/b@partner.example", `a\2fb\40partner.example`},
+		{`"john smith"@partner.example`, "john smith@partner.example", `john\20smith\40partner.example`},
+		{`"x@y"@partner.example`, "x@y@partner.example", `x\40y\40partner.example`},
+		{`"d'a /b@c"@partner.example`, "d'a /b@c@partner.example", `d\27a\20\2fb\40c\40partner.example`},
+	} {
+		t.Run(c.addr, func(t *testing.T) {
+			s := newStack(t, envOpts{})
+			s.run()
+			mail := "From: " + c.wire + "\r\nSubject: hello\r\nMessage-ID: <e1@partner.example>\r\n\r\nhi\r\n"
+			if err := s.smtpSend(t, c.wire, "alice@mail.example.org", mail); err != nil {
+				t.Fatal(err)
+			}
+			st := s.x.next(t)
+			from := jid.MustParse(st.Attr("from"))
+			if from.Local() != c.local || from.Domain() != "mail.example.org" || jid.Unescape(from.Local()) != c.addr {
+				t.Fatalf("from %s, want %s@mail.example.org", st.Attr("from"), c.local)
+			}
+			ans := wire.New("message", "")
+			ans.SetAttr("type", "chat").SetAttr("id", "a1")
+			ans.AddChild(wire.New("body", "")).AddText("back to you")
+			ans.AddChild(wire.New("thread", "")).AddText(st.ChildText("thread", ""))
+			s.b.Route(ans, jid.MustParse("alice@example.org/phone"), from)
+			got := s.sent.wait(t, 1)[0]
+			if got.to != c.addr {
+				t.Errorf("envelope recipient %q, want %q", got.to, c.addr)
+			}
+			m := parse(t, got.data)
+			if len(m.To) != 1 || m.To[0].Addr != c.addr {
+				t.Errorf("To %+v, want %q:\n%s", m.To, c.addr, got.data)
+			}
+		})
+	}
+}
+
+// §5.4: the gateway advertises disco identity gateway/smtp, and the
+// security label feature.
+func TestChecklistDisco(t *testing.T) {
+	e := newEnv(t, true)
+	iq, _ := wire.ParseElement("<iq type='get' id='d1'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+	e.b.Route(iq, jid.MustParse("alice@example.org/x"), jid.MustParse("mail.example.org"))
+	res := e.x.next(t)
+	q := res.Child("query", "http://jabber.org/protocol/disco#info")
+	if res.Attr("type") != "result" || res.Attr("id") != "d1" || q == nil {
+		t.Fatalf("disco answer %s", res)
+	}
+	var ids, feats []string
+	for c := range q.Elements() {
+		switch c.Local() {
+		case "identity":
+			ids = append(ids, c.Attr("category")+"/"+c.Attr("type"))
+		case "feature":
+			feats = append(feats, c.Attr("var"))
+		}
+	}
+	if len(ids) != 1 || ids[0] != "gateway/smtp" {
+		t.Errorf("identities %v, want [gateway/smtp]", ids)
+	}
+	if !strings.Contains(strings.Join(feats, " "), "urn:xmpp:sec-label:0") {
+		t.Errorf("features %v lack urn:xmpp:sec-label:0", feats)
+	}
+}
