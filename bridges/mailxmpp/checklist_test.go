@@ -19,6 +19,7 @@ import (
 	"github.com/aldis-im/aldis/mail/mta"
 	"github.com/aldis-im/aldis/mail/smtpin"
 	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/stanza"
 	"github.com/aldis-im/aldis/xmppcore/wire"
 )
 
@@ -311,5 +312,111 @@ func TestChecklistDisco(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(feats, " "), "urn:xmpp:sec-label:0") {
 		t.Errorf("features %v lack urn:xmpp:sec-label:0", feats)
+	}
+}
+
+// A mail that a room or a user's server refuses after the SMTP side said
+// 250 (the room was destroyed, its label check refused it) bounces to
+// its sender with a DSN; the room's echo means it was delivered.
+func TestRefusedAfterAcceptBounces(t *testing.T) {
+	s := newStack(t, envOpts{})
+	s.run()
+	room, occ := jid.MustParse("ops@conference.example.org"), jid.MustParse("mail.example.org/ops@conference.example.org")
+	self, _ := wire.ParseElement("<presence><x xmlns='http://jabber.org/protocol/muc#user'><status code='110'/></x></presence>")
+	self.SetAttr("from", "ops@conference.example.org/mail").SetAttr("to", occ.String())
+	s.b.Route(self, jid.MustParse("ops@conference.example.org/mail"), occ)
+	refuse := func(st *wire.Element, from jid.JID, typ, cond string) {
+		er := stanza.Error(st, typ, cond, "the room says no: NATO SECRET")
+		er.SetAttr("from", from.String()).SetAttr("to", st.Attr("from"))
+		s.b.Route(er, from, jid.MustParse(st.Attr("from")))
+	}
+	n := 0
+	for _, c := range []struct {
+		name, to string
+		answer   func(st *wire.Element)
+		status   string // of the DSN; "" for none
+		rejoin   bool
+	}{
+		{"echoed", "ops@mail.example.org", func(st *wire.Element) {
+			echo := st.Copy()
+			echo.SetAttr("from", "ops@conference.example.org/mail").SetAttr("to", occ.String())
+			s.b.Route(echo, jid.MustParse("ops@conference.example.org/mail"), occ)
+			refuse(st, room, stanza.Cancel, "forbidden") // too late: it was delivered
+		}, "", false},
+		{"label refused by the room", "ops@mail.example.org", func(st *wire.Element) { refuse(st, room, stanza.Auth, "forbidden") }, "5.7.1", false},
+		{"error from someone else", "ops@mail.example.org", func(st *wire.Element) {
+			refuse(st, jid.MustParse("other@conference.example.org"), stanza.Cancel, "forbidden")
+		}, "", false},
+		{"room destroyed", "ops@mail.example.org", func(st *wire.Element) { refuse(st, room, stanza.Cancel, "item-not-found") }, "5.1.1", true},
+		{"user refuses", "alice@mail.example.org", func(st *wire.Element) {
+			refuse(st, jid.MustParse("alice@example.org"), stanza.Cancel, "service-unavailable")
+		}, "5.2.1", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if !s.b.inRoom(room) {
+				s.b.Route(self, jid.MustParse("ops@conference.example.org/mail"), occ)
+			}
+			if err := s.smtpSend(t, "bob@partner.example", c.to, mail1); err != nil {
+				t.Fatal(err)
+			}
+			st := s.x.next(t)
+			if !strings.Contains(st.ChildText("body", ""), "The link is down.") {
+				t.Fatalf("delivered %s", st)
+			}
+			c.answer(st)
+			if c.status == "" {
+				time.Sleep(100 * time.Millisecond)
+				if got := len(s.sent.all()); got != n {
+					t.Fatalf("%d mails sent, want %d", got, n)
+				}
+				s.x.none(t)
+				return
+			}
+			n++
+			d := s.sent.wait(t, n)[n-1]
+			if d.from != "" || d.to != "bob@partner.example" {
+				t.Fatalf("DSN envelope %q → %q", d.from, d.to)
+			}
+			for _, want := range []string{"Status: " + c.status, "Final-Recipient: rfc822; " + c.to, "Action: failed", "Message-ID: <m1@partner.example>"} {
+				if !strings.Contains(d.data, want) {
+					t.Errorf("DSN lacks %q:\n%s", want, d.data)
+				}
+			}
+			if strings.Contains(d.data, "NATO SECRET") || strings.Contains(d.data, "The link is down.") {
+				t.Errorf("the DSN carries the room's text or the body:\n%s", d.data)
+			}
+			if c.rejoin {
+				if j := s.x.next(t); j.Local() != "presence" || j.Attr("to") != "ops@conference.example.org/mail" {
+					t.Errorf("no join again after the room forgot the bridge: %s", j)
+				}
+			}
+			s.x.none(t)
+		})
+	}
+}
+
+// The deliveries remembered for refusals are bounded in number and age.
+func TestPendingBounded(t *testing.T) {
+	p := newPendingSet()
+	t0 := time.Now()
+	to := jid.MustParse("ops@conference.example.org")
+	for i := range maxPending + 10 {
+		p.add(&delivered{id: fmt.Sprint(i), target: to.String(), when: t0})
+	}
+	if p.order.Len() != maxPending || len(p.byID) != maxPending {
+		t.Fatalf("%d remembered (%d by id), want %d", p.order.Len(), len(p.byID), maxPending)
+	}
+	if _, ok := p.take("0", to, t0); ok {
+		t.Error("the oldest was not forgotten")
+	}
+	if _, ok := p.take("20", to, t0.Add(pendingTTL+time.Second)); ok {
+		t.Error("a refusal after the TTL still bounces")
+	}
+	if _, ok := p.take("21", to, t0); !ok {
+		t.Error("a remembered delivery was lost")
+	}
+	p.add(&delivered{id: "late", target: to.String(), when: t0.Add(2 * pendingTTL)})
+	if p.order.Len() != 1 {
+		t.Errorf("%d remembered after the TTL, want 1", p.order.Len())
 	}
 }
