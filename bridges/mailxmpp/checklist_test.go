@@ -420,3 +420,35 @@ func TestPendingBounded(t *testing.T) {
 		t.Errorf("%d remembered after the TTL, want 1", p.order.Len())
 	}
 }
+
+// §5.4: an ESS label survives XMPP → email → XMPP byte for byte, even when
+// the client wrapped its base64.
+func TestChecklistESSRoundTrip(t *testing.T) {
+	e := newEnv(t, true)
+	wrapped := labeltest.SecretESS[:6] + "\n  " + labeltest.SecretESS[6:]
+	msg, _ := wire.ParseElement("<message type='chat' id='r1'><body>round trip</body>" + labeltest.Element(wrapped) + "</message>")
+	e.b.Route(msg, jid.MustParse("carol@example.org/desk"), jid.MustParse(`bob\40partner.example@mail.example.org`))
+	data := string(e.out.wait(t, 1)[0].Data)
+	var sio string
+	head, _, _ := strings.Cut(data, "\r\n\r\n")
+	for _, line := range strings.SplitAfter(head+"\r\n", "\r\n") {
+		folded := strings.HasPrefix(line, " ") || strings.HasPrefix(line, "\t")
+		if strings.HasPrefix(line, "SIO-Label:") || (sio != "" && folded) {
+			sio += line
+		} else if sio != "" {
+			break
+		}
+	}
+	if sio == "" {
+		t.Fatalf("no SIO-Label in\n%s", data)
+	}
+	// Bob answers with the label as it came.
+	back := sio + "From: bob@partner.example\r\nSubject: Re: x\r\n\r\nback\r\n"
+	if err := e.accept(t, "bob@partner.example", "carol@mail.example.org", back); err != nil {
+		t.Fatal(err)
+	}
+	st := e.x.next(t)
+	if got := esstext(st); got != labeltest.SecretESS {
+		t.Errorf("ESS label after the round trip %q, want %q", got, labeltest.SecretESS)
+	}
+}
