@@ -26,7 +26,8 @@ type BRLINKConfig struct {
 	// precedence queue rather than in the modem's FIFO. Set it to the air
 	// rate. 0: no pacing (TCP on a fast network).
 	Rate int
-	// Burst is how many bytes the pacer lets out back to back (one MTU).
+	// Burst is how many bytes beyond the current frame the pacer lets out
+	// back to back (512).
 	Burst int
 	// MaxItem bounds an item's payload, both sent and received after
 	// decompression (1 MiB).
@@ -491,8 +492,14 @@ func (l *linkState) newSession(now time.Time) {
 	l.sendHello(now)
 }
 
+// burst is the pacer's bucket: small, so that little waits in the modem
+// where a FLASH item could not overtake it, yet enough to keep the modem
+// busy across our scheduling jitter.
 func (l *linkState) burst() int {
-	return max(l.cfg.Burst, l.mtu)
+	if l.cfg.Burst > 0 {
+		return l.cfg.Burst
+	}
+	return min(512, l.mtu)
 }
 
 // dropConn ends the carrier connection, and the link with it.
@@ -532,7 +539,11 @@ func (l *linkState) setUp(now time.Time) {
 	l.up = true
 	l.redialWait = l.cfg.ReconnectMin
 	l.log.Info("brlink: link up", "peer_compression", l.peerComp)
-	l.emit(Event{Kind: Up, Degraded: l.cfg.DegradedBelow > 0 && l.cfg.Rate > 0 && l.cfg.Rate < l.cfg.DegradedBelow})
+	l.emit(Event{Kind: Up, Degraded: l.degraded()})
+}
+
+func (l *linkState) degraded() bool {
+	return l.cfg.DegradedBelow > 0 && l.cfg.Rate > 0 && l.cfg.Rate < l.cfg.DegradedBelow
 }
 
 func (l *linkState) setDown(err error) {
@@ -849,6 +860,9 @@ func (l *linkState) onHello(f *brlink.Frame, now time.Time) {
 	}
 	l.learnPeer(h)
 	restarted := l.peerNonce != 0 && h.Nonce != l.peerNonce
+	if h.Nonce != l.peerNonce {
+		l.linfl.forget() // a new peer session starts its streams afresh
+	}
 	l.peerNonce = h.Nonce
 	// Answer every HELLO, repeats included: our earlier answer may be lost.
 	ack := l.hello()
@@ -859,7 +873,7 @@ func (l *linkState) onHello(f *brlink.Frame, now time.Time) {
 		l.log.Info("brlink: peer restarted", "peer", h.Node)
 		l.clearQueue()
 		l.queueCtl(brlink.HelloAck, ack)
-		l.emit(Event{Kind: Up, Degraded: l.cfg.DegradedBelow > 0 && l.cfg.Rate > 0 && l.cfg.Rate < l.cfg.DegradedBelow})
+		l.emit(Event{Kind: Up, Degraded: l.degraded()})
 		return
 	}
 	l.queueCtl(brlink.HelloAck, ack)
@@ -874,6 +888,9 @@ func (l *linkState) onHelloAck(f *brlink.Frame, now time.Time) {
 	l.learnPeer(h)
 	if h.Echo != l.nonce || !l.awaitAck {
 		return // an answer to an earlier HELLO
+	}
+	if h.Nonce != l.peerNonce {
+		l.linfl.forget()
 	}
 	l.peerNonce = h.Nonce
 	l.awaitAck, l.probeBy = false, time.Time{}
@@ -961,13 +978,17 @@ func (l *linkState) nack(id brlink.ID, reason uint8) {
 	l.ctl = append(l.ctl, txFrame{b: b, prec: brlink.Override})
 }
 
-// askResync: a link stream from the peer broke (a lost item). A HELLO
-// with a new nonce makes the peer restart its streams and resend what we
-// have not acknowledged.
+// askResync: a link stream from the peer broke (a lost item). We act as
+// if restarted: a HELLO with a new nonce makes the peer restart its
+// streams and resend what we have not acknowledged, and since a new nonce
+// always means new streams, ours restart too (Up: our relay resends).
 func (l *linkState) askResync(now time.Time) {
 	if l.conn == nil || !l.up || l.awaitAck {
 		return // not up, or a HELLO with a fresh nonce is on its way
 	}
+	l.log.Warn("brlink: restarting the link streams")
+	l.clearQueue()
+	l.emit(Event{Kind: Up, Degraded: l.degraded()})
 	l.nonce = rand.Uint64() | 1
 	l.awaitAck, l.resync = true, true
 	l.probeBy = now.Add(l.cfg.ProbeTimeout)

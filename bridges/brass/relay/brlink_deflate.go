@@ -165,6 +165,13 @@ type inStream struct {
 	r       io.ReadCloser
 }
 
+// forget drops the streams' state: the next item of each starts one.
+func (d *linkInflater) forget() {
+	for i := range d.streams {
+		d.streams[i].started = false
+	}
+}
+
 func (d *linkInflater) inflate(prec brlink.Precedence, p []byte) ([]byte, error) {
 	if len(p) < 4 {
 		return nil, fmt.Errorf("brlink: link DEFLATE item of %d bytes: %w", len(p), brlink.ErrShort)
