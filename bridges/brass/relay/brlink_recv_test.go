@@ -3,6 +3,7 @@ package relay
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -115,33 +116,19 @@ func TestBRLINKSendLimits(t *testing.T) {
 	}
 	a.next(t, Up, 5*time.Second, nil)
 	// Over MaxItem.
-	if err := ba.Send(ctx, &Item{ID: newID(2), Payload: make([]byte, 1<<20+1)}); err == nil || !isErr(err, ErrTooLarge) {
+	if err := ba.Send(ctx, &Item{ID: newID(2), Payload: make([]byte, 1<<20+1)}); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("over MaxItem: %v", err)
 	}
 	// With a larger MaxItem, the 65,535-segment limit at this MTU (128
 	// payload bytes a frame).
 	big := testLink(t, "none", 156, 16<<20)
 	big.up, big.conn = true, &tcpConn{}
-	if err := big.enqueue(&Item{ID: newID(4), Payload: make([]byte, 128*65535+1)}); !isErr(err, ErrTooLarge) {
+	if err := big.enqueue(&Item{ID: newID(4), Payload: make([]byte, 128*65535+1)}); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("65,536 segments: %v", err)
 	}
 	if err := big.enqueue(&Item{ID: newID(5), Payload: make([]byte, 128*65535)}); err != nil {
 		t.Fatalf("65,535 segments: %v", err)
 	}
-}
-
-func isErr(err, target error) bool {
-	for err != nil {
-		if err == target {
-			return true
-		}
-		u, ok := err.(interface{ Unwrap() error })
-		if !ok {
-			return false
-		}
-		err = u.Unwrap()
-	}
-	return false
 }
 
 // FuzzBRLINKReceive feeds arbitrary U_PDUs to the receive path of each
@@ -201,4 +188,29 @@ func FuzzBRLINKReceive(f *testing.F) {
 			l.tick(now.Add(time.Hour))
 		}
 	})
+}
+
+func TestBRLINKUnreachableIsDown(t *testing.T) {
+	l := testLink(t, "link", 2048, 1<<20)
+	now := time.Now()
+	l.conn, l.up = &tcpConn{}, true
+	l.queues[brlink.Routine] = []*txItem{{it: &Item{ID: newID(1)}}}
+	l.queued = 1
+	l.b.slots <- struct{}{}
+	l.carrierEvent(carrierEvent{unreachable: ErrDown}, now)
+	if len(l.out) != 1 || l.out[0].Kind != Down || !errors.Is(l.out[0].Err, ErrDown) {
+		t.Fatalf("events %+v", l.out)
+	}
+	if l.up || l.queued != 0 || len(l.b.slots) != 0 {
+		t.Fatalf("up %v, %d queued, %d slots held", l.up, l.queued, len(l.b.slots))
+	}
+	// A new HELLO (new nonce) is on its way, and further rejections while
+	// handshaking change nothing.
+	if len(l.ctl) != 1 || !l.awaitAck {
+		t.Fatalf("%d control frames, awaiting %v", len(l.ctl), l.awaitAck)
+	}
+	l.carrierEvent(carrierEvent{unreachable: ErrDown}, now)
+	if len(l.out) != 1 {
+		t.Fatalf("events %+v", l.out)
+	}
 }

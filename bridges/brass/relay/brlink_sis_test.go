@@ -230,3 +230,63 @@ func TestBRLINKSISPeerRestart(t *testing.T) {
 	exchange(b, a2, 200)
 	exchange(a2, b, 300)
 }
+
+func TestBRLINKSISHelloRetry(t *testing.T) {
+	t.Parallel()
+	s := startSim(t, linksim.Config{Rate: 24000, Latency: 100 * time.Millisecond})
+	cfg := func(name string) BRLINKConfig {
+		c := hfLink(name, "link", 24000)
+		c.HelloRetry, c.HelloRetryMax = 200*time.Millisecond, 400*time.Millisecond
+		return c
+	}
+	ba, bb := sisPeers(t, s, cfg("ship"), cfg("shore"))
+	a := runPeer(t, ba)
+	// The shore's relay is not running: the node rejects our HELLOs (SAP
+	// not bound) and we keep asking, without claiming the link is up.
+	select {
+	case e := <-a.ev:
+		t.Fatalf("event %d with nobody at the far end", e.Kind)
+	case <-time.After(1500 * time.Millisecond):
+	}
+	b := runPeer(t, bb)
+	a.next(t, Up, 5*time.Second, nil)
+	b.next(t, Up, 5*time.Second, nil)
+	if n := ba.Stats().FramesOut; n < 4 {
+		t.Errorf("%d frames sent: HELLO was not retried", n)
+	}
+}
+
+func TestBRLINKSISNonARQFrameCompression(t *testing.T) {
+	t.Parallel()
+	s := startSim(t, linksim.Config{Rate: 24000, Latency: 100 * time.Millisecond})
+	addrA, addrB := s.Addrs()
+	if _, err := NewSISBearer(SISConfig{BRLINKConfig: hfLink("ship", "link", 24000), Node: addrA, Peer: simNodeB, NonARQ: true}); err == nil {
+		t.Fatal("link compression accepted without ARQ")
+	}
+	ba, err := NewSISBearer(SISConfig{BRLINKConfig: hfLink("ship", "", 24000), Node: addrA, Peer: simNodeB, NonARQ: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The shore broadcasts to a group: up once bound.
+	bb, err := NewSISBearer(SISConfig{BRLINKConfig: hfLink("shore", "", 24000), Node: addrB, Peer: sis.Addr{Node: simNodeA.Node, Group: true}, NonARQ: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := runPeer(t, ba), runPeer(t, bb)
+	b.next(t, Up, 5*time.Second, nil)
+	a.next(t, Up, 5*time.Second, nil)
+	rng := rand.New(rand.NewPCG(1, 1))
+	want := chatMessage(rng, 1)
+	if err := bb.Send(context.Background(), &Item{ID: newID(1), Class: brlink.ClassFMUC, Precedence: brlink.Priority, Payload: want}); err != nil {
+		t.Fatal(err)
+	}
+	e := a.next(t, Received, 5*time.Second, nil)
+	if !bytes.Equal(e.Item.Payload, want) || e.Item.Class != brlink.ClassFMUC {
+		t.Fatalf("got %+v", e.Item)
+	}
+	e.Ack()
+	b.next(t, Acked, 5*time.Second, nil)
+	if st := bb.Stats(); st.DataBytesOut >= int64(len(want)+brlink.HeaderLen) {
+		t.Errorf("%d bytes sent for a %d-byte stanza: not compressed", st.DataBytesOut, len(want))
+	}
+}
