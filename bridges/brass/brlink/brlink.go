@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Magic is the first byte of every frame: magic and version 1.
@@ -208,22 +209,30 @@ func Split(tmpl Frame, payload []byte, mtu int) ([]Frame, error) {
 }
 
 // Reassembler collects DATA segments into whole payloads, keeping at most
-// a bounded number of incomplete messages.
+// a bounded number of incomplete messages (and, with LimitBytes, of bytes).
 type Reassembler struct {
-	max     int
-	pending map[ID]*partial
-	order   []ID
+	max      int
+	maxBytes int // 0: no limit
+	bytes    int
+	pending  map[ID]*partial
+	order    []ID
 }
 
 type partial struct {
-	segs [][]byte
-	got  int
+	segs    [][]byte
+	got     int
+	size    int
+	expires uint32
 }
 
 // NewReassembler keeps up to max incomplete messages; the oldest goes first.
 func NewReassembler(max int) *Reassembler {
 	return &Reassembler{max: max, pending: make(map[ID]*partial)}
 }
+
+// LimitBytes bounds the bytes held in incomplete messages: the oldest are
+// dropped to make room, and a message alone larger than n is dropped.
+func (r *Reassembler) LimitBytes(n int) { r.maxBytes = n }
 
 // Add takes one DATA frame and returns the whole payload once every segment
 // is in (a copy; single-segment payloads are returned as they are).
@@ -232,35 +241,76 @@ func (r *Reassembler) Add(f *Frame) ([]byte, bool) {
 		return f.Payload, true
 	}
 	p := r.pending[f.ID]
-	if p == nil || len(p.segs) != int(f.Segments) {
+	if p != nil && len(p.segs) != int(f.Segments) {
+		r.drop(f.ID)
+		p = nil
+	}
+	if p == nil {
 		if len(r.pending) >= r.max && len(r.order) > 0 {
-			delete(r.pending, r.order[0])
-			r.order = r.order[1:]
+			r.drop(r.order[0])
 		}
-		p = &partial{segs: make([][]byte, f.Segments)}
+		p = &partial{segs: make([][]byte, f.Segments), expires: f.Expires}
 		r.pending[f.ID] = p
 		r.order = append(r.order, f.ID)
 	}
 	if p.segs[f.Segment] == nil {
+		if r.maxBytes > 0 {
+			if p.size+len(f.Payload) > r.maxBytes {
+				r.drop(f.ID)
+				return nil, false
+			}
+			for r.bytes+len(f.Payload) > r.maxBytes && len(r.order) > 0 && r.order[0] != f.ID {
+				r.drop(r.order[0])
+			}
+		}
 		p.segs[f.Segment] = append([]byte{}, f.Payload...)
 		p.got++
+		p.size += len(f.Payload)
+		r.bytes += len(f.Payload)
 	}
 	if p.got < len(p.segs) {
 		return nil, false
 	}
-	delete(r.pending, f.ID)
-	for i, id := range r.order {
-		if id == f.ID {
-			r.order = append(r.order[:i], r.order[i+1:]...)
-			break
-		}
-	}
-	var out []byte
+	r.drop(f.ID)
+	out := make([]byte, 0, p.size)
 	for _, s := range p.segs {
 		out = append(out, s...)
 	}
 	return out, true
 }
 
+// drop forgets an incomplete message.
+func (r *Reassembler) drop(id ID) {
+	p := r.pending[id]
+	if p == nil {
+		return
+	}
+	r.bytes -= p.size
+	delete(r.pending, id)
+	for i, o := range r.order {
+		if o == id {
+			r.order = append(r.order[:i], r.order[i+1:]...)
+			break
+		}
+	}
+}
+
+// Expire drops the incomplete messages whose expiry (Unix seconds) is
+// before now and returns how many went; messages without one stay until
+// pushed out by newer ones.
+func (r *Reassembler) Expire(now time.Time) int {
+	n := 0
+	for _, id := range append([]ID(nil), r.order...) {
+		if e := r.pending[id].expires; e != 0 && int64(e) < now.Unix() {
+			r.drop(id)
+			n++
+		}
+	}
+	return n
+}
+
 // Pending is the number of incomplete messages held.
 func (r *Reassembler) Pending() int { return len(r.pending) }
+
+// Bytes is the number of payload bytes held in incomplete messages.
+func (r *Reassembler) Bytes() int { return r.bytes }

@@ -1,0 +1,140 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/aldis-im/aldis/bridges/brass/brlink"
+)
+
+// testLogger logs to stderr with -v and BRLINK_DEBUG set; silent otherwise.
+func testLogger(name string) *slog.Logger {
+	if os.Getenv("BRLINK_DEBUG") == "" {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", name)
+}
+
+// fastLink are timings for tests on loopback.
+func fastLink(name, comp string) BRLINKConfig {
+	return BRLINKConfig{Name: name, Compression: comp, HelloRetry: 200 * time.Millisecond, HelloRetryMax: time.Second,
+		ReconnectMin: 50 * time.Millisecond, ReconnectMax: 200 * time.Millisecond, AckDelay: 100 * time.Millisecond,
+		Logger: testLogger(name)}
+}
+
+// testPeer runs a bearer and keeps its events.
+type testPeer struct {
+	Bearer
+	ev     chan Event
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func runPeer(t *testing.T, b Bearer) *testPeer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &testPeer{Bearer: b, ev: make(chan Event, 4096), cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		if err := b.Run(ctx, p.ev); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	t.Cleanup(p.stop)
+	return p
+}
+
+func (p *testPeer) stop() {
+	p.cancel()
+	<-p.done
+}
+
+// next returns the next event of kind k, failing on timeout; others are
+// passed to skip (which may be nil).
+func (p *testPeer) next(t *testing.T, k EventKind, d time.Duration, skip func(Event)) Event {
+	t.Helper()
+	timeout := time.After(d)
+	for {
+		select {
+		case e := <-p.ev:
+			if e.Kind == k {
+				return e
+			}
+			if skip != nil {
+				skip(e)
+			}
+		case <-timeout:
+			t.Fatalf("no event %d within %v", k, d)
+		}
+	}
+}
+
+func tcpPair(t *testing.T, a, b BRLINKConfig, mtu int) (*TCPBearer, *TCPBearer) {
+	t.Helper()
+	lb, err := NewTCPBearer(TCPConfig{BRLINKConfig: b, Listen: "127.0.0.1:0", MTU: mtu})
+	if err != nil {
+		t.Fatal(err)
+	}
+	la, err := NewTCPBearer(TCPConfig{BRLINKConfig: a, Connect: lb.Addr().String(), MTU: mtu})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return la, lb
+}
+
+func newID(i int) brlink.ID {
+	var id brlink.ID
+	copy(id[:], fmt.Sprintf("id-%012d", i))
+	return id
+}
+
+func TestBRLINKTCPUpSendAck(t *testing.T) {
+	for _, comp := range []string{"none", "frame", "link"} {
+		t.Run(comp, func(t *testing.T) {
+			ba, bb := tcpPair(t, fastLink("ship", comp), fastLink("shore", comp), 2048)
+			a, b := runPeer(t, ba), runPeer(t, bb)
+			a.next(t, Up, 5*time.Second, nil)
+			b.next(t, Up, 5*time.Second, nil)
+			ctx := context.Background()
+			const n = 100
+			for i := range n {
+				it := &Item{ID: newID(i), Class: brlink.ClassXMPP, Precedence: brlink.Routine,
+					Expires: time.Now().Add(time.Hour), Payload: chatStanza(i)}
+				if err := a.Send(ctx, it); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := range n {
+				e := b.next(t, Received, 5*time.Second, nil)
+				if e.Item.ID != newID(i) || !bytes.Equal(e.Item.Payload, chatStanza(i)) || e.Item.Class != brlink.ClassXMPP ||
+					e.Item.Precedence != brlink.Routine || e.Item.Expires.IsZero() {
+					t.Fatalf("item %d arrived as %+v %q", i, e.Item, e.Item.Payload)
+				}
+				e.Ack()
+			}
+			acked := map[brlink.ID]bool{}
+			for len(acked) < n {
+				for _, id := range a.next(t, Acked, 5*time.Second, nil).IDs {
+					acked[id] = true
+				}
+			}
+			for i := range n {
+				if !acked[newID(i)] {
+					t.Fatalf("item %d not acknowledged", i)
+				}
+			}
+			sa, sb := ba.Stats(), bb.Stats()
+			t.Logf("%s: sender %+v, receiver %+v", comp, sa, sb)
+			// 100 receipts share a few ACK frames (60 at once, the rest after
+			// the delay); the other frames are HELLO, HELLO-ACK and a retry.
+			if sb.FramesOut > 7 {
+				t.Errorf("receiver sent %d frames for 100 receipts", sb.FramesOut)
+			}
+		})
+	}
+}
