@@ -159,7 +159,7 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 				AdminsOnly: cfg.MUC.Creators == "admins", Admins: admins, Archive: roomArchive, Labels: labels,
 				Observers: observers,
 				Federate:  feds[cfg.MUCDomainOf(host)], FederationFrom: cfg.MUC.FederationFrom,
-				FederationGrace: cfg.MUC.FederationGrace,
+				FederationGrace: cfg.MUC.FederationGrace, LinkQueued: linkDomains(cfg),
 			})
 			if err != nil {
 				return fmt.Errorf("chat service of %s: %w", host, err)
@@ -198,6 +198,18 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 	if err != nil {
 		return err
 	}
+	// Constrained links, for their domains instead of s2s (startLinks).
+	links, err := startLinks(cfg, log, m, st, rt, labels, rooms, src)
+	if err != nil {
+		return err
+	}
+	// After the mail relay's shutdown (deferred later, so run earlier):
+	// mail in flight between them is committed to one queue or the other.
+	defer func() {
+		lctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
+		defer cancel()
+		links.shutdown(lctx)
+	}()
 	uploads, err := startUpload(cfg, log, src, rt)
 	if err != nil {
 		return err
@@ -207,7 +219,7 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 		defer cancel()
 		uploads.shutdown(uctx)
 	}()
-	mailSvc, err := startMail(cfg, log, st, src, rt, labels, mailMap, uploads.files())
+	mailSvc, err := startMail(cfg, log, st, src, rt, labels, mailMap, uploads.files(), links)
 	if err != nil {
 		return err
 	}

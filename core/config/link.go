@@ -84,7 +84,7 @@ type Link struct {
 
 	// Rate is the link's speed in bit/s: the relay paces to it so that
 	// precedence decides what goes first, and calls a slower link
-	// degraded. 0: 2400.
+	// degraded. 0: 2400 over a STANAG 5066 node, unpaced over TCP.
 	Rate int `toml:"rate"`
 	// Compression is "none", "frame" (each frame on its own) or "link"
 	// (one DEFLATE stream per direction; ARQ only); empty: "link", or
@@ -140,9 +140,10 @@ func (l Link) LinkCompression() string {
 	}
 }
 
-// LinkRate returns the link's rate in bit/s, with the default.
+// LinkRate returns the link's rate in bit/s, with the default: 2400 over
+// a STANAG 5066 node, 0 (unpaced) over TCP.
 func (l Link) LinkRate() int {
-	if l.Rate == 0 {
+	if l.Rate == 0 && (l.Transport == LinkBRLINKSIS || l.Transport == LinkRCOP) {
 		return 2400
 	}
 	return l.Rate
