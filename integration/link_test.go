@@ -160,6 +160,7 @@ func TestLinkShipShore(t *testing.T) {
 	sam.ExpectWithin("his own presence", isSelfPresence("", shipRoom+"/sam"), 30*time.Second)
 	bea.ExpectWithin("sam, from the ship", isPresence("", shoreRoom+"/sam"), 30*time.Second)
 	sam.Send(fmt.Sprintf("<message to='%s' type='groupchat' id='%s'><body>room: from the ship</body></message>", shipRoom, nextID("g")))
+	sam.ExpectWithin("his reflection", isMessage(shipRoom+"/sam", "room: from the ship"), 5*time.Second)
 	bea.ExpectWithin("sam's room message", isMessage(shoreRoom+"/sam", "room: from the ship"), 30*time.Second)
 	t.Logf("link up, chat and room working %v after linksim started", time.Since(ls.Started).Round(time.Millisecond))
 
@@ -192,7 +193,11 @@ func TestLinkShipShore(t *testing.T) {
 			body := e.ChildText("", "body")
 			return e.XMLName.Local == "message" && (body == "FLASH" || strings.HasPrefix(body, "routine "))
 		}, 60*time.Second)
-		order = append(order, strings.Fields(e.ChildText("", "body"))[0]+strings.Join(strings.Fields(e.ChildText("", "body"))[1:2], ""))
+		f := strings.Fields(e.ChildText("", "body"))
+		if len(f) > 1 {
+			f[0] += f[1] // "routine3"
+		}
+		order = append(order, f[0])
 	}
 	pos := -1
 	for i, o := range order {
