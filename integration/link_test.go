@@ -3,7 +3,9 @@ package integration
 import (
 	"bufio"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -279,6 +281,59 @@ func TestLinkKill(t *testing.T) {
 	}
 	for body, k := range countBodies(sam, time.Second, fromBea...) {
 		t.Errorf("sam received %q %d more time(s)", body, k)
+	}
+	t.Logf("linksim: %s", ls.stop())
+}
+
+// TestLinkMail: mail both ways over the HF link. swaks hands the shore a
+// mail for a ship user's address; it crosses the link and reaches the
+// ship user over XMPP, and the same the other way.
+func TestLinkMail(t *testing.T) {
+	integration(t)
+	requireMailPeers(t)
+	ls := startLinksim(t, "--rate", "2400", "--latency", "300ms")
+	ship := "ship" + randHex(3) + ".example"
+	shore := "shore" + randHex(3) + ".example"
+	mailMap := func(user, domain string) string {
+		f := filepath.Join(t.TempDir(), "mail.toml")
+		if err := os.WriteFile(f, []byte(fmt.Sprintf("[[user]]\naddress = \"%[1]s@mail.%[2]s\"\njid = \"%[1]s@%[2]s\"\n\n[[domain]]\nname = \"partner.example\"\n", user, domain)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	mailOf := func(domain, user string) string {
+		return mailConfig(domain, deadAddr(t)) + fmt.Sprintf("maps = [%q]\n", mailMap(user, domain))
+	}
+	s := startServer(t, serverOpts{Domain: ship, Extra: mailOf(ship, "sam") +
+		linkConfig(shore, ls.A, "0.0.0.2", fmt.Sprintf("mail_domains = [%q]\n", "mail."+shore))})
+	b := startServer(t, serverOpts{Domain: shore, Extra: mailOf(shore, "bea") +
+		linkConfig(ship, ls.B, "0.0.0.1", fmt.Sprintf("mail_domains = [%q]\n", "mail."+ship))})
+	s.AddUser("sam", "sam-password")
+	b.AddUser("bea", "bea-password")
+	sam := online(t, s, "sam", "sam-password", loginOpts{})
+	bea := online(t, b, "bea", "bea-password", loginOpts{})
+
+	if out, ok := swaks(t, smtpAddr(t, b), "--from", "ops@partner.example", "--to", "sam@mail."+ship,
+		"--header", "Subject: to the ship", "--header", "MMHS-Primary-Precedence: 4", "--body", "Mail for the ship."); !ok {
+		t.Fatalf("swaks to the shore:\n%s", out)
+	}
+	if out, ok := swaks(t, smtpAddr(t, s), "--from", "ops@partner.example", "--to", "bea@mail."+shore,
+		"--header", "Subject: to the shore", "--body", "Mail for the shore."); !ok {
+		t.Fatalf("swaks to the ship:\n%s", out)
+	}
+	for _, c := range []struct {
+		who        *client
+		subj, body string
+	}{{sam, "to the ship", "Mail for the ship."}, {bea, "to the shore", "Mail for the shore."}} {
+		m := c.who.ExpectWithin("the mail over the link", func(e *elem) bool {
+			return e.XMLName.Local == "message" && strings.Contains(e.ChildText("", "body"), c.body)
+		}, 60*time.Second)
+		if m.ChildText("", "subject") != c.subj {
+			t.Errorf("subject %q, want %q: %s", m.ChildText("", "subject"), c.subj, m)
+		}
+	}
+	for _, c := range []*client{sam, bea} {
+		c.ExpectNone("a second copy", func(e *elem) bool { return strings.Contains(e.ChildText("", "body"), "Mail for the") }, 3*time.Second)
 	}
 	t.Logf("linksim: %s", ls.stop())
 }

@@ -44,6 +44,7 @@ type linkService struct {
 	// enters it, and failures are reported through it.
 	mta    atomic.Pointer[mta.MTA]
 	rooms  []*muc.Service
+	log    *slog.Logger
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -83,7 +84,7 @@ func startLinks(cfg config.Config, log *slog.Logger, m *obs.Metrics, st queue.St
 	if len(cfg.Links) == 0 {
 		return nil, nil
 	}
-	s := &linkService{byMail: map[string]*relay.Link{}, rooms: rooms}
+	s := &linkService{byMail: map[string]*relay.Link{}, rooms: rooms, log: log}
 	local := localLinkDomains(cfg)
 	for i, lc := range cfg.Links {
 		key := fmt.Sprintf("link[%d] (%s)", i, lc.Name)
@@ -281,6 +282,7 @@ func (s *linkService) mailIn(name string) func(ctx context.Context, env relay.En
 		err := m.Accept(ctx, smtpin.Envelope{ID: id, From: env.From, To: env.To, Helo: name, Remote: "link:" + name}, msg)
 		var se *smtp.SMTPError
 		if errors.As(err, &se) && se.Code >= 500 {
+			s.log.Warn("mail from the link refused; its sender gets a DSN", "link", name, "from", env.From, "to", env.To, "code", se.Code, "reason", se.Message)
 			status := fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
 			return m.Report(ctx, id, env.From, env.To, msg, status, fmt.Errorf("%d %s", se.Code, se.Message))
 		}
