@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"testing"
 	"time"
@@ -136,5 +137,79 @@ func TestBRLINKTCPUpSendAck(t *testing.T) {
 				t.Errorf("receiver sent %d frames for 100 receipts", sb.FramesOut)
 			}
 		})
+	}
+}
+
+func TestBRLINKTCPReconnect(t *testing.T) {
+	ba, bb := tcpPair(t, fastLink("ship", "link"), fastLink("shore", "link"), 2048)
+	a, b := runPeer(t, ba), runPeer(t, bb)
+	a.next(t, Up, 5*time.Second, nil)
+	b.next(t, Up, 5*time.Second, nil)
+	ctx := context.Background()
+	send := func(from *testPeer, to *testPeer, i int) {
+		t.Helper()
+		if err := from.Send(ctx, &Item{ID: newID(i), Class: brlink.ClassXMPP, Payload: chatStanza(i)}); err != nil {
+			t.Fatal(err)
+		}
+		if e := to.next(t, Received, 5*time.Second, nil); !bytes.Equal(e.Item.Payload, chatStanza(i)) {
+			t.Fatalf("item %d: %q", i, e.Item.Payload)
+		}
+	}
+	for i := range 5 {
+		send(a, b, i)
+	}
+	// The shore restarts: the ship sees the connection go, then reconnects
+	// to a peer whose streams start empty.
+	addr := bb.Addr().String()
+	b.stop()
+	a.next(t, Down, 5*time.Second, nil)
+	cfg := fastLink("shore", "link")
+	var bb2 *TCPBearer
+	var err error
+	for range 50 { // the old listener's port may take a moment to free
+		if bb2, err = NewTCPBearer(TCPConfig{BRLINKConfig: cfg, Listen: addr}); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2 := runPeer(t, bb2)
+	a.next(t, Up, 5*time.Second, nil)
+	b2.next(t, Up, 5*time.Second, nil)
+	for i := 5; i < 10; i++ {
+		send(a, b2, i)
+		send(b2, a, 100+i)
+	}
+}
+
+func TestBRLINKTCPFraming(t *testing.T) {
+	for _, n := range []int{2, 4} {
+		c1, c2 := net.Pipe()
+		cfg := TCPConfig{MTU: 300, LengthBytes: n, WriteTimeout: time.Second}
+		w, r := newTCPConn(c1, cfg), newTCPConn(c2, cfg)
+		frame := bytes.Repeat([]byte{0xB1}, 300)
+		go w.Write(context.Background(), frame, brlink.Routine)
+		if e := <-r.Events(); !bytes.Equal(e.frame, frame) {
+			t.Fatalf("%d-byte prefix: got %d bytes", n, len(e.frame))
+		}
+		if err := w.Write(context.Background(), append(frame, 0), brlink.Routine); err == nil {
+			t.Fatalf("%d-byte prefix: frame over the MTU written", n)
+		}
+		if n == 4 {
+			// A length over what we accept ends the connection.
+			go c1.Write([]byte{0xFF, 0xFF, 0xFF, 0xFF})
+			select {
+			case _, ok := <-r.Events():
+				if ok || r.Err() == nil {
+					t.Fatal("4 GiB frame announced, connection kept")
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("4 GiB frame announced, reader still waiting")
+			}
+		}
+		w.Close()
+		r.Close()
 	}
 }
