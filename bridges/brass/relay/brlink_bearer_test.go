@@ -213,3 +213,31 @@ func TestBRLINKTCPFraming(t *testing.T) {
 		r.Close()
 	}
 }
+
+// A FLASH item overtakes a long ROUTINE one at the next segment boundary
+// instead of waiting for it to finish.
+func TestBRLINKPreemptsMidItem(t *testing.T) {
+	ca, cb := fastLink("ship", "none"), fastLink("shore", "none")
+	ca.Rate = 80_000 // 20 KiB take 2 s
+	ba, bb := tcpPair(t, ca, cb, 1024)
+	a, b := runPeer(t, ba), runPeer(t, bb)
+	a.next(t, Up, 5*time.Second, nil)
+	b.next(t, Up, 5*time.Second, nil)
+	ctx := context.Background()
+	long := bytes.Repeat([]byte("routine "), 20<<10/8)
+	if err := a.Send(ctx, &Item{ID: newID(1), Class: brlink.ClassEmail, Precedence: brlink.Routine, Payload: long}); err != nil {
+		t.Fatal(err)
+	}
+	for ba.Stats().DataBytesOut < 4096 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := a.Send(ctx, &Item{ID: newID(2), Class: brlink.ClassXMPP, Precedence: brlink.Flash, Payload: []byte("<message><body>flash</body></message>")}); err != nil {
+		t.Fatal(err)
+	}
+	if e := b.next(t, Received, 5*time.Second, nil); e.Item.ID != newID(2) {
+		t.Fatalf("first to arrive: %v with %d bytes; want the FLASH item", e.Item.Precedence, len(e.Item.Payload))
+	}
+	if e := b.next(t, Received, 5*time.Second, nil); !bytes.Equal(e.Item.Payload, long) {
+		t.Fatalf("the ROUTINE item after pre-emption: %d bytes", len(e.Item.Payload))
+	}
+}
