@@ -153,6 +153,20 @@ type BRLINKStats struct {
 // a carrier: segmentation, precedence with pre-emption at segment
 // boundaries, pacing, DEFLATE, HELLO, batched ACKs. It implements Bearer.
 // One goroutine, Run's, owns its state.
+//
+// Link up: on each carrier connection we pick a session nonce and send
+// HELLO (retried with doubling waits, HelloRetry to HelloRetryMax); Up
+// follows the HELLO-ACK that echoes it. Every HELLO is answered. A HELLO
+// with a new nonce while up means the peer restarted: our streams
+// restart, the queue empties and Up is reported again, so the relay
+// resends what is unacknowledged.
+//
+// Down: the carrier connection is lost (then reconnect after a jittered,
+// doubling wait, ReconnectMin to ReconnectMax); the peer is silent for
+// ProbeIdle and a probe HELLO gets no answer within ProbeTimeout (with the
+// defaults, 8 minutes of silence at worst); or, over SIS, the node rejects
+// a U_PDU with reason 1 (TTL expired), 2 (SAP not bound at the peer) or 3
+// (no response). A Down empties the bearer's queue.
 type BRLINKBearer struct {
 	cfg     BRLINKConfig
 	comp    brlink.Compression
@@ -306,7 +320,6 @@ type linkState struct {
 	ldefl       linkDeflater
 	linfl       linkInflater
 	reasm       *brlink.Reassembler
-	maxSegs     int
 	acks        []brlink.ID
 	ackAt       time.Time
 	out         []Event
