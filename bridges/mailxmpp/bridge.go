@@ -85,6 +85,7 @@ type Bridge struct {
 	threads *threads
 	out     chan outJob
 	kick    chan struct{} // capacity 1: join rooms now
+	pending *pendingSet   // mail handed to XMPP, in case it is refused
 
 	mu     sync.Mutex
 	joined map[string]bool // room bare JID (folded) → in the room
@@ -117,7 +118,7 @@ func New(cfg Config) (*Bridge, error) {
 	b := &Bridge{
 		cfg: cfg, domain: d, log: cfg.Logger.With("component", "mailxmpp"),
 		threads: newThreads(cfg.Threads), out: make(chan outJob, cfg.Queue),
-		kick: make(chan struct{}, 1), joined: map[string]bool{},
+		kick: make(chan struct{}, 1), joined: map[string]bool{}, pending: newPendingSet(),
 	}
 	b.m.Store(cfg.Map)
 	return b, nil

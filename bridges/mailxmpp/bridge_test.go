@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/aldis-im/aldis/core/identity"
+	"github.com/aldis-im/aldis/core/label"
 	"github.com/aldis-im/aldis/core/label/labeltest"
 	"github.com/aldis-im/aldis/core/queue"
 	"github.com/aldis-im/aldis/core/store"
@@ -141,10 +142,11 @@ clearance = "UNCLASSIFIED"
 `
 
 type env struct {
-	b   *Bridge
-	x   *fakeXMPP
-	out *fakeOutbox
-	dir *identity.Directory
+	b     *Bridge
+	x     *fakeXMPP
+	out   *fakeOutbox
+	dir   *identity.Directory
+	store *memStore
 }
 
 func newEnv(t *testing.T, labels bool) *env { return newEnvTB(t, labels) }
@@ -162,24 +164,53 @@ func parse2(tb testing.TB, data string) *mimemsg.Message {
 
 func newEnvTB(t testing.TB, labels bool) *env {
 	t.Helper()
+	o := envOpts{}
+	if labels {
+		o.spec = labeltest.Spec()
+	}
+	return newEnvWith(t, o)
+}
+
+// envOpts varies the test environment.
+type envOpts struct {
+	// spec is the label policy; zero: labels off.
+	spec label.FileSpec
+	// principals replace the mail domains' clearances and default labels.
+	principals map[string]identity.Spec
+	// outbox replaces the fake outbox (the real MTA, say).
+	outbox Outbox
+}
+
+func newEnvWith(t testing.TB, o envOpts) *env {
+	t.Helper()
 	m, err := mailmap.Parse("map.toml", []byte(testMap))
 	if err != nil {
 		t.Fatal(err)
 	}
 	e := &env{x: &fakeXMPP{ch: make(chan *wire.Element, 100)}, out: &fakeOutbox{}}
 	var g *seclabel.Guard
-	if labels {
-		set := labeltest.Set(t)
-		e.dir = identity.New(set, &memStore{m: map[string]string{"carol@example.org": "SECRET"}}, nil, time.Millisecond)
-		if err := e.dir.Replace(set, map[string]identity.Spec{
-			"mail:partner.example": {Clearance: "SECRET"}, "mail:*": {Clearance: "UNCLASSIFIED"},
-		}); err != nil {
+	if len(o.spec.Policies) > 0 {
+		set, errs := label.Build(o.spec)
+		if errs != nil {
+			t.Fatal(errs)
+		}
+		e.store = &memStore{m: map[string]string{"carol@example.org": "SECRET"}}
+		e.dir = identity.New(set, e.store, nil, time.Millisecond)
+		ps := o.principals
+		if ps == nil {
+			ps = map[string]identity.Spec{"mail:partner.example": {Clearance: "SECRET"}, "mail:*": {Clearance: "UNCLASSIFIED"}}
+		}
+		if err := e.dir.Replace(set, ps); err != nil {
 			t.Fatal(err)
 		}
 		g = seclabel.New(seclabel.Config{Directory: e.dir, Local: []string{"example.org"}})
 	}
+	var out Outbox = e.out
+	if o.outbox != nil {
+		out = o.outbox
+	}
 	e.b, err = New(Config{
-		Domain: "mail.example.org", Hostname: "mx.example.org", XMPP: e.x, Outbox: e.out, Map: m,
+		Domain: "mail.example.org", Hostname: "mx.example.org", XMPP: e.x, Outbox: out, Map: m,
 		Labels: g, AuthServID: "mx.example.org", JoinRetry: time.Hour,
 	})
 	if err != nil {

@@ -56,7 +56,8 @@ func (b *Bridge) Check(ctx context.Context, env smtpin.Envelope, msg *mimemsg.Me
 
 // Deliver delivers a queued mail to a local recipient (mta.Local). The
 // checks run again (the map or the policy may have changed since 250); a
-// refusal now is permanent, and bounces.
+// refusal now is permanent, and bounces. So does a refusal by the room or
+// the user's server after the stanza is handed over (see settle).
 func (b *Bridge) Deliver(ctx context.Context, from, to string, data []byte) error {
 	msg, err := mimemsg.Parse(bytes.NewReader(data), mimemsg.Limits{})
 	if err != nil {
@@ -66,6 +67,7 @@ func (b *Bridge) Deliver(ctx context.Context, from, to string, data []byte) erro
 	if err != nil {
 		return queue.Permanent(err)
 	}
+	in.envFrom, in.rcpt, in.data = from, to, data
 	m := b.mapping()
 	if u, ok := m.UserByAddress(to); ok {
 		return b.toUser(in, u)
@@ -82,6 +84,9 @@ type in struct {
 	sender string  // the sender's address as established
 	from   jid.JID // its escaped JID on the gateway domain
 	label  *wire.Element
+	// For a bounce if XMPP refuses it: the envelope, the mail as queued.
+	envFrom, rcpt string
+	data          []byte
 }
 
 // inbound establishes the sender and the label of a mail for recipients
@@ -251,6 +256,7 @@ func (b *Bridge) toUser(in *in, u mailmap.User) error {
 	if in.label != nil {
 		st.AddChild(in.label)
 	}
+	b.remember(st, to, in.envFrom, in.rcpt, in.data)
 	b.cfg.XMPP.Deliver(st, in.from, to)
 	return nil
 }
@@ -287,6 +293,7 @@ func (b *Bridge) toRoom(in *in, r mailmap.Room) error {
 	if in.label != nil {
 		st.AddChild(in.label)
 	}
+	b.remember(st, room, in.envFrom, in.rcpt, in.data)
 	b.cfg.XMPP.Deliver(st, occ, room)
 	return nil
 }

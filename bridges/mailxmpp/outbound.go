@@ -37,6 +37,9 @@ type outJob struct {
 
 // routeMessage takes a message for the gateway domain.
 func (b *Bridge) routeMessage(st *wire.Element, from, to jid.JID) {
+	if b.settle(st, from) {
+		return
+	}
 	switch {
 	case st.Attr("type") == "error":
 		b.log.Info("error from XMPP", "from", from.String(), "to", to.String(), "condition", errorCondition(st))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 
 	"github.com/aldis-im/aldis/bridges/mailxmpp"
@@ -58,7 +59,7 @@ func mailPrincipals(cfg config.Config, m *mailmap.Map) map[string]identity.Spec 
 
 // startMail starts the mail relay if [mail] enables it, with the bridge
 // when mm holds maps; nil otherwise.
-func startMail(cfg config.Config, log *slog.Logger, st queue.Store, src *certs.Hosts, rt *router.Router, labels *seclabel.Guard, mm *mailmap.Map, files mailxmpp.Files) (*mailService, error) {
+func startMail(cfg config.Config, log *slog.Logger, st queue.Store, src *certs.Hosts, rt *router.Router, labels *seclabel.Guard, mm *mailmap.Map, files mailxmpp.Files, links *linkService) (*mailService, error) {
 	mc := cfg.Mail
 	if !mc.Enabled {
 		return nil, nil
@@ -72,8 +73,13 @@ func startMail(cfg config.Config, log *slog.Logger, st queue.Store, src *certs.H
 	if err != nil {
 		return nil, err
 	}
-	m, err := mta.New(st, rc, mta.Config{
-		Hostname: host, Domains: mc.RelayDomains, MaxHops: mc.MaxHops, Logger: log,
+	// Mail for the links' mail domains crosses them; the rest goes by SMTP.
+	var snd mta.Sender = rc
+	if links != nil {
+		snd = linkSender{next: rc, s: links}
+	}
+	m, err := mta.New(st, snd, mta.Config{
+		Hostname: host, Domains: append(slices.Clone(mc.RelayDomains), cfg.LinkMailDomains()...), MaxHops: mc.MaxHops, Logger: log,
 		Queue: queue.Config{
 			Workers: mc.Workers, PerDest: mc.PerDomain, MinBackoff: mc.RetryMin, MaxBackoff: mc.RetryMax,
 			MaxAge: mc.MaxQueueTime,
@@ -139,6 +145,7 @@ func startMail(cfg config.Config, log *slog.Logger, st queue.Store, src *certs.H
 			}
 		}()
 	}
+	links.setMTA(m)
 	if n, err := m.Queued(ctx); err == nil && n > 0 {
 		log.Info("mail queue resumed", "queued", n)
 	}

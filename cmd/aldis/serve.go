@@ -144,6 +144,10 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 			}
 			admins = append(admins, j)
 		}
+		feds, err := mucFederations(cfg)
+		if err != nil {
+			return err
+		}
 		for _, host := range cfg.Domains() {
 			var observers []string
 			if len(cfg.IRC.Maps) > 0 {
@@ -154,6 +158,8 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 				MaxRooms: cfg.MUC.MaxRooms, MaxOccupants: cfg.MUC.MaxOccupants, History: cfg.MUC.History,
 				AdminsOnly: cfg.MUC.Creators == "admins", Admins: admins, Archive: roomArchive, Labels: labels,
 				Observers: observers,
+				Federate:  feds[cfg.MUCDomainOf(host)], FederationFrom: cfg.MUC.FederationFrom,
+				FederationGrace: cfg.MUC.FederationGrace, LinkQueued: linkDomains(cfg),
 			})
 			if err != nil {
 				return fmt.Errorf("chat service of %s: %w", host, err)
@@ -192,6 +198,18 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 	if err != nil {
 		return err
 	}
+	// Constrained links, for their domains instead of s2s (startLinks).
+	links, err := startLinks(cfg, log, m, st, rt, labels, rooms, src)
+	if err != nil {
+		return err
+	}
+	// After the mail relay's shutdown (deferred later, so run earlier):
+	// mail in flight between them is committed to one queue or the other.
+	defer func() {
+		lctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
+		defer cancel()
+		links.shutdown(lctx)
+	}()
 	uploads, err := startUpload(cfg, log, src, rt)
 	if err != nil {
 		return err
@@ -201,7 +219,7 @@ func serve(ctx context.Context, cfg config.Config, path string, stdout, stderr i
 		defer cancel()
 		uploads.shutdown(uctx)
 	}()
-	mailSvc, err := startMail(cfg, log, st, src, rt, labels, mailMap, uploads.files())
+	mailSvc, err := startMail(cfg, log, st, src, rt, labels, mailMap, uploads.files(), links)
 	if err != nil {
 		return err
 	}
@@ -369,4 +387,26 @@ func openCertificates(cfg config.Config, log *slog.Logger) (*certs.Hosts, error)
 		by[h.Domain] = src
 	}
 	return certs.NewHosts(def, by), nil
+}
+
+// mucFederations sorts the [[muc.federate]] rooms by the chat service they are on (XEP-0289).
+// The link relay's state callback reaches them through each service's PeerDown and PeerUp.
+func mucFederations(cfg config.Config) (map[string][]muc.Federation, error) {
+	out := map[string][]muc.Federation{}
+	for i, f := range cfg.MUC.Federate {
+		room, err := jid.Parse(cfg.FederatedRoom(f))
+		if err != nil {
+			return nil, fmt.Errorf("muc.federate[%d].room: %w", i, err)
+		}
+		with, err := jid.Parse(f.With)
+		if err != nil {
+			return nil, fmt.Errorf("muc.federate[%d].with: %w", i, err)
+		}
+		mode, ok := muc.ParseFedMode(f.Mode)
+		if !ok {
+			return nil, fmt.Errorf("muc.federate[%d].mode: %q is not a federation mode", i, f.Mode)
+		}
+		out[room.Domain()] = append(out[room.Domain()], muc.Federation{Room: room.Local(), With: with.Bare(), Mode: mode, GhostGrace: f.GhostGrace})
+	}
+	return out, nil
 }

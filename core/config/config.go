@@ -33,6 +33,8 @@ type Config struct {
 	Upload     Upload     `toml:"upload"` // HTTP file upload (upload.go)
 	// Gateway is where `aldis gateway irc` attaches the IRC gateway as a component (irc.go).
 	Gateway Gateway `toml:"gateway"`
+	// Links are constrained links to far-side servers (link.go).
+	Links []Link `toml:"link"`
 }
 
 // Server is the [server] table.
@@ -123,6 +125,13 @@ type MUC struct {
 	Creators string `toml:"creators"`
 	// Admins are bare JIDs of service administrators: they may always create rooms.
 	Admins []string `toml:"admins"`
+	// Federate lists local rooms that join remote rooms (XEP-0289 FMUC, see fmuc.go).
+	Federate []MUCFederation `toml:"federate"`
+	// FederationFrom lists the domains whose rooms may join ours; the others are refused.
+	FederationFrom []string `toml:"federation_from"`
+	// FederationGrace is how long the occupants of a room that joined ours stay after the link
+	// to it is lost.
+	FederationGrace time.Duration `toml:"federation_ghost_grace"`
 }
 
 // Archive is the [archive] table: the server-side message archive (XEP-0313).
@@ -180,18 +189,21 @@ func Default() Config {
 		Offline: Offline{MaxPerUser: 1000},
 		Admin:   Admin{Listen: "127.0.0.1:5280"},
 		MUC: MUC{
-			Enabled:      true,
-			MaxRooms:     10000,
-			MaxOccupants: 200,
-			History:      20,
-			Creators:     "local",
-			Admins:       []string{},
+			Enabled:        true,
+			MaxRooms:       10000,
+			MaxOccupants:   200,
+			History:        20,
+			Creators:       "local",
+			Admins:         []string{},
+			Federate:       []MUCFederation{},
+			FederationFrom: []string{},
 		},
 		Archive:    Archive{Enabled: true, MaxPage: 100},
 		S2S:        defaultS2S(),
 		Components: defaultComponents(),
 		Labels:     Labels{Mode: "enforce"},
 		Upload:     defaultUpload(),
+		Links:      []Link{},
 		Mail:       defaultMail(),
 		IRC:        IRC{Maps: []string{}, Linger: 60 * time.Second, RejoinInterval: 30 * time.Second},
 	}

@@ -76,6 +76,16 @@ func defaultMail() Mail {
 	}
 }
 
+// LinkMailDomains lists the mail domains reached over [[link]]s: the mail
+// relay accepts mail for them as it does for its relay domains.
+func (c Config) LinkMailDomains() []string {
+	var out []string
+	for _, l := range c.Links {
+		out = append(out, l.MailDomains...)
+	}
+	return out
+}
+
 // MailHostname returns Mail.Hostname, or the server's domain when it is empty.
 func (c Config) MailHostname() string {
 	if c.Mail.Hostname != "" {
@@ -114,7 +124,7 @@ func (c Config) mailProblems(ck *checker, listener func(key, addr string)) {
 		for i, a := range m.Listen {
 			listener(indexKey("mail.listen", i), a)
 		}
-		if len(m.RelayDomains) == 0 && len(m.Maps) == 0 {
+		if len(m.RelayDomains) == 0 && len(m.Maps) == 0 && len(c.LinkMailDomains()) == 0 {
 			ck.add("and mail.maps are empty, so the enabled mail relay would refuse every recipient", "mail.relay_domains", "mail.enabled")
 		}
 	}

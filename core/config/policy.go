@@ -68,6 +68,13 @@ func (c Config) Principals() []Principal {
 	for _, comp := range c.Components.Component {
 		out = append(out, Principal{Name: "peer:" + comp.Domain, Clearance: comp.Clearance, Label: comp.Label})
 	}
+	// A link is the principal of every domain behind it: the router's
+	// egress check refuses at enqueue what the link may not carry.
+	for _, l := range c.Links {
+		for _, d := range l.PeerDomains {
+			out = append(out, Principal{Name: "peer:" + d, Clearance: l.Clearance, Label: l.Label})
+		}
+	}
 	return out
 }
 
@@ -94,6 +101,11 @@ func CheckLabels(path string, c Config, set *label.Set) error {
 		key := indexKey("components.component", i)
 		check(key+".clearance", comp.Clearance, clearance)
 		check(key+".label", comp.Label, lab)
+	}
+	for i, l := range c.Links {
+		key := indexKey("link", i)
+		check(key+".clearance", l.Clearance, clearance)
+		check(key+".label", l.Label, lab)
 	}
 	if len(probs) == 0 {
 		return nil

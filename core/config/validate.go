@@ -196,6 +196,7 @@ func (c Config) problems() []problem {
 	if c.MUC.Enabled && c.MUC.Creators == "admins" && len(c.MUC.Admins) == 0 {
 		ck.add(`is "admins" but muc.admins is empty, so nobody could create a room`, "muc.creators", "muc.admins")
 	}
+	c.mucFederationProblems(&ck)
 
 	// 0 keeps messages forever; anything shorter than the hourly pruning is a unit mistake.
 	if c.Archive.Retention != 0 {
@@ -205,6 +206,7 @@ func (c Config) problems() []problem {
 	c.federationProblems(&ck, listener)
 	c.uploadProblems(&ck, listener)
 	c.mailProblems(&ck, listener)
+	c.linkProblems(&ck, listener)
 
 	ck.oneOf("labels.mode", c.Labels.Mode, "enforce", "warn")
 	c.ircProblems(&ck)

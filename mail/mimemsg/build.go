@@ -166,14 +166,21 @@ func Build(o Outgoing) ([]byte, error) {
 // FormatAddress renders a mailbox with its display name encoded per RFC
 // 2047 where needed; ErrHeader if Addr is not a plain addr-spec.
 func FormatAddress(a Address) (string, error) {
-	if a.Addr == "" || strings.ContainsAny(a.Addr, "\r\n<>,; \t\"") {
+	if a.Addr == "" || strings.ContainsFunc(a.Addr, func(r rune) bool { return r < ' ' || r == 0x7f }) {
 		return "", fmt.Errorf("%w: address %q", ErrHeader, a.Addr)
 	}
-	if _, err := mail.ParseAddress("<" + a.Addr + ">"); err != nil {
+	// net/mail quotes the local part ("john smith"@example.com) and quotes
+	// or encodes the name as needed; what it writes must read back as the
+	// same address, which refuses what no quoting carries.
+	s := (&mail.Address{Name: clean(a.Name), Address: a.Addr}).String()
+	back, err := mail.ParseAddress(s)
+	if err != nil {
 		return "", fmt.Errorf("%w: address %q: %v", ErrHeader, a.Addr, err)
 	}
-	// net/mail quotes or encodes the name as needed.
-	return (&mail.Address{Name: clean(a.Name), Address: a.Addr}).String(), nil
+	if back.Address != a.Addr {
+		return "", fmt.Errorf("%w: address %q does not survive quoting", ErrHeader, a.Addr)
+	}
+	return s, nil
 }
 
 // msgID renders a message ID in angle brackets; ErrHeader if it holds

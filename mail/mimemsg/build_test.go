@@ -2,6 +2,7 @@ package mimemsg
 
 import (
 	"bytes"
+	"net/mail"
 	"strings"
 	"testing"
 )
@@ -36,4 +37,25 @@ func TestBuildAttachments(t *testing.T) {
 	if b := m.Attachments[1]; string(b.Data) != "hi" || b.ContentType != "application/octet-stream" {
 		t.Fatalf("second attachment %+v", b)
 	}
+}
+
+// An address FormatAddress writes stays on one line and reads back as the
+// same address: quoting ("john smith"@x, "x@y"@x) never changes it.
+func FuzzFormatAddress(f *testing.F) {
+	for _, a := range []string{"a@example.org", "john smith@example.org", "x@y@example.org", `q"\@x`, "a\r\nBcc: v@x@y", "élise@x"} {
+		f.Add("Name", a)
+	}
+	f.Fuzz(func(t *testing.T, name, addr string) {
+		s, err := FormatAddress(Address{Name: name, Addr: addr})
+		if err != nil {
+			return
+		}
+		if strings.ContainsAny(s, "\r\n") {
+			t.Fatalf("%q written over lines: %q", addr, s)
+		}
+		back, err := mail.ParseAddress(s)
+		if err != nil || back.Address != addr {
+			t.Fatalf("%q written as %q reads back as %v, %v", addr, s, back, err)
+		}
+	})
 }

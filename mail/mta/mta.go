@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/aldis-im/aldis/core/queue"
+	"github.com/aldis-im/aldis/core/store"
 	"github.com/aldis-im/aldis/mail/dsn"
 	"github.com/aldis-im/aldis/mail/mimemsg"
 	"github.com/aldis-im/aldis/mail/relay"
@@ -205,7 +206,11 @@ func (m *MTA) Accept(ctx context.Context, env smtpin.Envelope, data []byte) erro
 		}
 		items = append(items, it)
 	}
-	if _, err := m.q.Add(ctx, items...); err != nil {
+	if _, err := m.q.Add(ctx, items...); errors.Is(err, store.ErrExists) {
+		// The same transaction again (a carrier that delivers at least
+		// once): it is queued already.
+		return nil
+	} else if err != nil {
 		m.log.Error("queueing mail", "id", env.ID, "err", err)
 		return reply(451, 4, 3, 0, "Temporary failure storing the message, try again later")
 	}

@@ -244,3 +244,33 @@ func TestLocal(t *testing.T) {
 		t.Errorf("%d messages sent, want 1 (no bounce)", n)
 	}
 }
+
+// A carrier that took mail over from the queue reports its failure with a
+// DSN, once per key; the same transaction accepted twice is queued once.
+func TestReportAndIdempotentAccept(t *testing.T) {
+	snd := &fakeSender{}
+	m := newMTA(t, snd)
+	ctx := t.Context()
+	for range 2 {
+		if err := m.Report(ctx, "k1", "alice@example.net", []string{"bob@ship.example"}, []byte(mail1), "4.4.7", errors.New("link down too long")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the report", func() bool { return len(snd.all()) == 1 })
+	b := snd.all()[0]
+	if b.from != "" || b.to != "alice@example.net" || !strings.Contains(b.data, "Status: 4.4.7") ||
+		!strings.Contains(b.data, "Final-Recipient: rfc822; bob@ship.example") {
+		t.Errorf("report %+v", b)
+	}
+	env := smtpin.Envelope{ID: "same", From: "alice@example.org", To: []string{"bob@example.net"}}
+	for range 2 {
+		if err := m.Accept(ctx, env, []byte(mail1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "one delivery", func() bool { return len(snd.all()) == 2 })
+	time.Sleep(50 * time.Millisecond)
+	if n := len(snd.all()); n != 2 {
+		t.Errorf("%d messages sent, want the report and one delivery", n)
+	}
+}

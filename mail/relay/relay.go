@@ -226,10 +226,10 @@ func (c *Client) sendTo(ctx context.Context, addr, from, to string, data []byte)
 	if max, ok := cl.MaxMessageSize(); ok && max > 0 && len(data) > max {
 		return &Error{Permanent: true, Host: host, Err: fmt.Errorf("message of %d bytes is over the server's limit of %s", len(data), strconv.Itoa(max))}
 	}
-	if err := cl.Mail(from, nil); err != nil {
+	if err := cl.Mail(Path(from), nil); err != nil {
 		return fail(err)
 	}
-	if err := cl.Rcpt(to, nil); err != nil {
+	if err := cl.Rcpt(Path(to), nil); err != nil {
 		return fail(err)
 	}
 	w, err := cl.Data()
@@ -307,4 +307,42 @@ func (g *greetedConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return g.Conn.Read(p)
+}
+
+// Path writes an address as the inside of an RFC 5321 path. Addresses are
+// kept with their local part unquoted (as go-smtp and net/mail give them),
+// so one that is not a dot-string ("john smith", "x@y") is quoted here.
+func Path(addr string) string {
+	at := strings.LastIndexByte(addr, '@')
+	if at <= 0 || isDotString(addr[:at]) {
+		return addr
+	}
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range addr[:at] {
+		if r == '"' || r == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	b.WriteByte('"')
+	b.WriteString(addr[at:])
+	return b.String()
+}
+
+// isDotString reports whether s is an RFC 5321 Dot-string (with RFC 6531
+// UTF-8): atoms of atext joined by single dots.
+func isDotString(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case r >= 0x80, r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.':
+		case strings.ContainsRune("!#$%&'*+-/=?^_`{|}~", r):
+		default:
+			return false
+		}
+	}
+	return true
 }

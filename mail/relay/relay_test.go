@@ -191,3 +191,32 @@ func TestMX(t *testing.T) {
 		t.Errorf("no such domain: %v, want permanent", err)
 	}
 }
+
+// Addresses whose local part is not a dot-string go quoted in MAIL and
+// RCPT, and arrive as the same address.
+func TestQuotedLocalParts(t *testing.T) {
+	addr, mx := startMX(t, false)
+	c, err := New(Config{Hostname: "gw.example.org", Smarthost: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"john smith@example.net", "x@y@example.net", `say "hi"\now@example.net`, "a/b.c+d@example.net"} {
+		if err := c.Send(t.Context(), a, a, []byte("Subject: x\r\n\r\nhi\r\n")); err != nil {
+			t.Errorf("%q: %v", a, err)
+		}
+	}
+	for _, c := range []struct{ in, out string }{
+		{"a.b@x", "a.b@x"}, {"john smith@x", `"john smith"@x`}, {"x@y@z", `"x@y"@z`},
+		{`q"\@x`, `"q\"\\"@x`}, {".a@x", `".a"@x`}, {"a..b@x", `"a..b"@x`}, {"élise@x", "élise@x"}, {"", ""},
+	} {
+		if got := Path(c.in); got != c.out {
+			t.Errorf("Path(%q) = %q, want %q", c.in, got, c.out)
+		}
+	}
+	mx.mu.Lock()
+	defer mx.mu.Unlock()
+	if len(mx.got) != 4 || !strings.HasPrefix(mx.got[0], "john smith@example.net john smith@example.net ") ||
+		!strings.HasPrefix(mx.got[2], `say "hi"\now@example.net say "hi"\now@example.net `) {
+		t.Errorf("received %q", mx.got)
+	}
+}

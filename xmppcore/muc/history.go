@@ -25,15 +25,16 @@ type history struct {
 type histEntry struct {
 	m     *wire.Element // as reflected, without to
 	from  jid.JID
+	real  jid.JID // the sender's real JID, for federated rooms (zero: unknown)
 	stamp time.Time
 	size  int // characters of the stanza, for maxchars
 }
 
-func (h *history) add(m *wire.Element, from jid.JID, now time.Time) {
+func (h *history) add(m *wire.Element, from, real jid.JID, now time.Time) {
 	if h.max <= 0 {
 		return
 	}
-	e := histEntry{m: m, from: from, stamp: now, size: utf8.RuneCountInString(m.String())}
+	e := histEntry{m: m, from: from, real: real, stamp: now, size: utf8.RuneCountInString(m.String())}
 	if len(h.buf) < h.max {
 		h.buf = append(h.buf, e)
 		return
@@ -131,7 +132,7 @@ func (r *room) loadHistory() {
 		}
 		m.RemoveAttr("to")
 		m.AddChild(r.stanzaID(am.ID))
-		r.hist.add(m, from, am.Stored)
+		r.hist.add(m, from, jid.JID{}, am.Stored)
 	}
 }
 
@@ -150,4 +151,27 @@ func (r *room) sendHistory(to jid.JID, req *wire.Element) {
 		m.AddChild(r.delay(e.stamp)) // m's children are capped: this copies them
 		r.deliver(m, e.from, to)
 	}
+}
+
+// insert adds an entry where its stamp puts it: history a federated room
+// receives merges with the room's own by time (XEP-0289 §3.2).
+func (h *history) insert(e histEntry) {
+	if h.max <= 0 {
+		return
+	}
+	n := len(h.buf)
+	if n == 0 || !e.stamp.Before(h.at(n-1).stamp) {
+		h.add(e.m, e.from, e.real, e.stamp)
+		return
+	}
+	all := make([]histEntry, 0, n+1)
+	for i := range n {
+		all = append(all, h.at(i))
+	}
+	i, _ := slices.BinarySearchFunc(all, e.stamp, func(x histEntry, t time.Time) int { return x.stamp.Compare(t) })
+	all = slices.Insert(all, i, e)
+	if len(all) > h.max {
+		all = all[len(all)-h.max:]
+	}
+	h.buf, h.start = all, 0
 }

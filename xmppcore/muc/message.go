@@ -78,15 +78,29 @@ func (r *room) groupchat(ev event) {
 		seclabel.Strip(m) // a subject carries no label and is not checked (XEP-0258 §MUC)
 		r.broadcast(m, from)
 		r.save()
+		for _, p := range r.peers() {
+			if p.state == peerJoined {
+				r.sendToPeer(p, r.fedCopy(m, ev.from), p.room)
+			}
+		}
 		return
 	}
 	if o.role < roleParticipant {
 		r.refuse(ev, stanza.Auth, "forbidden", "visitors may not speak in this room")
 		return
 	}
+	if r.up != nil && !r.localGroupchat(ev, o) {
+		return
+	}
 	m := reflect(st, from)
 	if !r.admit(ev, m) {
 		return
+	}
+	if r.seen != nil {
+		// Identified on every node, so that an echo or a redelivery
+		// after an outage is not shown twice.
+		ensureOriginID(m)
+		r.seen.seen(originKey(m, ev.from), r.now())
 	}
 	if m.Child("body", "") != nil && r.archiving() {
 		if id := r.s.cfg.Archive.RecordRoom(r.jid, m); id != "" {
@@ -95,7 +109,10 @@ func (r *room) groupchat(ev event) {
 	}
 	r.broadcast(m, from)
 	if m.Child("body", "") != nil {
-		r.hist.add(m, from, r.now())
+		r.hist.add(m, from, ev.from, r.now())
+	}
+	if r.federated() {
+		r.fanMessage(m, ev.from, nil, false)
 	}
 }
 
@@ -189,6 +206,10 @@ func (r *room) private(ev event) {
 	}
 	if !r.mayReceive(m, t, seclabel.PointDelivery) {
 		r.deliver(seclabel.Forbidden(ev.st, ""), ev.to, ev.from) // E2
+		return
+	}
+	if t.via != nil {
+		r.pmToPeer(m, ev.from, t)
 		return
 	}
 	for _, sj := range t.sessions {

@@ -120,6 +120,23 @@ type Config struct {
 	Now func() time.Time
 	// Labels enforces security labels (XEP-0258) in rooms; nil turns them off.
 	Labels *seclabel.Guard
+	// Federate lists the rooms of this service that join rooms elsewhere
+	// (XEP-0289 FMUC, fmuc.go).
+	Federate []Federation
+	// FederationFrom lists the domains whose rooms may join ours; the
+	// others are refused with <reject/>.
+	FederationFrom []string
+	// FederationGrace is how long the occupants of a room that joined ours
+	// stay after the link to it is lost; 0 removes them at once.
+	FederationGrace time.Duration
+	// LinkQueued lists peer domains whose carrier keeps what it cannot
+	// send yet (a constrained link relay): rooms keep sending to them while
+	// they are down rather than queue.
+	LinkQueued []string
+	// FedJoinTimeout bounds the wait for a joined room's answer; 0: 30s.
+	// FedRetry is how often a room retries a peer it found unreachable by
+	// itself (not told by PeerDown); 0: a minute.
+	FedJoinTimeout, FedRetry time.Duration
 	// Observers are domains of trusted local services (the IRC gateway) whose occupants see
 	// occupants' real JIDs in semi-anonymous rooms, as moderators do: a gateway keys its
 	// per-user connections by real JID.
@@ -144,6 +161,13 @@ type Service struct {
 	wg     sync.WaitGroup // room goroutines
 
 	occupants atomic.Int64
+
+	// Federation (fmuc.go): read-only after New, but for carrierDown.
+	feds        map[jid.JID]Federation // by local room
+	fedFrom     map[string]bool
+	linkQueued  map[string]bool
+	fedMu       sync.Mutex
+	carrierDown map[string]bool // domains PeerDown reported and PeerUp did not clear
 }
 
 // New builds the service and loads its persistent rooms from the store.
@@ -180,6 +204,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	for _, d := range cfg.Observers {
 		s.observers[d] = true
 	}
+	s.fedSetup()
 	if err := s.load(ctx); err != nil {
 		cancel()
 		return nil, err
@@ -261,11 +286,17 @@ func (s *Service) Route(st *wire.Element, from, to jid.JID) {
 		return
 	}
 	s.mu.RUnlock()
+	if st.Local() == "presence" && st.Child("fmuc", NSFMUC) != nil {
+		if st.Attr("type") == "" && to.Resource() != "" {
+			s.fedReject(from, to, "No such room.")
+		}
+		return
+	}
 	if !isJoin(st) || to.Resource() == "" {
 		s.noRoom(ev)
 		return
 	}
-	if !s.mayCreate(from) {
+	if _, fed := s.feds[bare]; !s.mayCreate(from) && !(fed && from.Domain() == s.cfg.ServerDomain) {
 		s.refuse(ev, stanza.Cancel, "not-allowed", "room creation is restricted")
 		return
 	}

@@ -20,6 +20,12 @@ type occupant struct {
 	shownJID jid.JID   // the session whose JID the room shows: the one that spoke last
 	pres     []wire.Node
 	presNS   []wire.Attr // xmlns:p declarations the payload may rely on
+	// Federation: the peer room the occupant is on (nil: it is local, and
+	// has sessions here); for a local one, whether the room we joined has
+	// it; for a remote one, whether a rejoin has not confirmed it yet.
+	via      *fedPeer
+	upJoined bool
+	stale    bool
 }
 
 // presOpts describes one presence of an occupant.
@@ -34,6 +40,7 @@ type presOpts struct {
 	status      string // exit text of an unavailable presence
 	destroy     *wire.Element
 	id          string
+	noUp        bool // not for the room we joined: it knows already
 }
 
 // presence handles a presence to the room or an occupant JID.
@@ -120,9 +127,18 @@ func (r *room) join(ev event) {
 	}
 	var codes []string
 	if creating {
-		r.exists, r.locked = true, true
+		r.exists = true
 		r.affs[ev.from.Bare()] = affEntry{aff: affOwner}
-		codes = append(codes, "201")
+		if r.up == nil {
+			r.locked = true
+			codes = append(codes, "201")
+		} else {
+			// Configured by the operator: the room opens at once.
+			r.publish()
+		}
+	}
+	if existing == nil && r.fedJoin(ev) {
+		return // held until the federated room answers
 	}
 	o := existing
 	if o == nil {
@@ -135,7 +151,7 @@ func (r *room) join(ev event) {
 	r.sessions[ev.from] = o
 	o.setPresence(st, ev.from)
 	if existing == nil {
-		r.broadcastPresence(o, presOpts{}, false)
+		r.broadcastPresence(o, presOpts{noUp: ev.fedOK}, false)
 	}
 	r.welcome(ev, o, codes)
 	if creating {
@@ -315,6 +331,13 @@ func (r *room) broadcastPresence(o *occupant, opts presOpts, self bool) {
 	}
 	if self {
 		r.tellSelf(o, opts)
+	}
+	if r.federated() {
+		opts.self = false
+		r.fanPresence(o, opts)
+		if opts.unavailable && opts.newNick == "" && o.via == nil {
+			r.fedLeft()
+		}
 	}
 }
 

@@ -21,6 +21,7 @@ type evKind uint8
 const (
 	evStanza evKind = iota
 	evShutdown
+	evFed // a federation timer or link state change: fed
 )
 
 // event is a stanza for a room (st is read-only: copy before changing it).
@@ -28,6 +29,8 @@ type event struct {
 	kind     evKind
 	st       *wire.Element
 	from, to jid.JID
+	fed      fedEvent
+	fedOK    bool // a join the federated room accepted (or could not be asked)
 }
 
 // roomInfo is what a room publishes for the service's disco#items, which
@@ -69,6 +72,12 @@ type room struct {
 	lab    *label.Label
 	clr    *label.Clearance
 	labSet *label.Set // the policies lab and clr were read under
+	// Federation (fmuc.go): the room this one joined, the rooms that
+	// joined this one, and the origin-ids of messages seen.
+	up        *fedPeer
+	downs     map[jid.JID]*fedPeer
+	seen      *originLRU
+	fedActive atomic.Bool // has peers: link state changes concern it
 }
 
 type affEntry struct {
@@ -89,6 +98,7 @@ func newRoom(s *Service, j jid.JID) *room {
 	r.conf = defaultConfig(s.cfg.MaxOccupants)
 	r.hist.max = s.cfg.History
 	r.setupLabels()
+	r.fedInit()
 	return r
 }
 
@@ -152,7 +162,13 @@ func (r *room) run() {
 // disposable reports whether the room can go: never created, destroyed, or
 // temporary and empty.
 func (r *room) disposable() bool {
-	return !r.exists || r.destroyed || (len(r.occupants) == 0 && !r.conf.Persistent)
+	return !r.exists || r.destroyed || (r.empty() && !r.conf.Persistent)
+}
+
+// empty reports whether the room has no occupants and no join waiting
+// for a federated room's answer.
+func (r *room) empty() bool {
+	return len(r.occupants) == 0 && (r.up == nil || len(r.up.pending) == 0)
 }
 
 func (r *room) handle(ev event) {
@@ -160,11 +176,18 @@ func (r *room) handle(ev event) {
 		r.shutdown()
 		return
 	}
-	if r.exists && !r.destroyed && len(r.occupants) == 0 && !r.conf.Persistent {
+	if ev.kind == evFed {
+		r.handleFed(ev.fed)
+		return
+	}
+	if r.exists && !r.destroyed && r.empty() && !r.conf.Persistent {
 		// A temporary room ends with its last occupant, even if this
 		// goroutine has not retired it yet: what follows finds no room,
 		// and a join creates a new one.
 		r.reset()
+	}
+	if r.fedInbound(ev) {
+		return
 	}
 	if r.destroyed || (!r.exists && !isJoin(ev.st)) {
 		r.s.noRoom(ev)
@@ -191,6 +214,9 @@ func (r *room) reset() {
 	clear(r.iqs)
 	r.subject = subject{}
 	r.hist = history{max: r.s.cfg.History}
+	r.downs = nil
+	r.fedActive.Store(false)
+	r.fedInit()
 	r.publish()
 }
 

@@ -84,4 +84,7 @@ type Event struct {
 var (
 	ErrDown     = errors.New("relay: link down")
 	ErrTooLarge = errors.New("relay: item too large for the link")
+	// ErrBadItem: the bearer can never carry this item (it breaks the
+	// agreement with the far side); the item fails at once.
+	ErrBadItem = errors.New("relay: item the link cannot carry")
 )

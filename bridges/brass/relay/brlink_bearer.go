@@ -945,7 +945,13 @@ func (l *linkState) onData(f *brlink.Frame, now time.Time) {
 	}
 	if deflated && mode == brlink.CompressLink {
 		p, err := l.linfl.inflate(f.Precedence, payload)
-		if err != nil {
+		switch {
+		case errors.Is(err, errStale), errors.Is(err, errStreamBroken):
+			// A restart is asked for already, or the peer made one: the
+			// item comes again on the new stream.
+			l.log.Debug("brlink: link stream", "err", err)
+			return
+		case err != nil:
 			l.log.Warn("brlink: link stream", "err", err)
 			l.askResync(now)
 			return

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/aldis-im/aldis/bridges/brass/brlink"
 )
@@ -23,6 +24,9 @@ var (
 	errStreamBroken = errors.New("brlink: link DEFLATE stream broken until the peer resets it")
 	errStreamGap    = errors.New("brlink: link DEFLATE stream has a gap")
 	errInflateLimit = errors.New("brlink: decompressed size over the limit")
+	// errStale: an item of a stream the peer has since restarted, still
+	// arriving from the modem's queue; its item is sent again.
+	errStale = errors.New("brlink: item of an earlier link stream")
 )
 
 // frameDeflater compresses items for CompressFrame: every chunk is its own
@@ -159,6 +163,10 @@ type linkInflater struct {
 type inStream struct {
 	started bool
 	epoch   uint8
+	// retired are the epochs this stream has moved past: frames of them
+	// can still be in the modem's queue (16 KiB at 2,400 bit/s is a
+	// minute of air), and joining them would break the stream again.
+	retired []uint8
 	next    uint16
 	broken  bool
 	in      feeder
@@ -168,8 +176,22 @@ type inStream struct {
 // forget drops the streams' state: the next item of each starts one.
 func (d *linkInflater) forget() {
 	for i := range d.streams {
+		d.streams[i].retire()
 		d.streams[i].started = false
 	}
+}
+
+// maxRetired bounds the epochs a stream remembers.
+const maxRetired = 8
+
+func (s *inStream) retire() {
+	if !s.started || slices.Contains(s.retired, s.epoch) {
+		return
+	}
+	if len(s.retired) == maxRetired {
+		s.retired = s.retired[1:]
+	}
+	s.retired = append(s.retired, s.epoch)
 }
 
 func (d *linkInflater) inflate(prec brlink.Precedence, p []byte) ([]byte, error) {
@@ -182,7 +204,11 @@ func (d *linkInflater) inflate(prec brlink.Precedence, p []byte) ([]byte, error)
 	if k <= 0 {
 		return nil, fmt.Errorf("brlink: link DEFLATE length: %w", brlink.ErrInvalid)
 	}
+	if (!s.started || epoch != s.epoch) && slices.Contains(s.retired, epoch) {
+		return nil, errStale
+	}
 	if !s.started || epoch != s.epoch {
+		s.retire()
 		// The sender restarted its streams. Joining at a later sequence
 		// is safe: a stream's suffix decodes or fails, never silently
 		// wrong, as back-references cannot reach before what we hold.

@@ -34,7 +34,8 @@ type DB struct {
 var _ store.Store = (*DB)(nil)
 
 func dialect() sqlstore.Dialect {
-	return sqlstore.Dialect{Name: "sqlite", Migrations: migrations()}
+	return sqlstore.Dialect{Name: "sqlite", Migrations: migrations(),
+		Durable: "PRAGMA synchronous=FULL", Relaxed: "PRAGMA synchronous=NORMAL"}
 }
 
 // Open opens or creates the database at path, creating missing parent
@@ -48,6 +49,9 @@ func dialect() sqlstore.Dialect {
 // (at checkpoints), but never corrupts the database. That costs far less
 // than an fsync per commit, and losing the last moments of roster edits or
 // offline messages on power loss is the accepted trade for a chat server.
+// Queue inserts are the exception: they commit with synchronous=FULL (an
+// fsync of the WAL), since a queued mail was answered 250 and must
+// survive a power loss too.
 //
 // Several processes may open the same file (the server and the aldis CLI):
 // each DB has one write connection, whose transactions start with BEGIN

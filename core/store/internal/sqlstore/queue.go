@@ -97,7 +97,9 @@ func (s *Store) QueueAdd(ctx context.Context, items []store.QueueItem) ([]int64,
 		return nil, nil
 	}
 	var ids []int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	// Durable: a queued item is often a promise already made (mail
+	// answered 250) that must outlive a power loss.
+	err := s.writeDurable(ctx, func(tx *sql.Tx) error {
 		var err error
 		ids, err = addQueueItems(ctx, tx, items)
 		return err
@@ -175,7 +177,11 @@ func (s *Store) QueueClaim(ctx context.Context, queue string, id int64, lease st
 
 // QueueDone implements store.Store.
 func (s *Store) QueueDone(ctx context.Context, queue string, id int64, lease string, followUps []store.QueueItem) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	write := s.write
+	if len(followUps) > 0 {
+		write = s.writeDurable // follow-ups are new items (bounces), as in QueueAdd
+	}
+	err := write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE queue_items SET done = $1, lease = '', payload = $2, meta = '{}'
 			WHERE queue = $3 AND id = $4 AND done = 0 AND lease = $5 AND lease <> ''`,
 			time.Now().UnixMicro(), []byte{}, queue, id, lease)
