@@ -13,8 +13,8 @@ import (
 	"github.com/aldis-im/aldis/bridges/brass/brlink"
 )
 
-// testLogger logs to stderr with -v and BRLINK_DEBUG set; silent otherwise.
-func testLogger(name string) *slog.Logger {
+// brlinkLogger logs to stderr with -v and BRLINK_DEBUG set; silent otherwise.
+func brlinkLogger(name string) *slog.Logger {
 	if os.Getenv("BRLINK_DEBUG") == "" {
 		return slog.New(slog.DiscardHandler)
 	}
@@ -25,7 +25,7 @@ func testLogger(name string) *slog.Logger {
 func fastLink(name, comp string) BRLINKConfig {
 	return BRLINKConfig{Name: name, Compression: comp, HelloRetry: 200 * time.Millisecond, HelloRetryMax: time.Second,
 		ReconnectMin: 50 * time.Millisecond, ReconnectMax: 200 * time.Millisecond, AckDelay: 100 * time.Millisecond,
-		Logger: testLogger(name)}
+		Logger: brlinkLogger(name)}
 }
 
 // testPeer runs a bearer and keeps its events.
@@ -88,7 +88,7 @@ func tcpPair(t *testing.T, a, b BRLINKConfig, mtu int) (*TCPBearer, *TCPBearer) 
 	return la, lb
 }
 
-func newID(i int) brlink.ID {
+func testID(i int) brlink.ID {
 	var id brlink.ID
 	copy(id[:], fmt.Sprintf("id-%012d", i))
 	return id
@@ -104,7 +104,7 @@ func TestBRLINKTCPUpSendAck(t *testing.T) {
 			ctx := context.Background()
 			const n = 100
 			for i := range n {
-				it := &Item{ID: newID(i), Class: brlink.ClassXMPP, Precedence: brlink.Routine,
+				it := &Item{ID: testID(i), Class: brlink.ClassXMPP, Precedence: brlink.Routine,
 					Expires: time.Now().Add(time.Hour), Payload: chatStanza(i)}
 				if err := a.Send(ctx, it); err != nil {
 					t.Fatal(err)
@@ -112,7 +112,7 @@ func TestBRLINKTCPUpSendAck(t *testing.T) {
 			}
 			for i := range n {
 				e := b.next(t, Received, 5*time.Second, nil)
-				if e.Item.ID != newID(i) || !bytes.Equal(e.Item.Payload, chatStanza(i)) || e.Item.Class != brlink.ClassXMPP ||
+				if e.Item.ID != testID(i) || !bytes.Equal(e.Item.Payload, chatStanza(i)) || e.Item.Class != brlink.ClassXMPP ||
 					e.Item.Precedence != brlink.Routine || e.Item.Expires.IsZero() {
 					t.Fatalf("item %d arrived as %+v %q", i, e.Item, e.Item.Payload)
 				}
@@ -125,7 +125,7 @@ func TestBRLINKTCPUpSendAck(t *testing.T) {
 				}
 			}
 			for i := range n {
-				if !acked[newID(i)] {
+				if !acked[testID(i)] {
 					t.Fatalf("item %d not acknowledged", i)
 				}
 			}
@@ -148,7 +148,7 @@ func TestBRLINKTCPReconnect(t *testing.T) {
 	ctx := context.Background()
 	send := func(from *testPeer, to *testPeer, i int) {
 		t.Helper()
-		if err := from.Send(ctx, &Item{ID: newID(i), Class: brlink.ClassXMPP, Payload: chatStanza(i)}); err != nil {
+		if err := from.Send(ctx, &Item{ID: testID(i), Class: brlink.ClassXMPP, Payload: chatStanza(i)}); err != nil {
 			t.Fatal(err)
 		}
 		if e := to.next(t, Received, 5*time.Second, nil); !bytes.Equal(e.Item.Payload, chatStanza(i)) {
@@ -225,16 +225,16 @@ func TestBRLINKPreemptsMidItem(t *testing.T) {
 	b.next(t, Up, 5*time.Second, nil)
 	ctx := context.Background()
 	long := bytes.Repeat([]byte("routine "), 20<<10/8)
-	if err := a.Send(ctx, &Item{ID: newID(1), Class: brlink.ClassEmail, Precedence: brlink.Routine, Payload: long}); err != nil {
+	if err := a.Send(ctx, &Item{ID: testID(1), Class: brlink.ClassEmail, Precedence: brlink.Routine, Payload: long}); err != nil {
 		t.Fatal(err)
 	}
 	for ba.Stats().DataBytesOut < 4096 {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if err := a.Send(ctx, &Item{ID: newID(2), Class: brlink.ClassXMPP, Precedence: brlink.Flash, Payload: []byte("<message><body>flash</body></message>")}); err != nil {
+	if err := a.Send(ctx, &Item{ID: testID(2), Class: brlink.ClassXMPP, Precedence: brlink.Flash, Payload: []byte("<message><body>flash</body></message>")}); err != nil {
 		t.Fatal(err)
 	}
-	if e := b.next(t, Received, 5*time.Second, nil); e.Item.ID != newID(2) {
+	if e := b.next(t, Received, 5*time.Second, nil); e.Item.ID != testID(2) {
 		t.Fatalf("first to arrive: %v with %d bytes; want the FLASH item", e.Item.Precedence, len(e.Item.Payload))
 	}
 	if e := b.next(t, Received, 5*time.Second, nil); !bytes.Equal(e.Item.Payload, long) {
