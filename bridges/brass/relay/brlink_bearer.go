@@ -220,6 +220,9 @@ func (b *BRLINKBearer) Stats() BRLINKStats {
 
 // Send queues an item (see Bearer). Before Run has started it waits.
 func (b *BRLINKBearer) Send(ctx context.Context, it *Item) error {
+	if it.Precedence > brlink.Override || it.Class > brlink.ClassFMUC {
+		return fmt.Errorf("relay: BRLINK: precedence %d class %d: %w", it.Precedence, it.Class, ErrBadItem)
+	}
 	if len(it.Payload) > b.cfg.MaxItem {
 		return fmt.Errorf("relay: BRLINK: %d bytes, limit %d: %w", len(it.Payload), b.cfg.MaxItem, ErrTooLarge)
 	}
@@ -586,9 +589,6 @@ func (l *linkState) clearQueue() {
 func (l *linkState) enqueue(it *Item) error {
 	if !l.up || l.conn == nil {
 		return ErrDown
-	}
-	if it.Precedence > brlink.Override || it.Class > brlink.ClassFMUC {
-		return fmt.Errorf("relay: BRLINK: precedence %d class %d: %w", it.Precedence, it.Class, brlink.ErrInvalid)
 	}
 	if n := l.maxSegments(len(it.Payload)); n > 0xFFFF {
 		return fmt.Errorf("relay: BRLINK: %d bytes need up to %d segments at MTU %d: %w", len(it.Payload), n, l.mtu, ErrTooLarge)

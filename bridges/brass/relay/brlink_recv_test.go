@@ -115,6 +115,12 @@ func TestBRLINKSendLimits(t *testing.T) {
 		t.Fatalf("before Up: %v", err)
 	}
 	a.next(t, Up, 5*time.Second, nil)
+	// A precedence or class BRLINK has no code for.
+	for _, it := range []*Item{{Precedence: brlink.Override + 1}, {Class: brlink.ClassFMUC + 1}} {
+		if err := ba.Send(ctx, it); !errors.Is(err, ErrBadItem) {
+			t.Fatalf("%+v: %v", it, err)
+		}
+	}
 	// Over MaxItem.
 	if err := ba.Send(ctx, &Item{ID: testID(2), Payload: make([]byte, 1<<20+1)}); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("over MaxItem: %v", err)
