@@ -153,6 +153,20 @@ type BRLINKStats struct {
 // a carrier: segmentation, precedence with pre-emption at segment
 // boundaries, pacing, DEFLATE, HELLO, batched ACKs. It implements Bearer.
 // One goroutine, Run's, owns its state.
+//
+// Link up: on each carrier connection we pick a session nonce and send
+// HELLO (retried with doubling waits, HelloRetry to HelloRetryMax); Up
+// follows the HELLO-ACK that echoes it. Every HELLO is answered. A HELLO
+// with a new nonce while up means the peer restarted: our streams
+// restart, the queue empties and Up is reported again, so the relay
+// resends what is unacknowledged.
+//
+// Down: the carrier connection is lost (then reconnect after a jittered,
+// doubling wait, ReconnectMin to ReconnectMax); the peer is silent for
+// ProbeIdle and a probe HELLO gets no answer within ProbeTimeout (with the
+// defaults, 8 minutes of silence at worst); or, over SIS, the node rejects
+// a U_PDU with reason 1 (TTL expired), 2 (SAP not bound at the peer) or 3
+// (no response). A Down empties the bearer's queue.
 type BRLINKBearer struct {
 	cfg     BRLINKConfig
 	comp    brlink.Compression
@@ -206,6 +220,9 @@ func (b *BRLINKBearer) Stats() BRLINKStats {
 
 // Send queues an item (see Bearer). Before Run has started it waits.
 func (b *BRLINKBearer) Send(ctx context.Context, it *Item) error {
+	if it.Precedence > brlink.Override || it.Class > brlink.ClassFMUC {
+		return fmt.Errorf("relay: BRLINK: precedence %d class %d: %w", it.Precedence, it.Class, ErrBadItem)
+	}
 	if len(it.Payload) > b.cfg.MaxItem {
 		return fmt.Errorf("relay: BRLINK: %d bytes, limit %d: %w", len(it.Payload), b.cfg.MaxItem, ErrTooLarge)
 	}
@@ -306,7 +323,6 @@ type linkState struct {
 	ldefl       linkDeflater
 	linfl       linkInflater
 	reasm       *brlink.Reassembler
-	maxSegs     int
 	acks        []brlink.ID
 	ackAt       time.Time
 	out         []Event
@@ -573,9 +589,6 @@ func (l *linkState) clearQueue() {
 func (l *linkState) enqueue(it *Item) error {
 	if !l.up || l.conn == nil {
 		return ErrDown
-	}
-	if it.Precedence > brlink.Override || it.Class > brlink.ClassFMUC {
-		return fmt.Errorf("relay: BRLINK: precedence %d class %d: %w", it.Precedence, it.Class, brlink.ErrInvalid)
 	}
 	if n := l.maxSegments(len(it.Payload)); n > 0xFFFF {
 		return fmt.Errorf("relay: BRLINK: %d bytes need up to %d segments at MTU %d: %w", len(it.Payload), n, l.mtu, ErrTooLarge)

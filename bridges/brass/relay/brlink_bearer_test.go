@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"testing"
 	"time"
@@ -12,8 +13,8 @@ import (
 	"github.com/aldis-im/aldis/bridges/brass/brlink"
 )
 
-// testLogger logs to stderr with -v and BRLINK_DEBUG set; silent otherwise.
-func testLogger(name string) *slog.Logger {
+// brlinkLogger logs to stderr with -v and BRLINK_DEBUG set; silent otherwise.
+func brlinkLogger(name string) *slog.Logger {
 	if os.Getenv("BRLINK_DEBUG") == "" {
 		return slog.New(slog.DiscardHandler)
 	}
@@ -24,7 +25,7 @@ func testLogger(name string) *slog.Logger {
 func fastLink(name, comp string) BRLINKConfig {
 	return BRLINKConfig{Name: name, Compression: comp, HelloRetry: 200 * time.Millisecond, HelloRetryMax: time.Second,
 		ReconnectMin: 50 * time.Millisecond, ReconnectMax: 200 * time.Millisecond, AckDelay: 100 * time.Millisecond,
-		Logger: testLogger(name)}
+		Logger: brlinkLogger(name)}
 }
 
 // testPeer runs a bearer and keeps its events.
@@ -87,7 +88,7 @@ func tcpPair(t *testing.T, a, b BRLINKConfig, mtu int) (*TCPBearer, *TCPBearer) 
 	return la, lb
 }
 
-func newID(i int) brlink.ID {
+func testID(i int) brlink.ID {
 	var id brlink.ID
 	copy(id[:], fmt.Sprintf("id-%012d", i))
 	return id
@@ -103,7 +104,7 @@ func TestBRLINKTCPUpSendAck(t *testing.T) {
 			ctx := context.Background()
 			const n = 100
 			for i := range n {
-				it := &Item{ID: newID(i), Class: brlink.ClassXMPP, Precedence: brlink.Routine,
+				it := &Item{ID: testID(i), Class: brlink.ClassXMPP, Precedence: brlink.Routine,
 					Expires: time.Now().Add(time.Hour), Payload: chatStanza(i)}
 				if err := a.Send(ctx, it); err != nil {
 					t.Fatal(err)
@@ -111,7 +112,7 @@ func TestBRLINKTCPUpSendAck(t *testing.T) {
 			}
 			for i := range n {
 				e := b.next(t, Received, 5*time.Second, nil)
-				if e.Item.ID != newID(i) || !bytes.Equal(e.Item.Payload, chatStanza(i)) || e.Item.Class != brlink.ClassXMPP ||
+				if e.Item.ID != testID(i) || !bytes.Equal(e.Item.Payload, chatStanza(i)) || e.Item.Class != brlink.ClassXMPP ||
 					e.Item.Precedence != brlink.Routine || e.Item.Expires.IsZero() {
 					t.Fatalf("item %d arrived as %+v %q", i, e.Item, e.Item.Payload)
 				}
@@ -124,7 +125,7 @@ func TestBRLINKTCPUpSendAck(t *testing.T) {
 				}
 			}
 			for i := range n {
-				if !acked[newID(i)] {
+				if !acked[testID(i)] {
 					t.Fatalf("item %d not acknowledged", i)
 				}
 			}
@@ -136,5 +137,107 @@ func TestBRLINKTCPUpSendAck(t *testing.T) {
 				t.Errorf("receiver sent %d frames for 100 receipts", sb.FramesOut)
 			}
 		})
+	}
+}
+
+func TestBRLINKTCPReconnect(t *testing.T) {
+	ba, bb := tcpPair(t, fastLink("ship", "link"), fastLink("shore", "link"), 2048)
+	a, b := runPeer(t, ba), runPeer(t, bb)
+	a.next(t, Up, 5*time.Second, nil)
+	b.next(t, Up, 5*time.Second, nil)
+	ctx := context.Background()
+	send := func(from *testPeer, to *testPeer, i int) {
+		t.Helper()
+		if err := from.Send(ctx, &Item{ID: testID(i), Class: brlink.ClassXMPP, Payload: chatStanza(i)}); err != nil {
+			t.Fatal(err)
+		}
+		if e := to.next(t, Received, 5*time.Second, nil); !bytes.Equal(e.Item.Payload, chatStanza(i)) {
+			t.Fatalf("item %d: %q", i, e.Item.Payload)
+		}
+	}
+	for i := range 5 {
+		send(a, b, i)
+	}
+	// The shore restarts: the ship sees the connection go, then reconnects
+	// to a peer whose streams start empty.
+	addr := bb.Addr().String()
+	b.stop()
+	a.next(t, Down, 5*time.Second, nil)
+	cfg := fastLink("shore", "link")
+	var bb2 *TCPBearer
+	var err error
+	for range 50 { // the old listener's port may take a moment to free
+		if bb2, err = NewTCPBearer(TCPConfig{BRLINKConfig: cfg, Listen: addr}); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2 := runPeer(t, bb2)
+	a.next(t, Up, 5*time.Second, nil)
+	b2.next(t, Up, 5*time.Second, nil)
+	for i := 5; i < 10; i++ {
+		send(a, b2, i)
+		send(b2, a, 100+i)
+	}
+}
+
+func TestBRLINKTCPFraming(t *testing.T) {
+	for _, n := range []int{2, 4} {
+		c1, c2 := net.Pipe()
+		cfg := TCPConfig{MTU: 300, LengthBytes: n, WriteTimeout: time.Second}
+		w, r := newTCPConn(c1, cfg), newTCPConn(c2, cfg)
+		frame := bytes.Repeat([]byte{0xB1}, 300)
+		go w.Write(context.Background(), frame, brlink.Routine)
+		if e := <-r.Events(); !bytes.Equal(e.frame, frame) {
+			t.Fatalf("%d-byte prefix: got %d bytes", n, len(e.frame))
+		}
+		if err := w.Write(context.Background(), append(frame, 0), brlink.Routine); err == nil {
+			t.Fatalf("%d-byte prefix: frame over the MTU written", n)
+		}
+		if n == 4 {
+			// A length over what we accept ends the connection.
+			go c1.Write([]byte{0xFF, 0xFF, 0xFF, 0xFF})
+			select {
+			case _, ok := <-r.Events():
+				if ok || r.Err() == nil {
+					t.Fatal("4 GiB frame announced, connection kept")
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("4 GiB frame announced, reader still waiting")
+			}
+		}
+		w.Close()
+		r.Close()
+	}
+}
+
+// A FLASH item overtakes a long ROUTINE one at the next segment boundary
+// instead of waiting for it to finish.
+func TestBRLINKPreemptsMidItem(t *testing.T) {
+	ca, cb := fastLink("ship", "none"), fastLink("shore", "none")
+	ca.Rate = 80_000 // 20 KiB take 2 s
+	ba, bb := tcpPair(t, ca, cb, 1024)
+	a, b := runPeer(t, ba), runPeer(t, bb)
+	a.next(t, Up, 5*time.Second, nil)
+	b.next(t, Up, 5*time.Second, nil)
+	ctx := context.Background()
+	long := bytes.Repeat([]byte("routine "), 20<<10/8)
+	if err := a.Send(ctx, &Item{ID: testID(1), Class: brlink.ClassEmail, Precedence: brlink.Routine, Payload: long}); err != nil {
+		t.Fatal(err)
+	}
+	for ba.Stats().DataBytesOut < 4096 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := a.Send(ctx, &Item{ID: testID(2), Class: brlink.ClassXMPP, Precedence: brlink.Flash, Payload: []byte("<message><body>flash</body></message>")}); err != nil {
+		t.Fatal(err)
+	}
+	if e := b.next(t, Received, 5*time.Second, nil); e.Item.ID != testID(2) {
+		t.Fatalf("first to arrive: %v with %d bytes; want the FLASH item", e.Item.Precedence, len(e.Item.Payload))
+	}
+	if e := b.next(t, Received, 5*time.Second, nil); !bytes.Equal(e.Item.Payload, long) {
+		t.Fatalf("the ROUTINE item after pre-emption: %d bytes", len(e.Item.Payload))
 	}
 }

@@ -166,7 +166,7 @@ type inStream struct {
 	// retired are the epochs this stream has moved past: frames of them
 	// can still be in the modem's queue (16 KiB at 2,400 bit/s is a
 	// minute of air), and joining them would break the stream again.
-	retired []uint8
+	retired []retiredEpoch
 	next    uint16
 	broken  bool
 	in      feeder
@@ -184,14 +184,34 @@ func (d *linkInflater) forget() {
 // maxRetired bounds the epochs a stream remembers.
 const maxRetired = 8
 
+// retiredEpoch is a stream we moved past, and the sequence it had reached.
+type retiredEpoch struct {
+	epoch uint8
+	next  uint16
+}
+
 func (s *inStream) retire() {
-	if !s.started || slices.Contains(s.retired, s.epoch) {
+	if !s.started {
 		return
 	}
+	s.retired = slices.DeleteFunc(s.retired, func(r retiredEpoch) bool { return r.epoch == s.epoch })
 	if len(s.retired) == maxRetired {
 		s.retired = s.retired[1:]
 	}
-	s.retired = append(s.retired, s.epoch)
+	s.retired = append(s.retired, retiredEpoch{s.epoch, s.next})
+}
+
+// stale says whether an item belongs to a stream we moved past: its
+// epoch was retired and its sequence continues that stream. A lower
+// sequence is a new stream that drew the same epoch (a restarted peer
+// picks one at random), which must not be refused for ever.
+func (s *inStream) stale(epoch uint8, seq uint16) bool {
+	for _, r := range s.retired {
+		if r.epoch == epoch {
+			return r.next > 0 && seq >= r.next
+		}
+	}
+	return false
 }
 
 func (d *linkInflater) inflate(prec brlink.Precedence, p []byte) ([]byte, error) {
@@ -204,11 +224,12 @@ func (d *linkInflater) inflate(prec brlink.Precedence, p []byte) ([]byte, error)
 	if k <= 0 {
 		return nil, fmt.Errorf("brlink: link DEFLATE length: %w", brlink.ErrInvalid)
 	}
-	if (!s.started || epoch != s.epoch) && slices.Contains(s.retired, epoch) {
+	if (!s.started || epoch != s.epoch) && s.stale(epoch, seq) {
 		return nil, errStale
 	}
 	if !s.started || epoch != s.epoch {
 		s.retire()
+		s.retired = slices.DeleteFunc(s.retired, func(r retiredEpoch) bool { return r.epoch == epoch })
 		// The sender restarted its streams. Joining at a later sequence
 		// is safe: a stream's suffix decodes or fails, never silently
 		// wrong, as back-references cannot reach before what we hold.

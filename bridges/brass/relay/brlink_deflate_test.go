@@ -132,3 +132,55 @@ func TestBRLINKLinkDeflate(t *testing.T) {
 		t.Fatalf("over the limit: %v", err)
 	}
 }
+
+// After the sender restarts its streams, frames of the old stream still in
+// the modem's queue are dropped as stale rather than joined; a restarted
+// sender that happens to draw a retired epoch is still heard.
+func TestBRLINKLinkInflateStale(t *testing.T) {
+	var d linkDeflater
+	in := linkInflater{limit: 1 << 20}
+	var old [][]byte
+	for i := range 6 {
+		c, err := d.compress(brlink.Routine, chatStanza(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		old = append(old, c)
+	}
+	for _, c := range old[:3] {
+		if _, err := in.inflate(brlink.Routine, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	oldEpoch := d.epoch
+	d.reset()
+	in.forget() // the peer's new nonce was seen
+	fresh, _ := d.compress(brlink.Routine, chatStanza(10))
+	if got, err := in.inflate(brlink.Routine, fresh); err != nil || !bytes.Equal(got, chatStanza(10)) {
+		t.Fatalf("new stream: %v", err)
+	}
+	// Old items 3..5 were still queued in the modem.
+	for _, c := range old[3:] {
+		if _, err := in.inflate(brlink.Routine, c); !errors.Is(err, errStale) {
+			t.Fatalf("old stream's item: %v", err)
+		}
+	}
+	next, _ := d.compress(brlink.Routine, chatStanza(11))
+	if got, err := in.inflate(brlink.Routine, next); err != nil || !bytes.Equal(got, chatStanza(11)) {
+		t.Fatalf("new stream after stale items: %v", err)
+	}
+
+	// A restarted sender drawing the retired epoch starts at sequence 0.
+	restarted := linkDeflater{epoch: oldEpoch - 1}
+	restarted.reset()
+	if restarted.epoch != oldEpoch {
+		t.Fatal("test setup")
+	}
+	in.forget()
+	for i := range 5 {
+		c, _ := restarted.compress(brlink.Routine, chatStanza(20+i))
+		if got, err := in.inflate(brlink.Routine, c); err != nil || !bytes.Equal(got, chatStanza(20+i)) {
+			t.Fatalf("restarted sender with a retired epoch, item %d: %v", i, err)
+		}
+	}
+}

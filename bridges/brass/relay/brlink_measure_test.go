@@ -22,7 +22,7 @@ func TestBRLINKMeasureChatBytes(t *testing.T) {
 		raw, total, steady := 0, 0, 0
 		for i := range n {
 			p := chatMessage(rng, i)
-			frames, err := l.encode(&Item{ID: newID(i), Class: brlink.ClassXMPP, Precedence: brlink.Routine, Payload: p})
+			frames, err := l.encode(&Item{ID: testID(i), Class: brlink.ClassXMPP, Precedence: brlink.Routine, Payload: p})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -64,7 +64,7 @@ func TestBRLINKMeasureUtilisation(t *testing.T) {
 			rng := rand.New(rand.NewPCG(13, 14))
 			ctx := context.Background()
 			for i := range 200 { // more than the window can carry
-				if err := a.Send(ctx, &Item{ID: newID(i), Class: brlink.ClassXMPP, Precedence: brlink.Routine, Payload: chatMessage(rng, i)}); err != nil {
+				if err := a.Send(ctx, &Item{ID: testID(i), Class: brlink.ClassXMPP, Precedence: brlink.Routine, Payload: chatMessage(rng, i)}); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -42,7 +42,7 @@ func TestBRLINKReassemblyAndExpiry(t *testing.T) {
 	for _, comp := range []string{"none", "frame", "link"} {
 		t.Run(comp, func(t *testing.T) {
 			tx, rx := testLink(t, comp, 2048, 1<<20), testLink(t, comp, 2048, 1<<20)
-			it := &Item{ID: newID(1), Class: brlink.ClassXMPP, Precedence: brlink.Priority, Expires: now.Add(time.Minute), Payload: stanza}
+			it := &Item{ID: testID(1), Class: brlink.ClassXMPP, Precedence: brlink.Priority, Expires: now.Add(time.Minute), Payload: stanza}
 			frames, err := tx.encode(it)
 			if err != nil {
 				t.Fatal(err)
@@ -76,7 +76,7 @@ func TestBRLINKReassemblyAndExpiry(t *testing.T) {
 			// The same item with one segment lost: held until it expires,
 			// then discarded.
 			it2 := *it
-			it2.ID = newID(2)
+			it2.ID = testID(2)
 			it2.Payload = []byte("<message to='b@shore.example'><body>" + words(rng, 10240-50) + "</body></message>")
 			frames, err = tx.encode(&it2)
 			if err != nil {
@@ -111,22 +111,28 @@ func TestBRLINKSendLimits(t *testing.T) {
 	runPeer(t, bb)
 	ctx := t.Context()
 	// Down before the handshake.
-	if err := ba.Send(ctx, &Item{ID: newID(1), Payload: []byte("x")}); err != ErrDown {
+	if err := ba.Send(ctx, &Item{ID: testID(1), Payload: []byte("x")}); err != ErrDown {
 		t.Fatalf("before Up: %v", err)
 	}
 	a.next(t, Up, 5*time.Second, nil)
+	// A precedence or class BRLINK has no code for.
+	for _, it := range []*Item{{Precedence: brlink.Override + 1}, {Class: brlink.ClassFMUC + 1}} {
+		if err := ba.Send(ctx, it); !errors.Is(err, ErrBadItem) {
+			t.Fatalf("%+v: %v", it, err)
+		}
+	}
 	// Over MaxItem.
-	if err := ba.Send(ctx, &Item{ID: newID(2), Payload: make([]byte, 1<<20+1)}); !errors.Is(err, ErrTooLarge) {
+	if err := ba.Send(ctx, &Item{ID: testID(2), Payload: make([]byte, 1<<20+1)}); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("over MaxItem: %v", err)
 	}
 	// With a larger MaxItem, the 65,535-segment limit at this MTU (128
 	// payload bytes a frame).
 	big := testLink(t, "none", 156, 16<<20)
 	big.up, big.conn = true, &tcpConn{}
-	if err := big.enqueue(&Item{ID: newID(4), Payload: make([]byte, 128*65535+1)}); !errors.Is(err, ErrTooLarge) {
+	if err := big.enqueue(&Item{ID: testID(4), Payload: make([]byte, 128*65535+1)}); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("65,536 segments: %v", err)
 	}
-	if err := big.enqueue(&Item{ID: newID(5), Payload: make([]byte, 128*65535)}); err != nil {
+	if err := big.enqueue(&Item{ID: testID(5), Payload: make([]byte, 128*65535)}); err != nil {
 		t.Fatalf("65,535 segments: %v", err)
 	}
 }
@@ -143,7 +149,7 @@ func FuzzBRLINKReceive(f *testing.F) {
 	}
 	for _, l := range []*linkState{seedLink, seedFrame} {
 		for i := range 3 {
-			frames, err := l.encode(&Item{ID: newID(i), Class: brlink.ClassXMPP, Precedence: brlink.Precedence(i),
+			frames, err := l.encode(&Item{ID: testID(i), Class: brlink.ClassXMPP, Precedence: brlink.Precedence(i),
 				Payload: bytes.Repeat([]byte("<message><body>hello</body></message>"), 30*i+1)})
 			if err != nil {
 				f.Fatal(err)
@@ -156,7 +162,7 @@ func FuzzBRLINKReceive(f *testing.F) {
 	h, _ := brlink.AppendHello(nil, &brlink.HelloBody{Version: 1, Compression: brlink.CompressLink, Nonce: 3, Node: "x"})
 	hf, _ := brlink.Append(nil, &brlink.Frame{Type: brlink.Hello, Segments: 1, Payload: h})
 	add(hf)
-	af, _ := brlink.Append(nil, &brlink.Frame{Type: brlink.Ack, Segments: 1, IDs: []brlink.ID{newID(1)}})
+	af, _ := brlink.Append(nil, &brlink.Frame{Type: brlink.Ack, Segments: 1, IDs: []brlink.ID{testID(1)}})
 	add(af)
 	f.Add(seed)
 	f.Add([]byte{0, 28, 0xB1, 1, 0xC1, 1})
@@ -194,7 +200,7 @@ func TestBRLINKUnreachableIsDown(t *testing.T) {
 	l := testLink(t, "link", 2048, 1<<20)
 	now := time.Now()
 	l.conn, l.up = &tcpConn{}, true
-	l.queues[brlink.Routine] = []*txItem{{it: &Item{ID: newID(1)}}}
+	l.queues[brlink.Routine] = []*txItem{{it: &Item{ID: testID(1)}}}
 	l.queued = 1
 	l.b.slots <- struct{}{}
 	l.carrierEvent(carrierEvent{unreachable: ErrDown}, now)
