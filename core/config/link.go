@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -257,6 +258,13 @@ func (c Config) linkProblems(ck *checker, listener func(key, addr string)) {
 					}
 				}
 			case "ip":
+				for j, a := range l.AllowIPs {
+					if _, err := netip.ParsePrefix(a); err != nil {
+						if _, err := netip.ParseAddr(a); err != nil {
+							ck.add(fmt.Sprintf("%q is not an IP address or prefix", a), indexKey(key+".allow_ips", j), key)
+						}
+					}
+				}
 				if len(l.AllowIPs) == 0 {
 					ck.add("identity ip needs the far side's addresses in allow_ips", key+".allow_ips", key)
 				}

@@ -76,6 +76,14 @@ transport = "xep0361"
 peer_domains = ["other.example"]
 identity = "implicit"
 ttl_chat = "1s"
+
+[[link]]
+name = "sat"
+transport = "xep0361"
+peer_domains = ["sat.example"]
+listen = "127.0.0.1:0"
+identity = "ip"
+allow_ips = ["10.0.0.0/8", "192.0.2.1", "nowhere"]
 `
 	_, err := Parse("aldis.toml", []byte(src))
 	assertErrors(t, err,
@@ -92,5 +100,6 @@ ttl_chat = "1s"
 		`aldis.toml:22: link[3]: a TCP link needs connect, listen or both`,
 		`aldis.toml:26: link[3].identity: implicit trusts anyone who can connect; set insecure = true to mean it`,
 		`aldis.toml:27: link[3].ttl_chat: must be between 1m and 720h`,
+		`aldis.toml:35: link[4].allow_ips[2]: "nowhere" is not an IP address or prefix`,
 	)
 }
