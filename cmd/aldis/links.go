@@ -115,6 +115,7 @@ func startLinks(cfg config.Config, log *slog.Logger, m *obs.Metrics, st queue.St
 		}
 		for _, d := range lc.PeerDomains {
 			rt.SetRemoteFor(d, lk)
+			rt.SetQueryTimeout(d, lc.LinkIQTimeout())
 		}
 		for _, d := range lc.MailDomains {
 			s.byMail[d] = lk

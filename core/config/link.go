@@ -108,6 +108,10 @@ type Link struct {
 	TTLChat      time.Duration `toml:"ttl_chat"`
 	TTLGroupchat time.Duration `toml:"ttl_groupchat"`
 	TTLMail      time.Duration `toml:"ttl_mail"`
+	// IQTimeout is how long the server waits for the far side to answer
+	// its own queries (capabilities, catalogs); 0: 5 minutes, since a
+	// round trip over HF can take minutes.
+	IQTimeout time.Duration `toml:"iq_timeout"`
 	// Window is how many items may be in flight, unacknowledged; 0: 256.
 	Window int `toml:"window"`
 	// EMCON starts the link receive-only (emission control): traffic is
@@ -139,6 +143,14 @@ func (l Link) LinkCompression() string {
 	default:
 		return "link"
 	}
+}
+
+// LinkIQTimeout returns the link's iq timeout, with the default.
+func (l Link) LinkIQTimeout() time.Duration {
+	if l.IQTimeout == 0 {
+		return 5 * time.Minute
+	}
+	return l.IQTimeout
 }
 
 // LinkRate returns the link's rate in bit/s, with the default: 2400 over
@@ -298,6 +310,9 @@ func (c Config) linkProblems(ck *checker, listener func(key, addr string)) {
 			}
 		}
 		ck.intRange(key+".window", l.Window, 0, 100_000)
+		if l.IQTimeout != 0 {
+			ck.durRange(key+".iq_timeout", l.IQTimeout, time.Second, 24*time.Hour)
+		}
 	}
 }
 

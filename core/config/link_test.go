@@ -103,3 +103,21 @@ allow_ips = ["10.0.0.0/8", "192.0.2.1", "nowhere"]
 		`aldis.toml:35: link[4].allow_ips[2]: "nowhere" is not an IP address or prefix`,
 	)
 }
+
+// A link is the label principal of every domain behind it.
+func TestLinkPrincipals(t *testing.T) {
+	c := Default()
+	c.Links = []Link{{Name: "hf", PeerDomains: []string{"ship.example", "conference.ship.example"}, Clearance: "SECRET", Label: "UNCLASSIFIED"}}
+	got := map[string]Principal{}
+	for _, p := range c.Principals() {
+		got[p.Name] = p
+	}
+	for _, d := range []string{"peer:ship.example", "peer:conference.ship.example"} {
+		if p := got[d]; p.Clearance != "SECRET" || p.Label != "UNCLASSIFIED" {
+			t.Errorf("%s = %+v", d, p)
+		}
+	}
+	if (Link{}).LinkIQTimeout() != 5*time.Minute {
+		t.Error("iq_timeout default")
+	}
+}

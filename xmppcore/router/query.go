@@ -17,7 +17,7 @@ type pendingQuery struct {
 
 // query sends an iq get from the server (from, one of the domains served)
 // to an entity and calls cb with the answer, or with nil after
-// queryTimeout. cb runs on whatever goroutine delivers the answer, so it
+// queryTimeout (or the domain's own, SetQueryTimeout). cb runs on whatever goroutine delivers the answer, so it
 // must only post events.
 func (r *Router) query(from, to jid.JID, payload *wire.Element, cb func(*wire.Element)) {
 	id := "aldis-" + randomID()
@@ -30,12 +30,26 @@ func (r *Router) query(from, to jid.JID, payload *wire.Element, cb func(*wire.El
 	r.qmu.Lock()
 	r.queries[id] = pendingQuery{to: to, cb: cb}
 	r.qmu.Unlock()
-	time.AfterFunc(queryTimeout, func() {
+	timeout := queryTimeout
+	if d, ok := r.queryTimeouts[to.Domain()]; ok {
+		timeout = d
+	}
+	time.AfterFunc(timeout, func() {
 		if q, ok := r.takeQuery(id, to); ok {
 			q.cb(nil)
 		}
 	})
 	r.route(iq, from, to)
+}
+
+// SetQueryTimeout makes the server wait d for answers from domain to its
+// own iqs: minutes for a domain behind an HF link, where a round trip can
+// take longer than queryTimeout. Call it before serving starts.
+func (r *Router) SetQueryTimeout(domain string, d time.Duration) {
+	if r.queryTimeouts == nil {
+		r.queryTimeouts = make(map[string]time.Duration)
+	}
+	r.queryTimeouts[domain] = d
 }
 
 func (r *Router) takeQuery(id string, from jid.JID) (pendingQuery, bool) {

@@ -112,3 +112,22 @@ func TestRemoteForDomain(t *testing.T) {
 	default:
 	}
 }
+
+// A domain behind a slow link gets its own wait for answers to the
+// server's queries: shorter here, so the test sees it end.
+func TestQueryTimeoutPerDomain(t *testing.T) {
+	e := newEnv(t, "alice")
+	e.r.SetRemoteFor("ship.example", &fakeRemote{ch: make(chan string, 64)})
+	e.r.SetQueryTimeout("ship.example", 50*time.Millisecond)
+	got := make(chan *wire.Element, 1)
+	e.r.query(e.r.Domain(), jid.MustParse("ship.example"), wire.New("query", "http://jabber.org/protocol/disco#info"),
+		func(ans *wire.Element) { got <- ans })
+	select {
+	case ans := <-got:
+		if ans != nil {
+			t.Fatalf("answer %s, want the timeout's nil", ans)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the per-domain timeout did not apply (the default is 30 s)")
+	}
+}

@@ -87,6 +87,8 @@ type Router struct {
 	services map[string]Service // by domain; fixed before serving starts
 	remote   Remote             // other domains (remote.go); fixed before serving starts
 	remotes  map[string]Remote  // domains with their own carrier (a constrained link); fixed before serving
+	// queryTimeouts override queryTimeout per domain; fixed before serving.
+	queryTimeouts map[string]time.Duration
 
 	mu   sync.Mutex
 	hubs map[jid.JID]*hub
