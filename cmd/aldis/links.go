@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -9,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/mail"
 	"net/netip"
 	"os"
 	"strconv"
@@ -276,10 +278,7 @@ func (s *linkService) mailIn(name string) func(ctx context.Context, env relay.En
 		}
 		// The same mail delivered again by the link gets the same ID, so
 		// the relay queues it once.
-		h := sha256.New()
-		fmt.Fprintf(h, "%s\x00%s\x00%s\x00", name, env.From, strings.Join(env.To, ","))
-		h.Write(msg)
-		id := "link-" + hex.EncodeToString(h.Sum(nil)[:12])
+		id := "link-" + mailKey(name, env, msg)
 		err := m.Accept(ctx, smtpin.Envelope{ID: id, From: env.From, To: env.To, Helo: name, Remote: "link:" + name}, msg)
 		var se *smtp.SMTPError
 		if errors.As(err, &se) && se.Code >= 500 {
@@ -304,8 +303,16 @@ func (s *linkService) mailFailed(ctx context.Context, env relay.Envelope, msg []
 	} else if errors.Is(cause, relay.ErrForbidden) {
 		status = "5.7.1"
 	}
-	h := sha256.Sum256(append([]byte(env.From+"\x00"+strings.Join(env.To, ",")+"\x00"), msg...))
-	return m.Report(ctx, "link-failed-"+hex.EncodeToString(h[:12]), env.From, env.To, msg, status, cause)
+	return m.Report(ctx, "link-failed-"+mailKey("", env, msg), env.From, env.To, msg, status, cause)
+}
+
+// mailKey names a mail crossing a link (name, "" for our own) stably, so
+// that handling it twice is recognised.
+func mailKey(name string, env relay.Envelope, msg []byte) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00", name, env.From, strings.Join(env.To, ","))
+	h.Write(msg)
+	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 
 // linkSender sends mail for the links' mail domains over the links, and
@@ -317,36 +324,23 @@ type linkSender struct {
 
 func (ls linkSender) Send(ctx context.Context, from, to string, data []byte) error {
 	if ls.s != nil {
-		if lk := ls.s.byMail[domainOf(to)]; lk != nil {
+		if lk := ls.s.byMail[mta.DomainOf(to)]; lk != nil {
 			return lk.SendMail(ctx, relay.Envelope{From: from, To: []string{to}}, data, mailPrecedence(data))
 		}
 	}
 	return ls.next.Send(ctx, from, to, data)
 }
 
-func domainOf(addr string) string {
-	if at := strings.LastIndexByte(addr, '@'); at >= 0 {
-		return strings.ToLower(addr[at+1:])
-	}
-	return ""
-}
-
 // mailPrecedence reads RFC 6477's MMHS-Primary-Precedence (0 deferred to
 // 5 override) from the header; routine without it.
 func mailPrecedence(data []byte) brlink.Precedence {
-	hdr := data
-	if i := strings.Index(string(data), "\r\n\r\n"); i >= 0 {
-		hdr = data[:i]
+	msg, err := mail.ReadMessage(bytes.NewReader(data))
+	if err != nil {
+		return brlink.Routine
 	}
-	for _, line := range strings.Split(string(hdr), "\r\n") {
-		name, val, ok := strings.Cut(line, ":")
-		if !ok || !strings.EqualFold(strings.TrimSpace(name), "MMHS-Primary-Precedence") {
-			continue
-		}
-		n, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(val, ";", 2)[0]))
-		if err == nil && n >= 0 && n <= int(brlink.Override) {
-			return brlink.Precedence(n)
-		}
+	v, _, _ := strings.Cut(msg.Header.Get("MMHS-Primary-Precedence"), ";")
+	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 0 && n <= int(brlink.Override) {
+		return brlink.Precedence(n)
 	}
 	return brlink.Routine
 }

@@ -194,7 +194,7 @@ func (m *MTA) Accept(ctx context.Context, env smtpin.Envelope, data []byte) erro
 	for _, to := range env.To {
 		it := queue.Item{
 			Key:  env.ID + "/" + to,
-			Dest: domainOf(to),
+			Dest: DomainOf(to),
 			Meta: map[string]string{
 				"from": env.From, "to": to, "arrival": now.UTC().Format(time.RFC3339), "id": env.ID,
 			},
@@ -247,7 +247,7 @@ func (m *MTA) Submit(ctx context.Context, s Submission) error {
 				meta[k] = v
 			}
 		}
-		items = append(items, queue.Item{Key: s.ID + "/" + to, Dest: domainOf(to), Meta: meta, Payload: s.Data})
+		items = append(items, queue.Item{Key: s.ID + "/" + to, Dest: DomainOf(to), Meta: meta, Payload: s.Data})
 	}
 	if _, err := m.q.Add(ctx, items...); err != nil {
 		return fmt.Errorf("mta: queueing a submission: %w", err)
@@ -318,23 +318,13 @@ func (m *MTA) failed(ctx context.Context, it queue.Item, cause error) ([]queue.I
 		f.Diagnostic = fmt.Sprintf("delivery time expired after %d attempts: %s", it.Attempts, it.LastError)
 	}
 	arrival, _ := time.Parse(time.RFC3339, it.Meta["arrival"])
-	report, err := dsn.Build(dsn.Report{
-		ReportingMTA: m.cfg.Hostname,
-		To:           from,
-		Failures:     []dsn.Failure{f},
-		Original:     it.Payload,
-		Arrival:      arrival,
-		MessageID:    newID() + "@" + m.cfg.Hostname,
-		Trace:        m.cfg.Hostname,
-	})
-	if err != nil {
-		// The sender address cannot be written: nobody to tell.
-		m.log.Warn("cannot build a bounce", "id", it.Meta["id"], "from", from, "err", err)
+	report, ok := m.buildReport(from, []dsn.Failure{f}, it.Payload, arrival)
+	if !ok {
 		return nil, nil
 	}
 	return []queue.Item{{
 		Key:  "dsn:" + it.Key,
-		Dest: domainOf(from),
+		Dest: DomainOf(from),
 		Meta: map[string]string{
 			"from": "", "to": from, "arrival": time.Now().UTC().Format(time.RFC3339), "id": it.Meta["id"] + "-dsn",
 		},
@@ -342,7 +332,8 @@ func (m *MTA) failed(ctx context.Context, it queue.Item, cause error) ([]queue.I
 	}}, nil
 }
 
-func domainOf(addr string) string {
+// DomainOf is the lowercased domain of a mail address.
+func DomainOf(addr string) string {
 	if at := strings.LastIndexByte(addr, '@'); at >= 0 {
 		return strings.ToLower(addr[at+1:])
 	}

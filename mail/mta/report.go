@@ -26,18 +26,27 @@ func (m *MTA) Report(ctx context.Context, key, from string, to []string, data []
 	for i, rcpt := range to {
 		fails[i] = dsn.Failure{Recipient: rcpt, Status: status, Diagnostic: cause.Error(), LastTry: now}
 	}
-	report, err := dsn.Build(dsn.Report{
-		ReportingMTA: m.cfg.Hostname, To: from, Failures: fails, Original: data, Arrival: now,
-		MessageID: newID() + "@" + m.cfg.Hostname, Trace: m.cfg.Hostname,
-	})
-	if err != nil {
-		// The sender address cannot be written: nobody to tell.
-		m.log.Warn("cannot build a bounce", "from", from, "err", err)
+	report, ok := m.buildReport(from, fails, data, now)
+	if !ok {
 		return nil
 	}
-	err = m.Submit(ctx, Submission{ID: "dsn-" + key, To: []string{from}, Data: report})
+	err := m.Submit(ctx, Submission{ID: "dsn-" + key, To: []string{from}, Data: report})
 	if err != nil && !errors.Is(err, store.ErrExists) {
 		return fmt.Errorf("mta: queueing a report: %w", err)
 	}
 	return nil
+}
+
+// buildReport renders a bounce to from; false when it cannot be written
+// (an address that cannot be put in a header: nobody to tell).
+func (m *MTA) buildReport(from string, fails []dsn.Failure, original []byte, arrival time.Time) ([]byte, bool) {
+	report, err := dsn.Build(dsn.Report{
+		ReportingMTA: m.cfg.Hostname, To: from, Failures: fails, Original: original, Arrival: arrival,
+		MessageID: newID() + "@" + m.cfg.Hostname, Trace: m.cfg.Hostname,
+	})
+	if err != nil {
+		m.log.Warn("cannot build a bounce", "from", from, "err", err)
+		return nil, false
+	}
+	return report, true
 }
