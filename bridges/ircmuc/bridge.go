@@ -60,6 +60,9 @@ type Config struct {
 	// RejoinInterval is how often the bridge tries again to join a room it is not in (the room
 	// does not exist yet, or refused it); default 30s.
 	RejoinInterval time.Duration
+	// OutageGrace is how long IRC users stay in the rooms after the listener lost its network;
+	// then they leave with status 333 (and come back from NAMES when it returns). Default 120s.
+	OutageGrace time.Duration
 	// Queue bounds the events waiting for a network's goroutine; default 4096. Stanzas beyond it
 	// are dropped and counted.
 	Queue   int
@@ -117,6 +120,9 @@ func New(cfg Config) (*Bridge, error) {
 	}
 	if cfg.RejoinInterval <= 0 {
 		cfg.RejoinInterval = 30 * time.Second
+	}
+	if cfg.OutageGrace <= 0 {
+		cfg.OutageGrace = 120 * time.Second
 	}
 	if cfg.Queue <= 0 {
 		cfg.Queue = 4096

@@ -1,6 +1,7 @@
 package ircmuc
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/aldis-im/aldis/irc"
@@ -19,9 +20,11 @@ func (n *network) fromListener(ev irc.Event) {
 		for _, l := range n.links {
 			l.names = map[string]bool{}
 		}
+		n.listenerUp()
 		return
 	case irc.Disconnected:
 		n.b.log.Warn("IRC listener disconnected", "network", n.cfg.Name, "err", ev.Err)
+		n.listenerDown()
 		return
 	}
 	m := ev.Msg
@@ -34,8 +37,8 @@ func (n *network) fromListener(ev irc.Event) {
 			return
 		}
 		for _, entry := range strings.Fields(irc.Param(&m, 3)) {
-			_, nick := n.is.SplitPrefixes(entry)
-			n.addPuppet(l, nick)
+			prefixes, nick := n.is.SplitPrefixes(entry)
+			n.setModes(l, nick, n.prefixModes(prefixes))
 			if l.names != nil {
 				l.names[n.fold(nick)] = true
 			}
@@ -47,25 +50,46 @@ func (n *network) fromListener(ev irc.Event) {
 		}
 		for f, p := range l.puppets {
 			if !l.names[f] {
-				n.removePuppet(l, p.nick, "Left IRC while the gateway was disconnected")
+				n.removePuppet(l, p.nick, "Left IRC while the gateway was disconnected", exit{})
 			}
 		}
 		l.names = nil
 	case "JOIN":
-		if l := chanLink(0); l != nil {
+		l := chanLink(0)
+		switch {
+		case l == nil:
+		case n.fold(src) == n.fold(n.nick):
+			// The listener is in: ask for the channel's modes (+m makes visitors).
+			_ = n.listener.Send(irc.Message{Command: "MODE", Params: []string{l.cfg.Channel}})
+		default:
 			n.addPuppet(l, src)
 		}
 	case "PART":
 		if l := chanLink(0); l != nil {
-			n.removePuppet(l, src, statusText("Left IRC", irc.Param(&m, 1)))
+			n.removePuppet(l, src, statusText("Left IRC", irc.Param(&m, 1)), exit{})
 		}
 	case "QUIT":
+		msg := irc.Param(&m, 0)
 		for _, l := range n.links {
-			n.removePuppet(l, src, statusText("Quit IRC", irc.Param(&m, 0)))
+			n.removePuppet(l, src, statusText("Quit IRC", msg), quitExit(msg))
 		}
 	case "KICK":
 		if l := chanLink(0); l != nil {
-			n.removePuppet(l, irc.Param(&m, 1), statusText("Kicked by "+src, irc.Param(&m, 2)))
+			reason := format.Clean(format.FromIRC(irc.Param(&m, 2)))
+			n.removePuppet(l, irc.Param(&m, 1), statusText("Kicked by "+src, irc.Param(&m, 2)),
+				exit{code: "307", actor: n.kickActor(l, src), reason: reason})
+		}
+	case "MODE": // MODE #chan +ov-m nick nick
+		if l := chanLink(0); l != nil && len(m.Params) > 1 {
+			n.applyModes(l, n.is.ChannelModes(m.Params[1], m.Params[2:]))
+		}
+	case "324": // RPL_CHANNELMODEIS: me #chan +mnt [args]
+		if l := chanLink(1); l != nil && len(m.Params) > 2 {
+			changes := n.is.ChannelModes(m.Params[2], m.Params[3:])
+			if !slices.ContainsFunc(changes, func(c irc.ModeChange) bool { return c.Mode == 'm' }) {
+				changes = append(changes, irc.ModeChange{Set: false, Mode: 'm'})
+			}
+			n.applyModes(l, changes)
 		}
 	case "NICK":
 		nick := irc.Param(&m, 0)

@@ -201,7 +201,7 @@ func (n *network) puppetRefused(l *link, p *puppet, st *wire.Element) {
 		delete(l.byNick, p.roomNick)
 		p.roomNick = nick
 		l.byNick[nick] = p
-		n.b.send(joinPresence(), p.jid, n.occupantJID(l, nick))
+		n.b.send(puppetJoin(p), p.jid, n.occupantJID(l, nick))
 		return
 	}
 	n.b.log.Warn("linked room refused an IRC user", "room", l.room.String(), "nick", p.nick, "error", cond)

@@ -10,6 +10,7 @@ import (
 	"github.com/aldis-im/aldis/core/label"
 	"github.com/aldis-im/aldis/core/pool"
 	"github.com/aldis-im/aldis/irc"
+	"github.com/aldis-im/aldis/irc/format"
 	"github.com/aldis-im/aldis/mapping"
 	"github.com/aldis-im/aldis/xmppcore/jid"
 	"github.com/aldis-im/aldis/xmppcore/wire"
@@ -24,6 +25,7 @@ const (
 	evLease                    // a user's connection is ready (or not)
 	evLinks                    // the map changed this network's links
 	evRejoin                   // the XMPP side came back: join the rooms again
+	evOutage                   // the listener has been disconnected for OutageGrace
 )
 
 // netEvent is what a network's goroutine receives.
@@ -37,6 +39,7 @@ type netEvent struct {
 	lease    *pool.Lease[userKey, *userConn]
 	err      error
 	links    []mapping.Link
+	gen      int // evOutage: the outage it is about
 }
 
 // network is one IRC network's links and connections, owned by run's goroutine.
@@ -54,19 +57,25 @@ type network struct {
 	chans    map[string]*link // by folded channel
 	owned    map[string]*userConn
 	seq      int
+	// down: the listener is disconnected; outage counts disconnections, so that the grace
+	// timer of an outage that ended does not remove anyone.
+	down   bool
+	outage int
 }
 
 // link is one room ⇄ channel and who is in it.
 type link struct {
-	cfg      mapping.Link
-	room     jid.JID
-	joined   bool
-	lab      *label.Label     // what IRC messages get
-	clr      *label.Clearance // what may go to IRC
-	puppets  map[string]*puppet
-	byJID    map[jid.JID]*puppet
-	byNick   map[string]*puppet // by room nick
-	occupant map[string]*occupant
+	cfg    mapping.Link
+	room   jid.JID
+	joined bool
+	// moderated: the channel is +m, where IRC users without voice are visitors.
+	moderated bool
+	lab       *label.Label     // what IRC messages get
+	clr       *label.Clearance // what may go to IRC
+	puppets   map[string]*puppet
+	byJID     map[jid.JID]*puppet
+	byNick    map[string]*puppet // by room nick
+	occupant  map[string]*occupant
 	// names collects the IRC users of the channel's NAMES after the listener (re)joined it;
 	// at its end the puppets not in it leave the room (they left during an outage). nil: no
 	// NAMES in progress.
@@ -143,6 +152,8 @@ type puppet struct {
 	roomNick string
 	jid      jid.JID
 	tries    int
+	modes    string // the channel's prefix modes the user holds ("ov")
+	role     string // the room role last claimed for the user
 }
 
 // occupant is an XMPP occupant of a linked room.
@@ -243,6 +254,10 @@ func (n *network) handle(ev netEvent) {
 			l.joined = false
 			n.joinRoom(l)
 		}
+	case evOutage:
+		if n.down && ev.gen == n.outage {
+			n.outageExpired()
+		}
 	}
 }
 
@@ -336,6 +351,12 @@ func (n *network) isOwned(nick string) bool {
 
 // addPuppet makes IRC user nick an occupant of l's room.
 func (n *network) addPuppet(l *link, nick string) *puppet {
+	return n.addPuppetModes(l, nick, "")
+}
+
+// addPuppetModes makes IRC user nick, holding the channel's prefix modes, an occupant of l's
+// room; an occupant already there keeps the modes it has.
+func (n *network) addPuppetModes(l *link, nick, modes string) *puppet {
 	if nick == "" || n.isOwned(nick) {
 		return nil
 	}
@@ -351,13 +372,14 @@ func (n *network) addPuppet(l *link, nick string) *puppet {
 			return nil
 		}
 	}
-	p := &puppet{nick: nick, jid: j}
+	p := &puppet{nick: nick, jid: j, modes: modes}
 	p.roomNick = n.freeNick(l, nick)
+	p.role = n.roleOf(l, p)
 	l.puppets[f] = p
 	l.byJID[j] = p
 	l.byNick[p.roomNick] = p
 	if l.joined {
-		n.b.send(joinPresence(), p.jid, n.occupantJID(l, p.roomNick))
+		n.b.send(puppetJoin(p), p.jid, n.occupantJID(l, p.roomNick))
 	}
 	return p
 }
@@ -392,8 +414,9 @@ func (n *network) freeNick(l *link, nick string) string {
 	}
 }
 
-// removePuppet takes IRC user nick out of l's room.
-func (n *network) removePuppet(l *link, nick, status string) {
+// removePuppet takes IRC user nick out of l's room; ex gives the room the status code (a kick,
+// an error) and its actor and reason.
+func (n *network) removePuppet(l *link, nick, status string, ex exit) {
 	p := l.puppets[n.fold(nick)]
 	if p == nil {
 		return
@@ -402,7 +425,7 @@ func (n *network) removePuppet(l *link, nick, status string) {
 	delete(l.byJID, p.jid)
 	delete(l.byNick, p.roomNick)
 	if l.joined {
-		n.b.send(unavailable(status), p.jid, n.occupantJID(l, p.roomNick))
+		n.b.send(ex.presence(status), p.jid, n.occupantJID(l, p.roomNick))
 	}
 }
 
@@ -419,7 +442,7 @@ func (n *network) renamePuppet(l *link, old, nick string) {
 	l.puppets[n.fold(nick)] = p
 	l.byNick[p.roomNick] = p
 	if l.joined {
-		n.b.send(joinPresence(), p.jid, n.occupantJID(l, p.roomNick))
+		n.b.send(puppetJoin(p), p.jid, n.occupantJID(l, p.roomNick))
 	}
 }
 
@@ -439,7 +462,7 @@ func (n *network) roomJoined(l *link) {
 	l.joined = true
 	n.b.log.Info("joined linked room", "room", l.room.String(), "channel", l.cfg.Channel)
 	for _, p := range l.puppets {
-		n.b.send(joinPresence(), p.jid, n.occupantJID(l, p.roomNick))
+		n.b.send(puppetJoin(p), p.jid, n.occupantJID(l, p.roomNick))
 	}
 }
 
@@ -543,6 +566,10 @@ func (n *network) fromUser(c *userConn, ev irc.Event) {
 		n.privateFromIRC(c, m, ev)
 	case "471", "473", "474", "475":
 		n.joinRefused(c, m)
+	case "KICK":
+		if n.fold(irc.Param(&m, 1)) == n.fold(c.Nick()) {
+			n.userKicked(c, m)
+		}
 	}
 }
 
@@ -570,18 +597,38 @@ func (n *network) joinRefused(c *userConn, m irc.Message) {
 	if l == nil {
 		return
 	}
+	n.cutOff(l, c, m.Command, "IRC refused your join of "+l.cfg.Channel+" ("+m.Command+": "+
+		joinError(m.Command)+"): what you say in this room does not reach IRC.")
+}
+
+// userKicked follows an IRC operator kicking an XMPP user's connection from a linked channel:
+// as with a refused join, what they say no longer reaches IRC until they join the room again.
+func (n *network) userKicked(c *userConn, m irc.Message) {
+	l := n.chans[foldChannel(irc.Param(&m, 0))]
+	if l == nil {
+		return
+	}
+	text := "You were kicked from " + l.cfg.Channel + " on IRC by " + m.Nick()
+	if r := format.Clean(format.FromIRC(irc.Param(&m, 2))); r != "" {
+		text += " (" + r + ")"
+	}
+	n.cutOff(l, c, "KICK", text+": what you say in this room no longer reaches IRC. Leave the room and join it again to return.")
+}
+
+// cutOff stops relaying for the occupants of l speaking through c, whom the channel refused
+// (code), and tells them why.
+func (n *network) cutOff(l *link, c *userConn, code, text string) {
 	for _, o := range l.occupant {
 		if o.conn != c {
 			continue
 		}
-		n.b.log.Warn("IRC refused an XMPP user's join", "user", o.key.User, "channel", l.cfg.Channel, "code", m.Command)
+		n.b.log.Warn("IRC refused an XMPP user in a channel", "user", o.key.User, "channel", l.cfg.Channel, "code", code)
 		n.release(l, o)
-		o.refused = m.Command
+		o.refused = code
 		s := wire.New("message", "")
 		s.SetAttr("type", "chat")
 		s.SetAttr("id", n.newID())
-		s.AddChild(wire.New("body", "")).AddText("IRC refused your join of " + l.cfg.Channel + " (" + m.Command + ": " +
-			joinError(m.Command) + "): what you say in this room does not reach IRC.")
+		s.AddChild(wire.New("body", "")).AddText(text)
 		s.AddChild(wire.New("x", nsMUCUser))
 		n.b.send(s, n.b.self, n.occupantJID(l, o.nick))
 	}

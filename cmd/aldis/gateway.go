@@ -86,7 +86,7 @@ func gatewayIRC(ctx context.Context, cfg config.Config, path string, stderr io.W
 	})
 	b, err := ircmuc.New(ircmuc.Config{
 		Domain: cfg.IRC.Domain, XMPP: cc, Map: maps.Map(),
-		Linger: cfg.IRC.Linger, RejoinInterval: cfg.IRC.RejoinInterval, Log: log, Metrics: obs.NewMetrics(),
+		Linger: cfg.IRC.Linger, RejoinInterval: cfg.IRC.RejoinInterval, OutageGrace: cfg.IRC.OutageGrace, Log: log, Metrics: obs.NewMetrics(),
 	})
 	if err != nil {
 		return err

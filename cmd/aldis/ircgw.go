@@ -33,7 +33,7 @@ func startIRC(cfg config.Config, path string, log *slog.Logger, m *obs.Metrics, 
 	}
 	b, err := ircmuc.New(ircmuc.Config{
 		Domain: cfg.IRCDomain(), XMPP: rt, Map: maps.Map(), Labels: labels,
-		Linger: cfg.IRC.Linger, RejoinInterval: cfg.IRC.RejoinInterval, Log: log, Metrics: m,
+		Linger: cfg.IRC.Linger, RejoinInterval: cfg.IRC.RejoinInterval, OutageGrace: cfg.IRC.OutageGrace, Log: log, Metrics: m,
 	})
 	if err != nil {
 		return nil, err

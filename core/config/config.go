@@ -205,7 +205,7 @@ func Default() Config {
 		Upload:     defaultUpload(),
 		Links:      []Link{},
 		Mail:       defaultMail(),
-		IRC:        IRC{Maps: []string{}, Linger: 60 * time.Second, RejoinInterval: 30 * time.Second},
+		IRC:        IRC{Maps: []string{}, Linger: 60 * time.Second, RejoinInterval: 30 * time.Second, OutageGrace: 120 * time.Second},
 	}
 }
 

@@ -16,6 +16,9 @@ type IRC struct {
 	Linger time.Duration `toml:"linger"`
 	// RejoinInterval is how often the gateway tries again to join a linked room it is not in.
 	RejoinInterval time.Duration `toml:"rejoin_interval"`
+	// OutageGrace is how long IRC users stay in the rooms after the gateway lost its connection
+	// to their network (a netsplit usually heals); then they leave with status 333.
+	OutageGrace time.Duration `toml:"outage_grace"`
 }
 
 // Gateway is the [gateway] table: the XMPP server `aldis gateway irc` connects to as an
@@ -71,6 +74,9 @@ func (c Config) ircProblems(ck *checker) {
 	}
 	if c.IRC.RejoinInterval < time.Second {
 		ck.add("must be at least 1s", "irc.rejoin_interval")
+	}
+	if c.IRC.OutageGrace < time.Second {
+		ck.add("must be at least 1s", "irc.outage_grace")
 	}
 	if d := c.IRCDomain(); len(c.IRC.Maps) > 0 && (d == c.Server.Domain || d == c.MUCDomain()) {
 		ck.add("must differ from the server's and the chat service's domains", "irc.domain")

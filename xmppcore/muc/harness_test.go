@@ -402,3 +402,17 @@ func (u *user) configure(room string, fields map[string]string) *wire.Element {
 	u.e.rt.mu.Unlock()
 	return res
 }
+
+// enterDrain reads what a join u already sent brings, up to the subject.
+func (u *user) enterDrain(room string) {
+	u.e.t.Helper()
+	for {
+		st := u.next()
+		if st.Local() == "message" && st.Child("subject", "") != nil {
+			return
+		}
+		if st.Attr("type") == "error" {
+			u.e.t.Fatalf("%s could not enter %s: %s", u.jid, room, st)
+		}
+	}
+}

@@ -1022,3 +1022,57 @@ func TestObservers(t *testing.T) {
 	bob.expect("alice without her JID", all(isPres("", room1+"/alice"), item("jid", "-")))
 	gw.expect("bob with his JID", all(isPres("", room1+"/bob"), item("jid", "bob@example.org/b")))
 }
+
+// TestGatewayClaims: a trusted gateway's occupant joins with the role its
+// presence claims (an IRC channel operator is a moderator), changes it by
+// presence, and leaves with the kick (307) or error (333) codes, actor and
+// reason it gives; a normal user's presence claiming the same is ignored.
+func TestGatewayClaims(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Observers = []string{"irc.example.org"} })
+	alice := e.user("alice@example.org/a")
+	alice.create(room1, "alice")
+	claim := func(role string) string {
+		return fmt.Sprintf("<x xmlns='%s'><item role='%s'/></x>", NSUser, role)
+	}
+	bob := e.user("bob%net@irc.example.org/1")
+	bob.send(fmt.Sprintf("<presence to='%s/bob'><x xmlns='%s'/>%s</presence>", room1, NS, claim("moderator")))
+	alice.expect("bob as a moderator", all(isPres("", room1+"/bob"), item("role", "moderator", "affiliation", "none")))
+	bob.expect("alice", isPres("", room1+"/alice"))
+	bob.expect("own presence", all(isPres("", room1+"/bob"), item("role", "moderator"), codes("110")))
+	bob.expect("subject", isMsg("groupchat", room1))
+
+	bob.send(fmt.Sprintf("<presence to='%s/bob'>%s</presence>", room1, claim("visitor")))
+	alice.expect("bob devoiced", all(isPres("", room1+"/bob"), item("role", "visitor")))
+	bob.expect("own update", all(isPres("", room1+"/bob"), item("role", "visitor")))
+	bob.send(fmt.Sprintf("<presence to='%s/bob'>%s</presence>", room1, claim("none")))
+	alice.expect("role none is not a claim", all(isPres("", room1+"/bob"), item("role", "visitor")))
+	bob.expect("own update", isPres("", room1+"/bob"))
+
+	carol := e.user("carol@example.org/c")
+	carol.send(fmt.Sprintf("<presence to='%s/carol'><x xmlns='%s'/>%s</presence>", room1, NS, claim("moderator")))
+	alice.expect("carol as a participant", all(isPres("", room1+"/carol"), item("role", "participant")))
+	carol.enterDrain(room1)
+	bob.expect("carol", isPres("", room1+"/carol"))
+	carol.send(fmt.Sprintf("<presence to='%s/carol' type='unavailable'><x xmlns='%s'><status code='307'/><item><actor nick='x'/></item></x></presence>", room1, NSUser))
+	alice.expect("carol left, no codes of hers", all(isPres("unavailable", room1+"/carol"), codes(), item("role", "none")))
+	bob.expect("carol left", all(isPres("unavailable", room1+"/carol"), codes()))
+	carol.expect("own leave", all(isPres("unavailable", room1+"/carol"), codes("110")))
+
+	bob.send(fmt.Sprintf("<presence to='%s/bob' type='unavailable'><status>Kicked by op: spam</status><x xmlns='%s'><status code='307'/><status code='201'/><item><actor nick='op'/><reason>spam</reason></item></x></presence>", room1, NSUser))
+	kicked := alice.expect("bob kicked", all(isPres("unavailable", room1+"/bob"), codes("307"), item("role", "none")))
+	it := kicked.Child("x", NSUser).Child("item", "")
+	if a := it.Child("actor", ""); a == nil || a.Attr("nick") != "op" || it.ChildText("reason", "") != "spam" {
+		t.Fatalf("kick without actor op and reason spam: %s", kicked)
+	}
+	if kicked.ChildText("status", "") != "Kicked by op: spam" {
+		t.Fatalf("kick lost its status text: %s", kicked)
+	}
+	bob.expect("own kick", all(isPres("unavailable", room1+"/bob"), codes("110", "307")))
+
+	erin := e.user("erin%net@irc.example.org/2")
+	erin.send(fmt.Sprintf("<presence to='%s/erin'><x xmlns='%s'/></presence>", room1, NS))
+	alice.expect("erin with the default role", all(isPres("", room1+"/erin"), item("role", "participant")))
+	erin.enterDrain(room1)
+	erin.send(fmt.Sprintf("<presence to='%s/erin' type='unavailable'><x xmlns='%s'><status code='333'/></x></presence>", room1, NSUser))
+	alice.expect("erin split", all(isPres("unavailable", room1+"/erin"), codes("333")))
+}

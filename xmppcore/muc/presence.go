@@ -64,11 +64,16 @@ func (r *room) presence(ev event) {
 			r.welcome(ev, o, nil)
 		default:
 			o.setPresence(st, ev.from)
+			if rl, ok := r.gatewayRole(ev); ok {
+				o.role = rl
+			}
 			r.broadcastPresence(o, presOpts{}, true)
 		}
 	case "unavailable":
 		if o != nil {
-			r.leave(o, ev.from, presOpts{unavailable: true, status: st.ChildText("status", "")}, true)
+			opts := presOpts{unavailable: true, status: st.ChildText("status", "")}
+			r.gatewayExit(ev, &opts)
+			r.leave(o, ev.from, opts, true)
 		}
 	case "error":
 		if o != nil {
@@ -143,6 +148,9 @@ func (r *room) join(ev event) {
 	o := existing
 	if o == nil {
 		o = &occupant{nick: nick, real: ev.from.Bare(), role: r.defaultRole(aff)}
+		if rl, ok := r.gatewayRole(ev); ok {
+			o.role = rl
+		}
 		r.occupants[fold(nick)] = o
 		r.order = append(r.order, o)
 		r.s.occupants.Add(1)
