@@ -95,16 +95,11 @@ func (b *Bridge) dialUser(ctx context.Context, k userKey) (*userConn, error) {
 			if ev.Kind != irc.Received {
 				continue
 			}
-			switch ev.Msg.Command {
-			case "PRIVMSG", "NOTICE":
-				if t := irc.Param(&ev.Msg, 0); t == "" || strings.ContainsRune("#&+!", rune(t[0])) {
-					continue // channel traffic: the listener's
-				}
-				fallthrough
-			case "NICK", "471", "473", "474", "475":
-				if n := b.network(k.Network); n != nil {
-					n.post(netEvent{kind: evUser, uc: u, irc: ev})
-				}
+			if !userEvent(c, u, ev.Msg) {
+				continue
+			}
+			if n := b.network(k.Network); n != nil {
+				n.post(netEvent{kind: evUser, uc: u, irc: ev})
 			}
 		}
 	}()
@@ -195,4 +190,25 @@ func checkLabels(g *seclabel.Guard, m *mapping.Map) error {
 		}
 	}
 	return nil
+}
+
+// userEvent reports whether a line u's connection c read concerns the bridge: private messages
+// to the user, the connection's own nick changes, joins (which answer admissions, admit.go) and
+// kicks, and channel join errors. Channel traffic is the listener's.
+func userEvent(c *irc.Client, u *userConn, m irc.Message) bool {
+	switch m.Command {
+	case "PRIVMSG", "NOTICE":
+		t := irc.Param(&m, 0)
+		return t != "" && !strings.ContainsRune("#&+!", rune(t[0]))
+	case "JOIN", "KICK":
+		who := m.Nick()
+		if m.Command == "KICK" {
+			who = irc.Param(&m, 1)
+		}
+		cm := c.State().ISupport.CaseMapping
+		return cm.Fold(who) == cm.Fold(u.Nick())
+	case "NICK", "471", "473", "474", "475":
+		return true
+	}
+	return false
 }

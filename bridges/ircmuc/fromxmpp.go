@@ -39,6 +39,8 @@ func (n *network) fromXMPP(st *wire.Element, from, to jid.JID) {
 			if st.Attr("type") == "groupchat" {
 				n.groupchatToIRC(l, st, from)
 			}
+		case "iq":
+			n.admit(l, st, from)
 		}
 		return
 	}
@@ -103,6 +105,15 @@ func (n *network) roomPresence(l *link, st *wire.Element, from jid.JID) {
 	switch typ {
 	case "":
 		if o != nil {
+			return
+		}
+		if a := l.admitting[nick]; a != nil {
+			// Admitted by the channel before the room let them in (admit.go).
+			delete(l.admitting, nick)
+			l.occupant[nick] = a.o
+			if a.o.refused != "" {
+				n.tell(l, a.o, refusedText(l, a.o.refused))
+			}
 			return
 		}
 		o = &occupant{nick: nick, key: userKey{User: from.String(), Network: n.cfg.Name}}

@@ -76,6 +76,8 @@ type link struct {
 	byJID     map[jid.JID]*puppet
 	byNick    map[string]*puppet // by room nick
 	occupant  map[string]*occupant
+	// admitting: XMPP users the room asked about (admit.go), by room nick, until their presence.
+	admitting map[string]*admission
 	// names collects the IRC users of the channel's NAMES after the listener (re)joined it;
 	// at its end the puppets not in it leave the room (they left during an outage). nil: no
 	// NAMES in progress.
@@ -228,6 +230,7 @@ func (n *network) run(ctx context.Context, links []mapping.Link) {
 				if !l.joined {
 					n.joinRoom(l)
 				}
+				n.expireAdmissions(l)
 				if l.inflight > 0 && time.Since(l.lastAck) > ackTimeout {
 					l.inflight = 0
 					n.flushRoom(l)
@@ -287,7 +290,7 @@ func (n *network) setLinks(ls []mapping.Link) {
 			continue
 		}
 		l := &link{cfg: cfg, room: room, lab: lab, clr: clr, puppets: map[string]*puppet{},
-			byJID: map[jid.JID]*puppet{}, byNick: map[string]*puppet{}, occupant: map[string]*occupant{}}
+			byJID: map[jid.JID]*puppet{}, byNick: map[string]*puppet{}, occupant: map[string]*occupant{}, admitting: map[string]*admission{}}
 		n.links[room] = l
 		n.chans[mapping.FoldChannel(cfg.Channel)] = l
 		if err := n.listener.Join(cfg.Channel, cfg.Key); err != nil {
@@ -497,7 +500,11 @@ func (n *network) connect(l *link, o *occupant) {
 func (n *network) leased(ev netEvent) {
 	l := n.links[ev.to]
 	o := ev.occ
-	if l == nil || l.occupant[o.nick] != o {
+	var a *admission
+	if l != nil {
+		a = l.admissionOf(o)
+	}
+	if l == nil || (l.occupant[o.nick] != o && a == nil) {
 		if ev.lease != nil {
 			ev.lease.Release()
 		}
@@ -508,14 +515,31 @@ func (n *network) leased(ev netEvent) {
 			n.b.relayed.Inc()
 		}
 		n.b.log.Warn("no IRC connection for an XMPP user; relaying", "user", o.key.User, "network", n.cfg.Name, "err", ev.err)
+		if a != nil {
+			n.admissionLeased(l, a, ev.err)
+		}
 		return
 	}
 	o.lease = ev.lease
 	o.conn = ev.lease.Conn()
 	n.owned[n.fold(o.conn.Nick())] = o.conn
+	if a != nil && n.inChannel(o.conn, l.cfg.Channel) {
+		n.answerAdmission(a, "", "", "") // no JOIN to wait for: it is there for another nick of theirs
+		return
+	}
 	if err := o.conn.c.Join(l.cfg.Channel, l.cfg.Key); err != nil {
 		n.b.log.Warn("join IRC channel for an XMPP user", "user", o.key.User, "err", err)
 	}
+}
+
+// inChannel reports whether c is in channel, as far as its server said.
+func (n *network) inChannel(c *userConn, channel string) bool {
+	for _, ch := range c.c.State().Channels {
+		if foldChannel(ch) == foldChannel(channel) {
+			return true
+		}
+	}
+	return false
 }
 
 // release lets go of o's connection in l: PART the channel, and the pool
@@ -564,7 +588,14 @@ func (n *network) fromUser(c *userConn, ev irc.Event) {
 			return // channel traffic is the listener's; our own messages echoed
 		}
 		n.privateFromIRC(c, m, ev)
+	case "JOIN":
+		if n.fold(m.Nick()) == n.fold(c.Nick()) {
+			n.admittedOnIRC(c, m)
+		}
 	case "471", "473", "474", "475":
+		if l := n.chans[foldChannel(irc.Param(&m, 1))]; l != nil && n.admissionRefused(l, c, m.Command) {
+			return
+		}
 		n.joinRefused(c, m)
 	case "KICK":
 		if n.fold(irc.Param(&m, 1)) == n.fold(c.Nick()) {
@@ -597,8 +628,13 @@ func (n *network) joinRefused(c *userConn, m irc.Message) {
 	if l == nil {
 		return
 	}
-	n.cutOff(l, c, m.Command, "IRC refused your join of "+l.cfg.Channel+" ("+m.Command+": "+
-		joinError(m.Command)+"): what you say in this room does not reach IRC.")
+	n.cutOff(l, c, m.Command, refusedText(l, m.Command))
+}
+
+// refusedText tells a user IRC refused their join of l's channel with code.
+func refusedText(l *link, code string) string {
+	return "IRC refused your join of " + l.cfg.Channel + " (" + code + ": " + joinError(code) +
+		"): what you say in this room does not reach IRC."
 }
 
 // userKicked follows an IRC operator kicking an XMPP user's connection from a linked channel:
@@ -625,11 +661,16 @@ func (n *network) cutOff(l *link, c *userConn, code, text string) {
 		n.b.log.Warn("IRC refused an XMPP user in a channel", "user", o.key.User, "channel", l.cfg.Channel, "code", code)
 		n.release(l, o)
 		o.refused = code
-		s := wire.New("message", "")
-		s.SetAttr("type", "chat")
-		s.SetAttr("id", n.newID())
-		s.AddChild(wire.New("body", "")).AddText(text)
-		s.AddChild(wire.New("x", nsMUCUser))
-		n.b.send(s, n.b.self, n.occupantJID(l, o.nick))
+		n.tell(l, o, text)
 	}
+}
+
+// tell sends occupant o a private message from the bridge's occupant.
+func (n *network) tell(l *link, o *occupant, text string) {
+	s := wire.New("message", "")
+	s.SetAttr("type", "chat")
+	s.SetAttr("id", n.newID())
+	s.AddChild(wire.New("body", "")).AddText(text)
+	s.AddChild(wire.New("x", nsMUCUser))
+	n.b.send(s, n.b.self, n.occupantJID(l, o.nick))
 }

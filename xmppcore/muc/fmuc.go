@@ -133,6 +133,7 @@ type fedEvent struct {
 	gen    uint64
 	peer   jid.JID
 	nick   string // folded; a join timeout's
+	id     string // a gateway join's question
 }
 
 type fedWhat uint8
@@ -143,6 +144,7 @@ const (
 	fedJoinTimeout
 	fedGhosts
 	fedRetry
+	gwJoinTimeout
 )
 
 // ---- service side ----
@@ -335,6 +337,8 @@ func (r *room) handleFed(fe fedEvent) {
 		if p := r.up; p != nil && p.gen == fe.gen && p.state == peerDown && !p.carrier {
 			r.rejoin(p)
 		}
+	case gwJoinTimeout:
+		r.gatewayTimeout(fe.id)
 	}
 }
 

@@ -1,6 +1,12 @@
 package muc
 
-import "slices"
+import (
+	"slices"
+
+	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/stanza"
+	"github.com/aldis-im/aldis/xmppcore/wire"
+)
 
 // A trusted gateway (a domain in Config.Observers, such as the IRC gateway)
 // shows the users of another network as occupants. It knows their standing
@@ -61,4 +67,112 @@ func (r *room) gatewayExit(ev event, opts *presOpts) {
 		}
 		opts.reason = it.ChildText("reason", "")
 	}
+}
+
+// NSGateway is the namespace of a room's question to its gateway: may this
+// user join? A room linked to an IRC channel admits a user only once the
+// channel did (PROTOCOLS §7.4): the gateway joins the channel on the user's
+// connection and answers with a result, or with the error the join gets
+// (banned: forbidden; invite only: registration-required...).
+const NSGateway = "urn:aldis:muc:gateway:0"
+
+// maxGatewayJoins bounds the joins a room holds for its gateway.
+const maxGatewayJoins = 256
+
+// gwJoin is a join held for the gateway's answer.
+type gwJoin struct {
+	ev   event
+	nick string
+	to   jid.JID // whom the question went to: only it may answer
+}
+
+// gatewayOf is the session of the room's gateway itself (a bare domain of
+// Config.Observers in the room, not one of its users), if any.
+func (r *room) gatewayOf() (jid.JID, bool) {
+	for _, o := range r.order {
+		if o.real.Local() == "" && r.s.observers[o.real.Domain()] && len(o.sessions) > 0 && o.via == nil {
+			return o.sessions[0], true
+		}
+	}
+	return jid.JID{}, false
+}
+
+// gatewayJoin holds a new occupant's join while the room's gateway, if it
+// has one, admits the user on its network; true: held.
+func (r *room) gatewayJoin(ev event) bool {
+	if ev.gwOK || r.isGateway(ev) {
+		return false
+	}
+	gw, ok := r.gatewayOf()
+	if !ok {
+		return false
+	}
+	nick := ev.to.Resource()
+	for _, p := range r.gwJoins {
+		if fold(p.nick) == fold(nick) {
+			r.refuse(ev, stanza.Cancel, "conflict", "the nickname is being joined")
+			return true
+		}
+	}
+	if len(r.gwJoins) >= maxGatewayJoins {
+		r.refuse(ev, stanza.Wait, "resource-constraint", "too many joins in progress")
+		return true
+	}
+	if r.gwJoins == nil {
+		r.gwJoins = map[string]gwJoin{}
+	}
+	id := randomID()
+	r.gwJoins[id] = gwJoin{ev: ev, nick: nick, to: gw}
+	iq := wire.New("iq", "")
+	iq.SetAttr("type", "set").SetAttr("id", id).SetAttr("from", r.jid.String()).SetAttr("to", gw.String())
+	iq.AddChild(wire.New("join", NSGateway)).SetAttr("nick", nick).SetAttr("jid", ev.from.String())
+	r.deliver(iq, r.jid, gw)
+	r.after(r.s.cfg.GatewayJoinTimeout, fedEvent{what: gwJoinTimeout, id: id})
+	return true
+}
+
+// gatewayAnswer follows the gateway's answer to a held join: a result
+// admits the user (the room's own conditions are checked again), an error
+// refuses the join with it.
+func (r *room) gatewayAnswer(ev event) {
+	id := ev.st.Attr("id")
+	p, ok := r.gwJoins[id]
+	if !ok || ev.from != p.to {
+		return
+	}
+	delete(r.gwJoins, id)
+	if ev.st.Attr("type") == "result" {
+		p.ev.gwOK = true
+		r.join(p.ev)
+		return
+	}
+	typ, cond, text := stanza.Cancel, "remote-server-not-found", ""
+	if e := ev.st.Child("error", ""); e != nil {
+		if t := e.Attr("type"); t != "" {
+			typ = t
+		}
+		for c := range e.Elements() {
+			switch {
+			case c.Local() == "text":
+				text = c.Text()
+			case c.Space == stanza.NSStanzaErr:
+				cond = c.Local()
+			}
+		}
+	}
+	r.refuse(p.ev, typ, cond, text)
+}
+
+// gatewayTimeout admits a user whose join the gateway did not answer in
+// time: a stalled gateway must not keep people out of the room (what they
+// say reaches the other network only if it let them in).
+func (r *room) gatewayTimeout(id string) {
+	p, ok := r.gwJoins[id]
+	if !ok {
+		return
+	}
+	delete(r.gwJoins, id)
+	r.s.log.Warn("the room's gateway did not answer a join; admitted", "room", r.jid.String(), "gateway", p.to.String())
+	p.ev.gwOK = true
+	r.join(p.ev)
 }

@@ -31,6 +31,10 @@ func (r *room) iq(ev event) {
 		return
 	}
 	typ := ev.st.Attr("type")
+	if typ == "result" || typ == "error" {
+		r.gatewayAnswer(ev)
+		return
+	}
 	if typ != "get" && typ != "set" {
 		return
 	}

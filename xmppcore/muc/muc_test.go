@@ -1019,6 +1019,7 @@ func TestObservers(t *testing.T) {
 	gw.expect("the subject", isMsg("groupchat", room1))
 	bob := e.user("bob@example.org/b")
 	bob.join(room1+"/bob", "")
+	gw.answerJoin("bob", "")
 	bob.expect("alice without her JID", all(isPres("", room1+"/alice"), item("jid", "-")))
 	gw.expect("bob with his JID", all(isPres("", room1+"/bob"), item("jid", "bob@example.org/b")))
 }
@@ -1075,4 +1076,81 @@ func TestGatewayClaims(t *testing.T) {
 	erin.enterDrain(room1)
 	erin.send(fmt.Sprintf("<presence to='%s/erin' type='unavailable'><x xmlns='%s'><status code='333'/></x></presence>", room1, NSUser))
 	alice.expect("erin split", all(isPres("unavailable", room1+"/erin"), codes("333")))
+}
+
+// answerJoin reads the room's question about nick's join and answers it:
+// a result, or an error of condition cond.
+func (u *user) answerJoin(nick, cond string) {
+	u.e.t.Helper()
+	q := u.expect("the room's question", func(st *wire.Element) string {
+		if st.Local() != "iq" || st.Attr("type") != "set" || st.Child("join", NSGateway) == nil {
+			return "not a gateway join question"
+		}
+		if got := st.Child("join", NSGateway).Attr("nick"); got != nick {
+			return fmt.Sprintf("a question about %q, want %q", got, nick)
+		}
+		return ""
+	})
+	if cond == "" {
+		u.send(fmt.Sprintf("<iq type='result' id='%s' to='%s'/>", q.Attr("id"), q.Attr("from")))
+		return
+	}
+	u.send(fmt.Sprintf("<iq type='error' id='%s' to='%s'><error type='auth'><%s xmlns='%s'/><text xmlns='%s'>IRC: banned (474)</text></error></iq>",
+		q.Attr("id"), q.Attr("from"), cond, stanza.NSStanzaErr, stanza.NSStanzaErr))
+}
+
+// TestGatewayJoin: a room with its gateway in it admits a new occupant
+// only once the gateway said yes; the gateway's error is the join's error;
+// an answer from anyone else does nothing; a gateway that does not answer
+// in time does not keep anyone out; the gateway's own users are not asked
+// about.
+func TestGatewayJoin(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.Observers = []string{"irc.example.org"}
+		c.GatewayJoinTimeout = 300 * time.Millisecond
+	})
+	alice := e.user("alice@example.org/a")
+	alice.create(room1, "alice")
+	gw := e.user("irc.example.org/bridge")
+	gw.join(room1+"/#lab", "")
+	alice.expect("the gateway", isPres("", room1+"/#lab"))
+	gw.enterDrain(room1)
+
+	bob := e.user("bob@example.org/b")
+	bob.join(room1+"/bob", "")
+	mallory := e.user("mallory@example.org/m")
+	q := gw.expect("the question about bob", func(st *wire.Element) string {
+		if j := st.Child("join", NSGateway); st.Local() != "iq" || j == nil || j.Attr("nick") != "bob" || j.Attr("jid") != "bob@example.org/b" {
+			return "not the question about bob"
+		}
+		return ""
+	})
+	mallory.send(fmt.Sprintf("<iq type='result' id='%s' to='%s'/>", q.Attr("id"), room1))
+	bob.none(room1)
+	alice.none(room1)
+	gw.send(fmt.Sprintf("<iq type='result' id='%s' to='%s'/>", q.Attr("id"), room1))
+	alice.expect("bob admitted", isPres("", room1+"/bob"))
+	bob.enterDrain(room1)
+	gw.expect("bob", isPres("", room1+"/bob"))
+
+	carol := e.user("carol@example.org/c")
+	carol.join(room1+"/carol", "")
+	gw.answerJoin("carol", "forbidden")
+	carol.expect("the gateway's refusal", all(isPres("error", room1+"/carol"), isError("presence", "auth", "forbidden")))
+	alice.none(room1)
+
+	dan := e.user("dan%net@irc.example.org/3")
+	dan.join(room1+"/dan", "")
+	alice.expect("the gateway's user, not asked about", isPres("", room1+"/dan"))
+	gw.expect("dan", isPres("", room1+"/dan"))
+
+	erin := e.user("erin@example.org/e")
+	erin.join(room1+"/erin", "")
+	gw.expect("the question about erin", func(st *wire.Element) string {
+		if st.Child("join", NSGateway) == nil {
+			return "no question"
+		}
+		return ""
+	})
+	alice.expect("erin admitted when the gateway did not answer", isPres("", room1+"/erin"))
 }

@@ -142,6 +142,9 @@ func (r *room) join(ev event) {
 			r.publish()
 		}
 	}
+	if existing == nil && !creating && r.gatewayJoin(ev) {
+		return // held until the gateway answers
+	}
 	if existing == nil && r.fedJoin(ev) {
 		return // held until the federated room answers
 	}

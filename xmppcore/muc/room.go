@@ -31,6 +31,7 @@ type event struct {
 	from, to jid.JID
 	fed      fedEvent
 	fedOK    bool // a join the federated room accepted (or could not be asked)
+	gwOK     bool // a join the room's gateway accepted (or did not answer)
 }
 
 // roomInfo is what a room publishes for the service's disco#items, which
@@ -67,6 +68,7 @@ type room struct {
 	hist      history
 	histLoad  bool                 // loaded from the store: fill hist from the archive at the first join
 	iqs       map[string]pendingIQ // iqs forwarded between occupants, by the id we gave them
+	gwJoins   map[string]gwJoin    // joins waiting for the room's gateway, by the id of the question
 	// With security labels on: the room label (the default of unlabelled
 	// messages) and the room clearance (the labels it admits); see labels.go.
 	lab    *label.Label

@@ -1,0 +1,147 @@
+package ircmuc
+
+import (
+	"errors"
+	"time"
+
+	"github.com/aldis-im/aldis/core/pool"
+	"github.com/aldis-im/aldis/irc"
+	"github.com/aldis-im/aldis/xmppcore/jid"
+	"github.com/aldis-im/aldis/xmppcore/stanza"
+	"github.com/aldis-im/aldis/xmppcore/wire"
+)
+
+// nsGateway is the room's question "may this user join?" (xmppcore/muc
+// NSGateway): aldis's chat service asks its gateway before it admits a new
+// occupant to a linked room, so that the user is in the room only once the
+// channel let them in (PROTOCOLS §7.4), and an IRC refusal is their join's
+// error. Another server's MUC does not ask; then the refusal reaches the
+// user in a private message (cutOff).
+const nsGateway = "urn:aldis:muc:gateway:0"
+
+// admitTTL bounds how long an admitted user's connection waits for the room's presence of them
+// (the room may still refuse the join for a reason of its own).
+const admitTTL = time.Minute
+
+// admission is an XMPP user the room asked about: their connection joins the channel, and the
+// answer waits for the outcome.
+type admission struct {
+	o        *occupant
+	room     jid.JID // who asked, and the question's id
+	id       string
+	answered time.Time // zero until answered
+}
+
+// admit takes the room's question about a join: the user's connection is dialled (or found in
+// the pool) and joins the channel; the answer follows the channel's verdict.
+func (n *network) admit(l *link, st *wire.Element, from jid.JID) {
+	q := st.Child("join", nsGateway)
+	if q == nil || st.Attr("type") != "set" {
+		n.b.refuse(st, from, n.b.self, stanza.Cancel, "service-unavailable")
+		return
+	}
+	nick := q.Attr("nick")
+	real, err := jid.Parse(q.Attr("jid"))
+	if nick == "" || err != nil {
+		n.b.send(stanza.Error(st, stanza.Modify, "bad-request", "a nick and a jid are required"), n.b.self, from)
+		return
+	}
+	if n.cfg.RelayOnly || l.occupant[nick] != nil {
+		n.b.send(stanza.Result(st), n.b.self, from)
+		return
+	}
+	if old := l.admitting[nick]; old != nil {
+		n.release(l, old.o)
+	}
+	o := &occupant{nick: nick, key: userKey{User: real.Bare().String(), Network: n.cfg.Name}}
+	l.admitting[nick] = &admission{o: o, room: from, id: st.Attr("id")}
+	n.connect(l, o)
+}
+
+// answerAdmission tells the room its verdict on a: admitted (cond ""), or refused with the
+// XEP-0045 condition for the IRC refusal.
+func (n *network) answerAdmission(a *admission, typ, cond, text string) {
+	if !a.answered.IsZero() {
+		return
+	}
+	a.answered = time.Now()
+	q := wire.New("iq", "")
+	q.SetAttr("type", "set").SetAttr("id", a.id)
+	if cond == "" {
+		n.b.send(stanza.Result(q), n.b.self, a.room)
+		return
+	}
+	n.b.send(stanza.Error(q, typ, cond, text), n.b.self, a.room)
+}
+
+// admissionOf finds the admission of occupant o in l.
+func (l *link) admissionOf(o *occupant) *admission {
+	if a := l.admitting[o.nick]; a != nil && a.o == o {
+		return a
+	}
+	return nil
+}
+
+// admissionLeased follows the pool's answer for an admission: no connection beyond the
+// budget means the relay (admitted); a network that cannot be reached refuses the join.
+func (n *network) admissionLeased(l *link, a *admission, err error) {
+	if errors.Is(err, pool.ErrExhausted) {
+		n.answerAdmission(a, "", "", "")
+		return
+	}
+	n.answerAdmission(a, stanza.Cancel, "remote-server-not-found", "The IRC network cannot be reached.")
+	delete(l.admitting, a.o.nick)
+}
+
+// admittedOnIRC follows the channel's JOIN of c: the admissions waiting for it are admitted.
+func (n *network) admittedOnIRC(c *userConn, m irc.Message) {
+	l := n.chans[foldChannel(irc.Param(&m, 0))]
+	if l == nil {
+		return
+	}
+	for _, a := range l.admitting {
+		if a.o.conn == c {
+			n.answerAdmission(a, "", "", "")
+		}
+	}
+}
+
+// admissionRefused follows the channel refusing c's JOIN for an admission (PROTOCOLS §7.4's
+// table): the room refuses the join with it. It reports whether c was an admission's.
+func (n *network) admissionRefused(l *link, c *userConn, code string) bool {
+	found := false
+	for _, a := range l.admitting {
+		if a.o.conn != c {
+			continue
+		}
+		found = true
+		typ, cond := stanza.Cancel, "remote-server-not-found"
+		switch code {
+		case "471":
+			typ, cond = stanza.Wait, "service-unavailable"
+		case "473":
+			typ, cond = stanza.Auth, "registration-required"
+		case "474":
+			typ, cond = stanza.Auth, "forbidden"
+		case "475":
+			typ, cond = stanza.Auth, "not-authorized"
+		}
+		n.release(l, a.o)
+		a.o.refused = code
+		// Kept, refused, until it expires: should the room have stopped waiting and admitted
+		// the user, their presence finds the refusal and they get the private message.
+		n.answerAdmission(a, typ, cond, "IRC refused the join of "+l.cfg.Channel+" ("+code+": "+joinError(code)+").")
+	}
+	return found
+}
+
+// expireAdmissions lets go of admitted users the room never showed (it refused them for a
+// reason of its own).
+func (n *network) expireAdmissions(l *link) {
+	for nick, a := range l.admitting {
+		if !a.answered.IsZero() && time.Since(a.answered) > admitTTL {
+			n.release(l, a.o)
+			delete(l.admitting, nick)
+		}
+	}
+}
