@@ -218,9 +218,31 @@ func ircBridgeCrowd(t *testing.T, ircd *irctest.Server) {
 	alice.Expect("the IRC topic as the subject", func(e *elem) bool {
 		return e.XMLName.Local == "message" && fromMatches(e, occ("erin")) && e.ChildText("", "subject") == "topic from irc"
 	})
-	// TOPIC, XMPP → IRC: the room's owner changes the subject; the channel's topic follows.
+	// TOPIC, XMPP → IRC, on the changer's own connection: the room's owner is no channel
+	// operator on the +t channel: IRC refuses (482), so does the room, and the subject stays.
+	erin.Send("MODE #lab +t") // InspIRCd's channels are +t already (no echo), ngIRCd's are not
+	bob.Wait(3*time.Second, func(l string) bool { return strings.Contains(l, " MODE #lab ") && strings.Contains(l, "+t") })
+	alice.Send(fmt.Sprintf("<message type='groupchat' to='%s' id='s0'><subject>not yours</subject></message>", room))
+	refused := alice.Expect("the refused subject change", func(e *elem) bool {
+		return e.XMLName.Local == "message" && e.Attr("type") == "error" && e.Attr("id") == "s0"
+	})
+	if refused.ErrorCondition() != "forbidden" {
+		t.Errorf("subject refusal %s, want forbidden", refused)
+	}
+	carol.ExpectNone("a subject change", func(e *elem) bool { return e.ChildText("", "subject") == "not yours" }, 500*time.Millisecond)
+	// Once the channel lets anyone set the topic, the change goes through on both sides.
+	erin.Send("MODE #lab -t")
+	bob.Expect(func(l string) bool { return strings.Contains(l, " MODE #lab ") && strings.Contains(l, "-t") })
 	alice.Send(fmt.Sprintf("<message type='groupchat' to='%s' id='s1'><subject>topic from xmpp</subject></message>", room))
-	bob.Expect(func(l string) bool { return strings.Contains(l, " TOPIC #lab :topic from xmpp") })
+	bob.Expect(func(l string) bool {
+		return strings.HasPrefix(l, ":alice!") && strings.Contains(l, " TOPIC #lab :topic from xmpp")
+	})
+	carol.Expect("the new subject", func(e *elem) bool {
+		return e.XMLName.Local == "message" && fromMatches(e, occ("alice")) && e.ChildText("", "subject") == "topic from xmpp"
+	})
+	if l, ok := bob.Wait(time.Second, func(l string) bool { return strings.Contains(l, " TOPIC #lab ") }); ok {
+		t.Errorf("the topic was set twice: %q", l)
+	}
 
 	// An IRC operator's KICK: the occupant leaves, with the reason.
 	erin.Send("KICK #lab bobby :behave")

@@ -2,10 +2,12 @@ package ircmuc
 
 import (
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/aldis-im/aldis/core/pool"
 	"github.com/aldis-im/aldis/irc"
+	"github.com/aldis-im/aldis/irc/format"
 	"github.com/aldis-im/aldis/xmppcore/jid"
 	"github.com/aldis-im/aldis/xmppcore/stanza"
 	"github.com/aldis-im/aldis/xmppcore/wire"
@@ -35,6 +37,10 @@ type admission struct {
 // admit takes the room's question about a join: the user's connection is dialled (or found in
 // the pool) and joins the channel; the answer follows the channel's verdict.
 func (n *network) admit(l *link, st *wire.Element, from jid.JID) {
+	if q := st.Child("subject", nsGateway); q != nil && st.Attr("type") == "set" {
+		n.askTopic(l, st, from, q)
+		return
+	}
 	q := st.Child("join", nsGateway)
 	if q == nil || st.Attr("type") != "set" {
 		n.b.refuse(st, from, n.b.self, stanza.Cancel, "service-unavailable")
@@ -144,4 +150,78 @@ func (n *network) expireAdmissions(l *link) {
 			delete(l.admitting, nick)
 		}
 	}
+}
+
+// topicAsk is the room's question about a subject change: the channel's topic is being set on
+// conn (nil: the listener).
+type topicAsk struct {
+	conn  *userConn
+	nick  string // the occupant changing it
+	text  string
+	room  jid.JID
+	id    string
+	asked time.Time
+}
+
+// askTopic takes the room's question whether an occupant may change the subject: TOPIC goes out
+// on their own connection (on the listener for those without one), and the answer follows IRC's:
+// the topic set, or 482 (not a channel operator: forbidden, and the room keeps its subject).
+func (n *network) askTopic(l *link, st *wire.Element, from jid.JID, q *wire.Element) {
+	nick, text := q.Attr("nick"), q.Text()
+	subj := wire.New("message", "")
+	subj.AddChild(wire.New("subject", "")).AddText(text)
+	if _, ok := n.egress(l.clr, subj, l.cfg.Room); !ok || format.ToIRC(text) == l.topic {
+		n.b.send(stanza.Result(st), n.b.self, from) // nothing to set on IRC
+		return
+	}
+	a := &topicAsk{nick: nick, text: text, room: from, id: st.Attr("id"), asked: time.Now()}
+	c := n.listener
+	if o := l.occupant[nick]; o != nil && o.conn != nil {
+		a.conn, c = o.conn, o.conn.c
+	}
+	if err := c.Topic(l.cfg.Channel, format.ToIRC(text)); err != nil {
+		n.b.send(stanza.Error(st, stanza.Wait, "remote-server-timeout", "The IRC network cannot be reached."), n.b.self, from)
+		return
+	}
+	l.topicAsks = append(l.topicAsks, a)
+}
+
+// topicAnswered follows IRC's verdict on a TOPIC sent on conn (nil: the listener): the first
+// question waiting for it is answered, admitted (cond "") or refused.
+func (n *network) topicAnswered(l *link, conn *userConn, cond string) {
+	for i, a := range l.topicAsks {
+		if a.conn != conn {
+			continue
+		}
+		l.topicAsks = append(l.topicAsks[:i], l.topicAsks[i+1:]...)
+		q := wire.New("iq", "")
+		q.SetAttr("type", "set").SetAttr("id", a.id)
+		if cond != "" {
+			n.b.send(stanza.Error(q, stanza.Auth, cond, "IRC refused the topic of "+l.cfg.Channel+": not a channel operator (482)."), n.b.self, a.room)
+			return
+		}
+		// The room broadcasts the change next; it is on IRC already.
+		l.topicSet = append(l.topicSet, a.nick+"\x00"+a.text)
+		n.b.send(stanza.Result(q), n.b.self, a.room)
+		return
+	}
+}
+
+// expireTopicAsks forgets questions IRC never answered (the room went ahead after its timeout).
+func (n *network) expireTopicAsks(l *link) {
+	l.topicAsks = slices.DeleteFunc(l.topicAsks, func(a *topicAsk) bool { return time.Since(a.asked) > admitTTL })
+	if len(l.topicSet) > 16 {
+		l.topicSet = l.topicSet[len(l.topicSet)-16:]
+	}
+}
+
+// topicAlreadySet reports (once) whether the room's subject change by nick to text was set on
+// IRC as the answer to the room's question.
+func (l *link) topicAlreadySet(nick, text string) bool {
+	i := slices.Index(l.topicSet, nick+"\x00"+text)
+	if i < 0 {
+		return false
+	}
+	l.topicSet = slices.Delete(l.topicSet, i, i+1)
+	return true
 }

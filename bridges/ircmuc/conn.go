@@ -193,21 +193,21 @@ func checkLabels(g *seclabel.Guard, m *mapping.Map) error {
 }
 
 // userEvent reports whether a line u's connection c read concerns the bridge: private messages
-// to the user, the connection's own nick changes, joins (which answer admissions, admit.go) and
-// kicks, and channel join errors. Channel traffic is the listener's.
+// to the user, the connection's own nick changes, joins (which answer admissions, admit.go),
+// topic changes (which answer the room's questions) and kicks, and channel errors. Channel traffic is the listener's.
 func userEvent(c *irc.Client, u *userConn, m irc.Message) bool {
 	switch m.Command {
 	case "PRIVMSG", "NOTICE":
 		t := irc.Param(&m, 0)
 		return t != "" && !strings.ContainsRune("#&+!", rune(t[0]))
-	case "JOIN", "KICK":
+	case "JOIN", "KICK", "TOPIC":
 		who := m.Nick()
 		if m.Command == "KICK" {
 			who = irc.Param(&m, 1)
 		}
 		cm := c.State().ISupport.CaseMapping
 		return cm.Fold(who) == cm.Fold(u.Nick())
-	case "NICK", "471", "473", "474", "475":
+	case "NICK", "471", "473", "474", "475", "482":
 		return true
 	}
 	return false

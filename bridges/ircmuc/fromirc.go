@@ -100,9 +100,24 @@ func (n *network) fromListener(ev irc.Event) {
 		for _, l := range n.links {
 			n.renamePuppet(l, src, nick)
 		}
+	case "332": // RPL_TOPIC: me #chan :topic
+		if l := chanLink(1); l != nil {
+			l.topic = irc.Param(&m, 2)
+		}
+	case "482": // ERR_CHANOPRIVSNEEDED: me #chan :You're not a channel operator
+		if l := chanLink(1); l != nil {
+			n.topicAnswered(l, nil, "forbidden")
+		}
 	case "TOPIC":
 		l := chanLink(0)
-		if l == nil || n.isOwned(src) || !l.joined {
+		if l == nil {
+			return
+		}
+		l.topic = irc.Param(&m, 1)
+		if n.fold(src) == n.fold(n.nick) {
+			n.topicAnswered(l, nil, "")
+		}
+		if n.isOwned(src) || !l.joined {
 			return
 		}
 		if p := n.addPuppet(l, src); p != nil {

@@ -238,7 +238,7 @@ func (n *network) groupchatToIRC(l *link, st *wire.Element, from jid.JID) {
 	}
 	body := st.ChildText("body", "")
 	if body == "" {
-		if subj := st.Child("subject", ""); subj != nil {
+		if subj := st.Child("subject", ""); subj != nil && !l.topicAlreadySet(nick, subj.Text()) {
 			n.topicToIRC(l, st, subj.Text())
 		}
 		return // a chat state

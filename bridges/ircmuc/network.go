@@ -78,6 +78,12 @@ type link struct {
 	occupant  map[string]*occupant
 	// admitting: XMPP users the room asked about (admit.go), by room nick, until their presence.
 	admitting map[string]*admission
+	// topic is the channel's topic as IRC last said; topicAsks the room's questions about
+	// subject changes waiting for IRC, in order; topicSet the changes IRC took, whose room
+	// broadcast is not sent to IRC again ("nick\x00text").
+	topic     string
+	topicAsks []*topicAsk
+	topicSet  []string
 	// names collects the IRC users of the channel's NAMES after the listener (re)joined it;
 	// at its end the puppets not in it leave the room (they left during an outage). nil: no
 	// NAMES in progress.
@@ -231,6 +237,7 @@ func (n *network) run(ctx context.Context, links []mapping.Link) {
 					n.joinRoom(l)
 				}
 				n.expireAdmissions(l)
+				n.expireTopicAsks(l)
 				if l.inflight > 0 && time.Since(l.lastAck) > ackTimeout {
 					l.inflight = 0
 					n.flushRoom(l)
@@ -591,6 +598,14 @@ func (n *network) fromUser(c *userConn, ev irc.Event) {
 	case "JOIN":
 		if n.fold(m.Nick()) == n.fold(c.Nick()) {
 			n.admittedOnIRC(c, m)
+		}
+	case "TOPIC":
+		if l := n.chans[foldChannel(irc.Param(&m, 0))]; l != nil {
+			n.topicAnswered(l, c, "")
+		}
+	case "482": // ERR_CHANOPRIVSNEEDED: me #chan :You're not a channel operator
+		if l := n.chans[foldChannel(irc.Param(&m, 1))]; l != nil {
+			n.topicAnswered(l, c, "forbidden")
 		}
 	case "471", "473", "474", "475":
 		if l := n.chans[foldChannel(irc.Param(&m, 1))]; l != nil && n.admissionRefused(l, c, m.Command) {

@@ -69,21 +69,24 @@ func (r *room) gatewayExit(ev event, opts *presOpts) {
 	}
 }
 
-// NSGateway is the namespace of a room's question to its gateway: may this
-// user join? A room linked to an IRC channel admits a user only once the
-// channel did (PROTOCOLS §7.4): the gateway joins the channel on the user's
-// connection and answers with a result, or with the error the join gets
-// (banned: forbidden; invite only: registration-required...).
+// NSGateway is the namespace of a room's questions to its gateway: may this
+// user join (<join/>)? may this occupant change the subject (<subject/>)?
+// A room linked to an IRC channel admits a user only once the channel did
+// (PROTOCOLS §7.4): the gateway joins the channel on the user's connection
+// and answers with a result, or with the error the join gets (banned:
+// forbidden; invite only: registration-required...); likewise the subject
+// changes only once the channel's topic did.
 const NSGateway = "urn:aldis:muc:gateway:0"
 
 // maxGatewayJoins bounds the joins a room holds for its gateway.
 const maxGatewayJoins = 256
 
-// gwJoin is a join held for the gateway's answer.
+// gwJoin is a join (or a subject change) held for the gateway's answer.
 type gwJoin struct {
-	ev   event
-	nick string
-	to   jid.JID // whom the question went to: only it may answer
+	ev      event
+	nick    string
+	to      jid.JID // whom the question went to: only it may answer
+	subject bool
 }
 
 // gatewayOf is the session of the room's gateway itself (a bare domain of
@@ -109,7 +112,7 @@ func (r *room) gatewayJoin(ev event) bool {
 	}
 	nick := ev.to.Resource()
 	for _, p := range r.gwJoins {
-		if fold(p.nick) == fold(nick) {
+		if !p.subject && fold(p.nick) == fold(nick) {
 			r.refuse(ev, stanza.Cancel, "conflict", "the nickname is being joined")
 			return true
 		}
@@ -142,8 +145,7 @@ func (r *room) gatewayAnswer(ev event) {
 	}
 	delete(r.gwJoins, id)
 	if ev.st.Attr("type") == "result" {
-		p.ev.gwOK = true
-		r.join(p.ev)
+		r.gatewayResume(p)
 		return
 	}
 	typ, cond, text := stanza.Cancel, "remote-server-not-found", ""
@@ -172,7 +174,44 @@ func (r *room) gatewayTimeout(id string) {
 		return
 	}
 	delete(r.gwJoins, id)
-	r.s.log.Warn("the room's gateway did not answer a join; admitted", "room", r.jid.String(), "gateway", p.to.String())
+	r.s.log.Warn("the room's gateway did not answer; going ahead", "room", r.jid.String(), "gateway", p.to.String(), "subject", p.subject)
+	r.gatewayResume(p)
+}
+
+// gatewayResume carries on with what the gateway allowed (or did not answer about); the room's
+// own conditions are checked again.
+func (r *room) gatewayResume(p gwJoin) {
 	p.ev.gwOK = true
+	if p.subject {
+		r.groupchat(p.ev)
+		return
+	}
 	r.join(p.ev)
+}
+
+// gatewaySubject holds an occupant's subject change while the room's gateway, if it has one,
+// sets the topic on its network; true: held.
+func (r *room) gatewaySubject(ev event, o *occupant, text string) bool {
+	if ev.gwOK || r.isGateway(ev) {
+		return false
+	}
+	gw, ok := r.gatewayOf()
+	if !ok {
+		return false
+	}
+	if len(r.gwJoins) >= maxGatewayJoins {
+		r.refuse(ev, stanza.Wait, "resource-constraint", "too many changes in progress")
+		return true
+	}
+	if r.gwJoins == nil {
+		r.gwJoins = map[string]gwJoin{}
+	}
+	id := randomID()
+	r.gwJoins[id] = gwJoin{ev: ev, nick: o.nick, to: gw, subject: true}
+	iq := wire.New("iq", "")
+	iq.SetAttr("type", "set").SetAttr("id", id).SetAttr("from", r.jid.String()).SetAttr("to", gw.String())
+	iq.AddChild(wire.New("subject", NSGateway)).SetAttr("nick", o.nick).SetAttr("jid", ev.from.String()).AddText(text)
+	r.deliver(iq, r.jid, gw)
+	r.after(r.s.cfg.GatewayJoinTimeout, fedEvent{what: gwJoinTimeout, id: id})
+	return true
 }

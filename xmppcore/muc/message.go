@@ -73,6 +73,9 @@ func (r *room) groupchat(ev event) {
 			r.refuse(ev, stanza.Auth, "forbidden", "you may not change the subject")
 			return
 		}
+		if r.gatewaySubject(ev, o, subj.Text()) {
+			return // held until the gateway set the topic
+		}
 		r.subject = subject{Text: subj.Text(), By: o.nick, Stamp: r.now(), Set: true}
 		m := reflect(st, from)
 		seclabel.Strip(m) // a subject carries no label and is not checked (XEP-0258 §MUC)

@@ -1139,6 +1139,32 @@ func TestGatewayJoin(t *testing.T) {
 	carol.expect("the gateway's refusal", all(isPres("error", room1+"/carol"), isError("presence", "auth", "forbidden")))
 	alice.none(room1)
 
+	// The subject changes only once the gateway set the channel's topic.
+	subjectQ := func() *wire.Element {
+		return gw.expect("the question about the subject", func(st *wire.Element) string {
+			if s := st.Child("subject", NSGateway); st.Local() != "iq" || s == nil || s.Attr("nick") != "alice" || s.Text() != "new topic" {
+				return "not the subject question"
+			}
+			return ""
+		})
+	}
+	alice.send(fmt.Sprintf("<message type='groupchat' to='%s' id='s1'><subject>new topic</subject></message>", room1))
+	q = subjectQ()
+	gw.send(fmt.Sprintf("<iq type='error' id='%s' to='%s'><error type='auth'><forbidden xmlns='%s'/></error></iq>", q.Attr("id"), room1, stanza.NSStanzaErr))
+	alice.expect("the refusal", isError("message", "auth", "forbidden"))
+	bob.none(room1)
+	alice.send(fmt.Sprintf("<message type='groupchat' to='%s' id='s2'><subject>new topic</subject></message>", room1))
+	q = subjectQ()
+	gw.send(fmt.Sprintf("<iq type='result' id='%s' to='%s'/>", q.Attr("id"), room1))
+	bob.expect("the subject", all(isMsg("groupchat", room1+"/alice"), func(st *wire.Element) string {
+		if st.ChildText("subject", "") != "new topic" {
+			return "not the new subject"
+		}
+		return ""
+	}))
+	alice.expect("the subject", isMsg("groupchat", room1+"/alice"))
+	gw.expect("the subject", isMsg("groupchat", room1+"/alice"))
+
 	dan := e.user("dan%net@irc.example.org/3")
 	dan.join(room1+"/dan", "")
 	alice.expect("the gateway's user, not asked about", isPres("", room1+"/dan"))
