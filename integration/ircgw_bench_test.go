@@ -17,9 +17,10 @@ import (
 // TestIRCBridgeBench runs `aldis bench --irc` against aldis's own IRC gateway on InspIRCd
 // without fakelag (the gateway's flood control out of the way): three XMPP users in the room,
 // two IRC users in the linked channel, the CPU of aldis and InspIRCd measured. It is quick (a
-// few dozen messages each way) and checks that the figures are sane; with ALDIS_BENCH=1 it runs
-// the full-size scenario (300 messages one at a time, 2,000 with 100 in flight) and logs the
-// table. integration/bench runs the same scenario side by side with Biboumi.
+// few dozen messages each way) and checks that the figures are sane, then that a room that is
+// not linked ends the run with an error in time; with ALDIS_BENCH=1 it runs the full-size
+// scenario (300 messages one at a time, 2,000 with 100 in flight) and logs the table.
+// integration/bench runs the same scenario side by side with Biboumi.
 func TestIRCBridgeBench(t *testing.T) {
 	integration(t)
 	ircd := irctest.InspIRCd(t)
@@ -99,5 +100,23 @@ func TestIRCBridgeBench(t *testing.T) {
 	}
 	if len(want) > 0 {
 		t.Errorf("rows missing from the table: %v", want)
+	}
+
+	// A room that is not linked to the channel: nothing crosses, and the run says so in time.
+	args = []string{"bench", "--addr", srv.Addr, "--domain", domain, "--password", "bench-secret", "--insecure",
+		"--irc", ircd.Addr, "--irc-channel", "#bench", "--room", "unlinked@conference." + domain, "--ready-timeout", "3s"}
+	cmd = exec.CommandContext(ctx, aldisBin, args...)
+	out.Reset()
+	errb.Reset()
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	began := time.Now()
+	err := cmd.Run()
+	if code := cmd.ProcessState.ExitCode(); err == nil || code != 1 ||
+		!strings.Contains(errb.String(), "no message went from #bench on "+ircd.Addr+" to the room unlinked@conference."+domain+
+			" within 3s: is the room linked to the channel") {
+		t.Errorf("unlinked room: %v (exit %d)\nstdout:\n%s\nstderr:\n%s", err, code, &out, &errb)
+	}
+	if took := time.Since(began); took > 20*time.Second {
+		t.Errorf("unlinked room: gave up after %v", took)
 	}
 }
