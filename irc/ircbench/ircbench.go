@@ -1,4 +1,6 @@
-// Package ircbench measures an XMPP⇄IRC gateway from outside, the same way for any XMPP server and gateway: XMPP users in a room, IRC users in the channel linked to it, messages timed and counted both ways.
+// Package ircbench measures an XMPP⇄IRC gateway from outside, the same way
+// for any XMPP server and gateway: XMPP users in a room, IRC users in the
+// channel linked to it, messages timed and counted both ways.
 package ircbench
 
 import (
