@@ -16,7 +16,7 @@ Usage:
   aldis serve   [--config FILE]           run the server (no file: embedded defaults on localhost)
   aldis check   --config FILE             validate a configuration file and exit
   aldis user    add|del|passwd|list ...   manage accounts (aldis user -h)
-  aldis bench   [flags]                   measure an XMPP server (aldis bench -h)
+  aldis bench   [flags]                   measure an XMPP server, or an IRC gateway with --irc (aldis bench -h)
   aldis linksim [flags]                   simulate an HF radio link: two STANAG 5066 SIS nodes (aldis linksim -h)
   aldis gateway irc --config FILE         run the IRC gateway as a component of another server
   aldis version                           print the version

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aldis-im/aldis/irc/ircbench"
+	"github.com/aldis-im/aldis/irc/irctest"
 	"github.com/aldis-im/aldis/xmppcore/loadgen"
 )
 
@@ -34,13 +36,29 @@ type bench struct {
 	mucMode                   mode // connection mode of the MUC run
 	rooms, occupants, mucRate int
 	bigRoom, bigRoomRate      int
+
+	// The IRC gateway, when ALDIS_BENCH_MODES includes "irc": one InspIRCd
+	// for every server's run, each in its own channel.
+	ircd                            *irctest.Server
+	ircLatency, ircBurst, ircWindow int
+	biboumiHistory                  []bool // the Biboumi runs: with history recorded, without
 }
+
+// ircXMPPUsers and ircIRCUsers are the users on each side of the gateway
+// in the "irc" mode (the issue's scenario).
+const (
+	ircXMPPUsers = 3
+	ircIRCUsers  = 2
+)
 
 // accounts is how many accounts the selected runs need.
 func (b *bench) accounts() int {
 	n := b.users
 	if b.muc {
 		n = max(n, b.rooms*b.occupants, b.bigRoom)
+	}
+	if b.ircd != nil {
+		n = max(n, ircXMPPUsers)
 	}
 	return n
 }
@@ -63,6 +81,21 @@ type row struct {
 	srv          map[string]float64 // deltas of the server's own counters over the run (Aldis), or nil
 }
 
+// ircRow is the IRC gateway run of one server.
+type ircRow struct {
+	server, gateway string
+	res             ircbench.Result
+	err             error
+}
+
+// ircSystem names the server and its gateway in the results.
+func (r ircRow) system() string {
+	if r.gateway == "" {
+		return r.server + " (built-in gateway)"
+	}
+	return r.server + " + " + r.gateway
+}
+
 // mucRow is the multi-user chat run of one server.
 type mucRow struct {
 	server string
@@ -76,7 +109,7 @@ func TestSideBySide(t *testing.T) {
 		t.Skip("side-by-side benchmark of Aldis, ejabberd and Prosody (minutes; needs the prosody and ejabberd packages); " +
 			"run it with: ALDIS_BENCH=1 go test -run TestSideBySide -v -timeout 20m ./integration/bench/  " +
 			"(optional: ALDIS_BENCH_USERS=200 ALDIS_BENCH_RATE=5000 ALDIS_BENCH_DURATION=10s ALDIS_BENCH_SERVERS=aldis,ejabberd,prosody " +
-			"ALDIS_BENCH_MODES=starttls,plain,muc ALDIS_BENCH_CPUS= ALDIS_BENCH_OUT=results.md; see doc.go for the MUC settings)")
+			"ALDIS_BENCH_MODES=starttls,plain,muc,irc ALDIS_BENCH_CPUS= ALDIS_BENCH_OUT=results.md; see doc.go for the MUC and IRC settings)")
 	}
 	b := &bench{
 		users:       envInt(t, "ALDIS_BENCH_USERS", 200),
@@ -88,6 +121,9 @@ func TestSideBySide(t *testing.T) {
 		mucRate:     envInt(t, "ALDIS_BENCH_MUC_RATE", 600),
 		bigRoom:     envIntOrZero(t, "ALDIS_BENCH_BIG_ROOM", 1000),
 		bigRoomRate: envInt(t, "ALDIS_BENCH_BIG_ROOM_RATE", 2),
+		ircLatency:  envInt(t, "ALDIS_BENCH_IRC_LATENCY", 300),
+		ircBurst:    envInt(t, "ALDIS_BENCH_IRC_BURST", 2000),
+		ircWindow:   envInt(t, "ALDIS_BENCH_IRC_WINDOW", 100),
 	}
 	mucTLS := envList("ALDIS_BENCH_MUC_TLS", "starttls")
 	if len(mucTLS) != 1 || !slices.ContainsFunc(allModes, func(x mode) bool { return x.key == mucTLS[0] }) {
@@ -106,14 +142,29 @@ func TestSideBySide(t *testing.T) {
 			t.Fatalf("ALDIS_BENCH_SERVERS: unknown server %q (known: aldis, ejabberd, prosody)", s)
 		}
 	}
+	ircMode := false
 	for _, m := range modes {
-		if m == "muc" {
+		switch m {
+		case "muc":
 			b.muc = true
+			continue
+		case "irc":
+			ircMode = true
 			continue
 		}
 		if !slices.ContainsFunc(allModes, func(x mode) bool { return x.key == m }) {
-			t.Fatalf("ALDIS_BENCH_MODES: unknown mode %q (known: starttls, plain, muc)", m)
+			t.Fatalf("ALDIS_BENCH_MODES: unknown mode %q (known: starttls, plain, muc, irc)", m)
 		}
+	}
+	if ircMode {
+		for _, h := range envList("ALDIS_BENCH_BIBOUMI_HISTORY", "on,off") {
+			if h != "on" && h != "off" {
+				t.Fatalf("ALDIS_BENCH_BIBOUMI_HISTORY: %q is neither on nor off", h)
+			}
+			b.biboumiHistory = append(b.biboumiHistory, h == "on")
+		}
+		// Before the servers are configured: their gateways need its address.
+		b.ircd = irctest.InspIRCd(t)
 	}
 
 	tmp := t.TempDir()
@@ -130,6 +181,7 @@ func TestSideBySide(t *testing.T) {
 
 	var rows []row
 	var mucRows []mucRow
+	var ircRows []ircRow
 	var versions []string
 	for _, name := range servers {
 		def := serverDefs[slices.IndexFunc(serverDefs, func(d serverDef) bool { return d.name == name })]
@@ -138,12 +190,18 @@ func TestSideBySide(t *testing.T) {
 				t.Skip(hint)
 			}
 			versions = append(versions, def.version(b))
-			got, mr := b.runServer(t, def, modes)
+			got, mr, ir := b.runServer(t, def, modes)
 			if b.muc {
 				if mr == nil {
 					mr = &mucRow{server: name, err: fmt.Errorf("not run: setup failed (see the log)")}
 				}
 				mucRows = append(mucRows, *mr)
+			}
+			if b.ircd != nil {
+				if ir == nil {
+					ir = []ircRow{{server: name, err: fmt.Errorf("not run: setup failed (see the log)")}}
+				}
+				ircRows = append(ircRows, ir...)
 			}
 			// Every selected mode gets a row, failed ones too.
 			for _, m := range allModes {
@@ -159,7 +217,13 @@ func TestSideBySide(t *testing.T) {
 		})
 	}
 
-	table := b.table(rows, mucRows, versions)
+	if b.ircd != nil {
+		versions = append(versions, "InspIRCd "+debVersion("inspircd"))
+		if slices.Contains(servers, "ejabberd") || slices.Contains(servers, "prosody") {
+			versions = append(versions, "Biboumi "+debVersion("biboumi"))
+		}
+	}
+	table := b.table(rows, mucRows, ircRows, versions)
 	fmt.Printf("\n%s\n", table)
 	if out := os.Getenv("ALDIS_BENCH_OUT"); out != "" {
 		if err := os.WriteFile(out, []byte(table), 0o644); err != nil {
@@ -173,8 +237,9 @@ func TestSideBySide(t *testing.T) {
 // runServer configures one server, creates the accounts, then runs each
 // mode against a freshly started instance, so every mode's memory and
 // login figures start from the same state. It returns the rows by mode name,
-// and the multi-user chat run when selected (nil if setup failed).
-func (b *bench) runServer(t *testing.T, def serverDef, modes []string) (map[string]row, *mucRow) {
+// and the multi-user chat and IRC gateway runs when selected (nil if setup
+// failed).
+func (b *bench) runServer(t *testing.T, def serverDef, modes []string) (map[string]row, *mucRow, []ircRow) {
 	dir := t.TempDir()
 	sc := def.configure(t, b, dir)
 	t.Logf("%s: c2s on %s, files in %s", def.name, sc.addr, dir)
@@ -183,7 +248,7 @@ func (b *bench) runServer(t *testing.T, def serverDef, modes []string) (map[stri
 	// Setup: create the accounts by in-band registration.
 	p := b.start(t, sc)
 	if p == nil {
-		return got, nil
+		return got, nil, nil
 	}
 	begin := time.Now()
 	regCfg := loadgen.Config{
@@ -204,7 +269,7 @@ func (b *bench) runServer(t *testing.T, def serverDef, modes []string) (map[stri
 	if err != nil {
 		t.Errorf("%s: registering %d accounts: %v\nserver output:\n%s", def.name, accounts, err, p.logTail(4000))
 		b.stop(t, p)
-		return got, nil
+		return got, nil, nil
 	}
 	t.Logf("%s: %d accounts registered in %v", def.name, accounts, time.Since(begin).Round(time.Millisecond))
 	b.stop(t, p)
@@ -215,11 +280,114 @@ func (b *bench) runServer(t *testing.T, def serverDef, modes []string) (map[stri
 		}
 		got[m.name] = b.runMode(t, sc, m)
 	}
-	if !b.muc {
-		return got, nil
+	var mr *mucRow
+	if b.muc {
+		r := b.runMUC(t, sc)
+		mr = &r
 	}
-	mr := b.runMUC(t, sc)
-	return got, &mr
+	var ir []ircRow
+	switch {
+	case b.ircd == nil:
+	case sc.compAddr == "":
+		ir = append(ir, b.runIRC(t, sc, false))
+	default:
+		for _, h := range b.biboumiHistory {
+			ir = append(ir, b.runIRC(t, sc, h))
+		}
+	}
+	return got, mr, ir
+}
+
+// runIRC measures the IRC gateway with `aldis bench --irc`'s scenario
+// (package ircbench) against a freshly started instance configured for it:
+// Aldis with its built-in gateway, the others with Biboumi, recording
+// history or not. The CPU of the server, of Biboumi and of InspIRCd is
+// measured.
+func (b *bench) runIRC(t *testing.T, sc *serverConf, history bool) ircRow {
+	r := ircRow{server: sc.name}
+	label := sc.name + "/irc"
+	if sc.compAddr != "" && !history {
+		label += " (Biboumi without history)"
+	}
+	isc := *sc
+	if sc.ircCmd != nil {
+		isc.cmd = sc.ircCmd
+	}
+	begin := time.Now()
+	p, err := startServer(&isc, b.cpus)
+	if err != nil {
+		r.err = err
+		t.Errorf("%v", err)
+		return r
+	}
+	defer b.stop(t, p)
+	t.Logf("%s: listening after %v; server PID %d (%s); load average %s", label, time.Since(begin).Round(time.Millisecond),
+		p.pid, procName(p.pid), loadAvg())
+	procs := []ircbench.Process{{Name: sc.name, PID: p.pid}}
+	if sc.compAddr != "" {
+		r.gateway = "Biboumi"
+		if !history {
+			r.gateway += " (history off)"
+		}
+		if _, err := os.Stat("/usr/bin/biboumi"); err != nil {
+			r.err = fmt.Errorf("Biboumi is not installed: apt-get install -y --no-install-recommends biboumi")
+			t.Errorf("%s: %v", label, r.err)
+			return r
+		}
+		g, err := startBiboumi(t, b, sc, ircXMPPUsers, history)
+		if err != nil {
+			r.err = err
+			t.Errorf("%s: %v\nserver output:\n%s", label, err, p.logTail(4000))
+			return r
+		}
+		defer func() {
+			g.stop()
+			if r.err != nil {
+				t.Logf("%s: Biboumi output:\n%s", label, g.output(8000))
+			}
+		}()
+		procs = append(procs, ircbench.Process{Name: "biboumi", PID: g.pid()})
+	}
+	procs = append(procs, ircbench.Process{Name: "inspircd", PID: b.ircd.PID()})
+	sizes := p.logSizes()
+
+	lw := &lineLogger{t: t, prefix: label + " "}
+	cfg := ircbench.Config{
+		XMPP: loadgen.Config{
+			Addr: sc.addr, Domain: benchDomain, Password: benchPassword, Users: ircXMPPUsers,
+			TLS: loadgen.TLSStartTLS, InsecureSkipVerify: true, Mech: "PLAIN",
+		},
+		Room:            sc.ircRoom,
+		IRCAddr:         b.ircd.Addr,
+		Channel:         sc.ircChannel,
+		IRCUsers:        ircIRCUsers,
+		LatencyMessages: b.ircLatency,
+		Burst:           b.ircBurst,
+		Window:          b.ircWindow,
+		Processes:       procs,
+		Log:             lw,
+	}
+	var cmd []string
+	for _, pr := range procs {
+		cmd = append(cmd, fmt.Sprintf("--pid %s=%d", pr.Name, pr.PID))
+	}
+	t.Logf("%s: the scenario of aldis bench --addr %s --domain %s --tls starttls --insecure --users %d --irc %s --irc-channel '%s' "+
+		"--room '%s' --irc-users %d --irc-latency %d --irc-burst %d --window %d %s", label, sc.addr, benchDomain, ircXMPPUsers,
+		b.ircd.Addr, sc.ircChannel, sc.ircRoom, ircIRCUsers, b.ircLatency, b.ircBurst, b.ircWindow, strings.Join(cmd, " "))
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	begin = time.Now()
+	res, err := ircbench.Run(ctx, cfg)
+	lw.flush()
+	r.res, r.err = res, err
+	t.Logf("%s: run took %v\n%s", label, time.Since(begin).Round(time.Millisecond), res.Table())
+	if logs := p.logsSince(sizes, 8000); logs != "" {
+		t.Logf("%s: server output during the run:\n%s", label, logs)
+	}
+	if err != nil {
+		t.Errorf("%s: %v", label, err)
+	}
+	return r
 }
 
 // runMUC measures multi-user chat against a freshly started instance with
@@ -502,7 +670,7 @@ func (b *bench) stop(t *testing.T, p *proc) {
 }
 
 // table renders the results as markdown.
-func (b *bench) table(rows []row, mucRows []mucRow, versions []string) string {
+func (b *bench) table(rows []row, mucRows []mucRow, ircRows []ircRow, versions []string) string {
 	var s strings.Builder
 	host, _ := os.Hostname()
 	fmt.Fprintf(&s, "### XMPP c2s side by side (%s)\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
@@ -522,7 +690,98 @@ func (b *bench) table(rows []row, mucRows []mucRow, versions []string) string {
 	if len(mucRows) > 0 {
 		b.mucTable(&s, mucRows)
 	}
+	if len(ircRows) > 0 {
+		b.ircTable(&s, ircRows)
+	}
 	return s.String()
+}
+
+func (b *bench) ircTable(s *strings.Builder, rows []ircRow) {
+	fmt.Fprintf(s, "\nIRC gateway (the scenario of `aldis bench --irc`): %d XMPP users (STARTTLS, SASL PLAIN) in a room linked to a "+
+		"channel of InspIRCd (fakelag off) with %d IRC users, 100-byte messages. Latency: %d messages each way, one at a time, "+
+		"from the sender's write to each receiver's read. Throughput: %d messages each way with at most %d in flight; "+
+		"messages/s received per user on the other side. CPU: user+system time per 1,000 messages sent (throughput phase; "+
+		"the latency phase's total in the last column), read from /proc in 10 ms ticks.\n\n",
+		ircXMPPUsers, ircIRCUsers, b.ircLatency, b.ircBurst, b.ircWindow)
+	s.WriteString("| system | direction | latency p50 / p99 | msg/s | throughput p50 / p99 | CPU ms/1k: XMPP server | gateway | " +
+		"InspIRCd | total | latency phase: total CPU ms/1k | failures |\n")
+	s.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	for _, r := range rows {
+		system := r.system()
+		for _, dir := range []ircbench.Direction{ircbench.IRCToXMPP, ircbench.XMPPToIRC} {
+			var lat, thr *ircbench.Phase
+			for i := range r.res.Phases {
+				ph := &r.res.Phases[i]
+				if ph.Direction != dir {
+					continue
+				}
+				if ph.Name == "latency" {
+					lat = ph
+				} else {
+					thr = ph
+				}
+			}
+			cells := []string{system, dir.String()}
+			if lat != nil {
+				cells = append(cells, fmt.Sprintf("%s / %s", fmtDur(lat.P50), fmtDur(lat.P99)))
+			} else {
+				cells = append(cells, "–")
+			}
+			if thr != nil {
+				cells = append(cells, fmt.Sprintf("%.0f", thr.MessagesPerSec), fmt.Sprintf("%s / %s", fmtDur(thr.P50), fmtDur(thr.P99)))
+				cpu := map[string]time.Duration{}
+				for i, name := range r.res.Processes {
+					if i < len(thr.CPUPer1000) {
+						cpu[name] = thr.CPUPer1000[i]
+					}
+				}
+				gw := "(in " + r.server + ")"
+				if c, ok := cpu["biboumi"]; ok {
+					gw = cpuMs(c)
+				}
+				cells = append(cells, cpuMs(cpu[r.server]), gw, cpuMs(cpu["inspircd"]), cpuMs(thr.CPUTotalPer1000()))
+			} else {
+				cells = append(cells, "–", "–", "–", "–", "–", "–")
+			}
+			if lat != nil {
+				cells = append(cells, cpuMs(lat.CPUTotalPer1000()))
+			} else {
+				cells = append(cells, "–")
+			}
+			cells = append(cells, ircFailures(r, lat, thr))
+			s.WriteString("| " + strings.Join(cells, " | ") + " |\n")
+		}
+	}
+}
+
+// cpuMs renders a measured CPU time in milliseconds: 0 is a figure (no
+// 10 ms tick fell in the phase), not a missing one.
+func cpuMs(d time.Duration) string {
+	return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond))
+}
+
+// ircFailures summarises what went wrong in one direction of an IRC run.
+func ircFailures(r ircRow, phases ...*ircbench.Phase) string {
+	var f []string
+	for _, ph := range phases {
+		if ph == nil {
+			continue
+		}
+		if ph.Lost() > 0 || ph.Duplicates > 0 || ph.Errors > 0 {
+			f = append(f, fmt.Sprintf("%s: %d of %d lost, %d duplicates, %d bounced", ph.Name, ph.Lost(), ph.Expected, ph.Duplicates, ph.Errors))
+		}
+	}
+	if r.err != nil {
+		msg := r.err.Error()
+		if len(msg) > 160 {
+			msg = msg[:160] + "…"
+		}
+		f = append(f, "error: "+strings.ReplaceAll(msg, "|", "\\|"))
+	}
+	if len(f) == 0 {
+		return "none"
+	}
+	return strings.Join(f, "; ")
 }
 
 func (b *bench) chatTable(s *strings.Builder, rows []row) {

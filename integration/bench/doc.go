@@ -13,8 +13,9 @@
 //	ALDIS_BENCH_RATE=5000     offered messages/s in the fixed-rate phase
 //	ALDIS_BENCH_DURATION=10s  length of each message phase
 //	ALDIS_BENCH_SERVERS=aldis,ejabberd,prosody   which servers, in this order
-//	ALDIS_BENCH_MODES=starttls,plain             which runs: connection modes for 1:1 chat, and
-//	                          "muc" for multi-user chat (not in the default; add it: starttls,plain,muc)
+//	ALDIS_BENCH_MODES=starttls,plain             which runs: connection modes for 1:1 chat,
+//	                          "muc" for multi-user chat and "irc" for the IRC gateway (neither in the
+//	                          default; add them: starttls,plain,muc,irc)
 //	ALDIS_BENCH_CPUS=1        pin the server under test to these CPUs (taskset -c); default: no pinning
 //	ALDIS_BENCH_BIN=PATH      use this aldis binary instead of building ./cmd/aldis
 //	ALDIS_BENCH_OUT=FILE      also write the markdown results table there
@@ -36,6 +37,23 @@
 //
 // Aldis's row is skipped, not failed, when its build cannot start with a
 // [muc] section or its MUC service does not answer.
+//
+// The IRC gateway ("irc" in ALDIS_BENCH_MODES) runs the scenario of
+// `aldis bench --irc` (package irc/ircbench) for each server: 3 XMPP users
+// in a room, 2 IRC users in the linked channel of one InspIRCd (fakelag
+// off); Aldis with its built-in gateway, ejabberd and Prosody with Debian's
+// Biboumi as a component; the CPU of the server, Biboumi and InspIRCd:
+//
+//	ALDIS_BENCH_IRC_LATENCY=300        messages each way, one at a time
+//	ALDIS_BENCH_IRC_BURST=2000         messages each way in the throughput phase
+//	ALDIS_BENCH_IRC_WINDOW=100         at most this many in flight there
+//	ALDIS_BENCH_BIBOUMI_HISTORY=on,off Biboumi runs: with its default (every message recorded in its
+//	                                   database for history), and without
+//
+// For example, the gateways alone, with ejabberd as Biboumi's server:
+//
+//	ALDIS_BENCH=1 ALDIS_BENCH_MODES=irc ALDIS_BENCH_SERVERS=aldis,ejabberd ALDIS_BENCH_USERS=3 \
+//	    go test -run TestSideBySide -v -timeout 20m ./integration/bench/
 //
 // On a two-core machine, a per-core comparison (fair to single-threaded
 // Prosody, and free of generator/server contention) gives the server one

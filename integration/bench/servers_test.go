@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"database/sql"
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
@@ -20,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	_ "modernc.org/sqlite" // Biboumi's database
 )
 
 // The configurations below aim at a fair comparison of the c2s message
@@ -49,13 +52,23 @@ import (
 //     kept but not requested: the generator joins with maxstanzas='0'),
 //     except for the occupant limit, which is raised to 2000 so that the
 //     big room (1,000 occupants by default) fits: ejabberd's and Aldis's
-//     default limit is 200 per room; Prosody has none.
+//     default limit is 200 per room; Prosody has none;
+//   - for the "irc" mode only, an IRC gateway between a room and a channel
+//     of one InspIRCd (irc/irctest: fakelag off, no flood limits), with
+//     the gateway's own flood control out of the way: Aldis its built-in
+//     gateway ([irc] with flood_interval = "1us", flood_burst = 1000, its
+//     MUC service with defaults), ejabberd and Prosody Debian's Biboumi as
+//     an XEP-0114 component on biboumiDomain, with its per-user throttle
+//     (10 lines, then one a second) switched off, once with its defaults
+//     otherwise and once without recording history (see startBiboumi).
 
 const (
 	benchDomain   = "bench.test"
 	benchPassword = "bench-password-1"
 	mucDomain     = "conference." + benchDomain
 	mucMaxUsers   = 2000
+	biboumiDomain = "biboumi." + benchDomain
+	biboumiSecret = "bench-component-secret"
 )
 
 // serverDef describes how to run one server implementation.
@@ -86,6 +99,13 @@ type serverConf struct {
 	// mucCmd starts the server for the "muc" mode when that needs another
 	// configuration; nil: cmd.
 	mucCmd func() *exec.Cmd
+	// For the "irc" mode: ircCmd starts the server with its gateway when
+	// that needs another configuration (nil: cmd); ircRoom is the room
+	// linked to ircChannel; compAddr, when set, is the component port
+	// Biboumi connects to.
+	ircCmd              func() *exec.Cmd
+	ircRoom, ircChannel string
+	compAddr            string
 }
 
 var serverDefs = []serverDef{aldisDef, ejabberdDef, prosodyDef}
@@ -163,6 +183,39 @@ enabled = true
 domain = %q
 max_occupants = %d
 `, mucDomain, mucMaxUsers))
+		// The IRC run: the built-in gateway links a room of the MUC
+		// service (defaults) to the channel; its flood control is out of
+		// the way, and it joins the room a second after the first user
+		// created it (rejoin_interval; 30s by default).
+		channel := "#bench-aldis"
+		room := "bench@" + mucDomain
+		ircPath := filepath.Join(dir, "aldis-irc.toml")
+		mapPath := filepath.Join(dir, "irc-map.toml")
+		if b.ircd != nil {
+			writeFile(t, mapPath, fmt.Sprintf(`# Written by integration/bench (TestSideBySide).
+[[network]]
+name = "bench"
+servers = [%q]
+no_tls = true
+nick = "aldisgw"
+flood_interval = "1us"
+flood_burst = 1000
+
+[[link]]
+room = %q
+network = "bench"
+channel = %q
+`, b.ircd.Addr, room, channel))
+			writeFile(t, ircPath, conf+fmt.Sprintf(`
+[muc]
+enabled = true
+domain = %q
+
+[irc]
+maps = [%q]
+rejoin_interval = "1s"
+`, mucDomain, mapPath))
+		}
 		return &serverConf{
 			name:    "aldis",
 			dir:     dir,
@@ -174,6 +227,11 @@ max_occupants = %d
 			mucCmd: func() *exec.Cmd {
 				return exec.Command(b.aldisBin, "serve", "--config", mucPath)
 			},
+			ircCmd: func() *exec.Cmd {
+				return exec.Command(b.aldisBin, "serve", "--config", ircPath)
+			},
+			ircRoom:    room,
+			ircChannel: channel,
 			startMax:   30 * time.Second,
 			metricsURL: "http://" + adminAddr + "/metrics",
 		}
@@ -228,7 +286,9 @@ var ejabberdDef = serverDef{
 		//  - "muc" mode: mod_muc on conference.@HOST@ (the default host)
 		//    with default options but max_users (the service's limit) and
 		//    default_room_options max_users raised for the big room; room
-		//    creation is open to all by default (access_create: all).
+		//    creation is open to all by default (access_create: all);
+		//  - "irc" mode: an ejabberd_service listener for Biboumi on
+		//    loopback, without a shaper (shaper_rule: none).
 		muc := ""
 		if b.muc {
 			muc = fmt.Sprintf(`  mod_muc:
@@ -237,6 +297,20 @@ var ejabberdDef = serverDef{
     default_room_options:
       max_users: %d
 `, mucDomain, mucMaxUsers, mucMaxUsers)
+		}
+		component, compAddr := "", ""
+		if b.ircd != nil {
+			compAddr = freeAddr(t)
+			_, compPort, _ := net.SplitHostPort(compAddr)
+			component = fmt.Sprintf(`  -
+    port: %s
+    ip: "127.0.0.1"
+    module: ejabberd_service
+    shaper_rule: none
+    hosts:
+      %q:
+        password: %q
+`, compPort, biboumiDomain, biboumiSecret)
 		}
 		yml := fmt.Sprintf(`# Written by integration/bench (TestSideBySide).
 hosts:
@@ -256,7 +330,7 @@ listen:
     access: c2s
     backlog: 1024
     max_stanza_size: 262144
-auth_method: internal
+%sauth_method: internal
 auth_password_format: scram
 auth_scram_hash: sha
 registration_timeout: infinity
@@ -283,7 +357,7 @@ modules:
     access: register
     ip_access: all
   mod_roster: {}
-%s`, benchDomain, pemPath, port, muc)
+%s`, benchDomain, pemPath, port, component, muc)
 		cfgPath := filepath.Join(dir, "ejabberd.yml")
 		writeFile(t, cfgPath, yml)
 		// ejabberdctl settings: a private node with its own cookie that
@@ -324,8 +398,11 @@ EJABBERD_BYPASS_WARNINGS=true
 			},
 			// ejabberdctl runs erl as a child of its shell; the server is
 			// the beam.smp process below it.
-			measure:  "beam.smp",
-			startMax: 90 * time.Second,
+			measure:    "beam.smp",
+			startMax:   90 * time.Second,
+			compAddr:   compAddr,
+			ircChannel: "#bench-ejabberd",
+			ircRoom:    biboumiRoom("#bench-ejabberd", b),
 		}
 	},
 }
@@ -368,13 +445,24 @@ var prosodyDef = serverDef{
 		//  - "muc" mode: the muc component on mucDomain with
 		//    restrict_room_creation = false (any user may create rooms) and
 		//    otherwise default options (rooms locked until configured,
-		//    no occupant limit).
+		//    no occupant limit);
+		//  - "irc" mode: a component port on loopback for Biboumi.
 		muc := ""
 		if b.muc {
 			muc = fmt.Sprintf(`
 Component %q "muc"
     restrict_room_creation = false
 `, mucDomain)
+		}
+		compAddr, compPorts := "", "{ }"
+		if b.ircd != nil {
+			compAddr = freeAddr(t)
+			_, compPort, _ := net.SplitHostPort(compAddr)
+			compPorts = "{ " + compPort + " }"
+			muc += fmt.Sprintf(`
+Component %q
+    component_secret = %q
+`, biboumiDomain, biboumiSecret)
 		}
 		lua := fmt.Sprintf(`-- Written by integration/bench (TestSideBySide).
 run_as_root = true
@@ -386,6 +474,8 @@ local_interfaces = { "127.0.0.1" }
 c2s_ports = { %s }
 c2s_direct_tls_ports = { }
 s2s_ports = { %s }
+component_ports = %s
+component_interfaces = { "127.0.0.1" }
 network_backend = "epoll"
 log = { warn = %q }
 modules_enabled = { "roster", "saslauth", "tls", "disco", "ping", "register" }
@@ -401,7 +491,7 @@ ssl = { certificate = %q, key = %q }
 
 VirtualHost %q
 %s`, filepath.Join(dir, "prosody.pid"), filepath.Join(dir, "data"), filepath.Join(dir, "prosody.sock"),
-			port, s2sPort, filepath.Join(dir, "prosody.log"), b.certFile, b.keyFile, benchDomain, muc)
+			port, s2sPort, compPorts, filepath.Join(dir, "prosody.log"), b.certFile, b.keyFile, benchDomain, muc)
 		cfgPath := filepath.Join(dir, "prosody.cfg.lua")
 		writeFile(t, cfgPath, lua)
 		return &serverConf{
@@ -415,7 +505,10 @@ VirtualHost %q
 				// the interpreter, so the started PID is the server.
 				return exec.Command("/usr/bin/prosody", "--config", cfgPath, "-F")
 			},
-			startMax: 30 * time.Second,
+			startMax:   30 * time.Second,
+			compAddr:   compAddr,
+			ircChannel: "#bench-prosody",
+			ircRoom:    biboumiRoom("#bench-prosody", b),
 		}
 	},
 }
@@ -715,4 +808,162 @@ func debVersion(pkg string) string {
 		return "(version unknown)"
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// ------------------------------------------------------------- Biboumi
+
+// biboumiRoom is the JID of channel on the bench's InspIRCd through
+// Biboumi: #channel%irc-server@biboumi-domain.
+func biboumiRoom(channel string, b *bench) string {
+	if b.ircd == nil {
+		return ""
+	}
+	host, _, _ := net.SplitHostPort(b.ircd.Addr)
+	return channel + "%" + host + "@" + biboumiDomain
+}
+
+// gatewayProc is a running Biboumi.
+type gatewayProc struct {
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	outFile string
+}
+
+// startBiboumi runs Debian's Biboumi as the component biboumiDomain of
+// the server sc, and waits until it has authenticated.
+//
+// Biboumi keeps per-user settings for each IRC server in its database,
+// which users change with an ad-hoc command. Two of them are written there
+// before it starts, for the accounts the scenario logs in: the IRC port
+// (Biboumi dials 6667 and first tries TLS on 6697 and 6670; the bench's
+// InspIRCd listens elsewhere, in plain TCP), and the throttle limit, set
+// to -1 ("off"): by default Biboumi sends 10 lines to an IRC server
+// without delay and then one a second, its own flood control, which the
+// scenario leaves to the IRC server (as Aldis's gateway has its own set
+// out of the way). Without history, a third: the users' "Record history"
+// option, on by default, is off; with it Biboumi writes every message it
+// relays into its SQLite database once per XMPP user, which costs it far
+// more than relaying (Aldis keeps a temporary room's history in memory).
+// Everything else keeps Biboumi's defaults.
+func startBiboumi(t *testing.T, b *bench, sc *serverConf, users int, history bool) (*gatewayProc, error) {
+	dir := filepath.Join(sc.dir, "biboumi")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	host, ircPort, _ := net.SplitHostPort(b.ircd.Addr)
+	_, compPort, _ := net.SplitHostPort(sc.compAddr)
+	dbPath := filepath.Join(dir, "biboumi.sqlite")
+	os.Remove(dbPath) // a fresh database per run
+	if err := biboumiOptions(dbPath, host, ircPort, users, history); err != nil {
+		return nil, fmt.Errorf("biboumi database: %w", err)
+	}
+	cfgPath := filepath.Join(dir, "biboumi.cfg")
+	// log_level 1 (info): the line saying it authenticated is info;
+	// nothing is logged per message at that level.
+	writeFile(t, cfgPath, fmt.Sprintf(`hostname=%s
+password=%s
+xmpp_server_ip=127.0.0.1
+port=%s
+db_name=%s
+identd_port=0
+log_level=1
+realname_customization=true
+realname_from_jid=false
+`, biboumiDomain, biboumiSecret, compPort, dbPath))
+	g := &gatewayProc{outFile: filepath.Join(dir, "biboumi.out"), exited: make(chan struct{})}
+	out, err := os.OpenFile(g.outFile, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close()
+	g.cmd = exec.Command("/usr/bin/biboumi", cfgPath)
+	g.cmd.Dir = dir
+	g.cmd.Stdout, g.cmd.Stderr = out, out
+	g.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := g.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start biboumi: %w", err)
+	}
+	go func() { g.cmd.Wait(); close(g.exited) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		data, _ := os.ReadFile(g.outFile)
+		if bytes.Contains(data, []byte("Authenticated with the XMPP server")) {
+			return g, nil
+		}
+		select {
+		case <-g.exited:
+			return nil, fmt.Errorf("biboumi exited at start; output:\n%s", data)
+		default:
+		}
+		if time.Now().After(deadline) {
+			g.stop()
+			return nil, fmt.Errorf("biboumi not connected to %s after 30s; output:\n%s", sc.compAddr, data)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// biboumiOptions writes the IRC server options of accounts 0 … users−1
+// for the server host into Biboumi's database, and without history their
+// global options, in the tables Biboumi 9 creates (it creates the others,
+// and the columns it misses, itself).
+func biboumiOptions(path, host, port string, users int, history bool) error {
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS ircserveroptions_ (id_ INTEGER PRIMARY KEY AUTOINCREMENT,
+		owner_ TEXT, server_ TEXT, pass_ TEXT, tlsports_ TEXT, ports_ TEXT, username_ TEXT, realname_ TEXT,
+		verifycert_ INTEGER, trustedfingerprint_ TEXT, encodingout_ TEXT, encodingin_ TEXT, maxhistorylength_ INTEGER,
+		address_ TEXT, nick_ TEXT, saslpassword_ TEXT, throttlelimit_ INTEGER)`); err != nil {
+		return err
+	}
+	if !history {
+		if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS globaloptions_ (id_ INTEGER PRIMARY KEY AUTOINCREMENT,
+			owner_ TEXT, maxhistorylength_ INTEGER, recordhistory_ INTEGER, persistent_ INTEGER)`); err != nil {
+			return err
+		}
+	}
+	for i := range users {
+		if !history {
+			if _, err := db.Exec(`INSERT INTO globaloptions_ (owner_, maxhistorylength_, recordhistory_, persistent_)
+				VALUES (?, 20, 0, 0)`, fmt.Sprintf("bench%d@%s", i, benchDomain)); err != nil {
+				return err
+			}
+		}
+		owner := fmt.Sprintf("bench%d@%s", i, benchDomain)
+		if _, err := db.Exec(`INSERT INTO ircserveroptions_ (owner_, server_, pass_, tlsports_, ports_, username_, realname_,
+			verifycert_, trustedfingerprint_, encodingout_, encodingin_, maxhistorylength_, address_, nick_, saslpassword_,
+			throttlelimit_) VALUES (?, ?, '', '', ?, '', '', 1, '', 'ISO-8859-1', 'ISO-8859-1', 20, '', '', '', -1)`,
+			owner, host, port); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (g *gatewayProc) pid() int { return g.cmd.Process.Pid }
+
+// stop sends SIGTERM (Biboumi then quits its IRC connections) and kills
+// its process group after 10s.
+func (g *gatewayProc) stop() {
+	_ = g.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-g.exited:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-g.cmd.Process.Pid, syscall.SIGKILL)
+		<-g.exited
+	}
+}
+
+func (g *gatewayProc) output(n int) string {
+	data, err := os.ReadFile(g.outFile)
+	if err != nil {
+		return err.Error()
+	}
+	if len(data) > n {
+		data = data[len(data)-n:]
+	}
+	return string(data)
 }

@@ -4,5 +4,5 @@ package loadgen
 
 import "time"
 
-// selfCPU is unavailable here; the generator's own cost reports as 0.
-func selfCPU() time.Duration { return 0 }
+// SelfCPU is unavailable here; the generator's own cost reports as 0.
+func SelfCPU() time.Duration { return 0 }

@@ -7,9 +7,9 @@ import (
 	"time"
 )
 
-// selfCPU returns the user+system CPU time used by this process, so the
+// SelfCPU returns the user+system CPU time used by this process, so a
 // generator can report its own cost next to the server's.
-func selfCPU() time.Duration {
+func SelfCPU() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0

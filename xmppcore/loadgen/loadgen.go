@@ -162,6 +162,8 @@ type runner struct {
 	logMu  sync.Mutex
 	wg     sync.WaitGroup // session reader and writer goroutines
 	closed atomic.Bool    // set while shutting down: I/O errors are expected
+
+	recv func(Received) // Sessions' callback for every message; nil in Run and RunMUC
 }
 
 // phaseState is shared between the phase driver, writers and readers.
@@ -217,7 +219,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		rss0 = v
 	}
 
-	sessions := r.loginRange(ctx, 0, cfg.Users, &res)
+	sessions, _ := r.loginRange(ctx, 0, cfg.Users, &res) // failures are counted in res
 	defer r.closeAll(sessions)
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("loadgen: logins: %w", err)
@@ -272,15 +274,17 @@ func newRunner(cfg Config) *runner {
 
 // loginRange opens the sessions of users lo..hi-1 with cfg.Concurrency in
 // parallel, adds them to res's login figures and returns the ones that
-// succeeded, in user order.
-func (r *runner) loginRange(ctx context.Context, lo, hi int, res *Result) []*session {
+// succeeded, in user order, with the first login error (nil if none).
+func (r *runner) loginRange(ctx context.Context, lo, hi int, res *Result) ([]*session, error) {
 	cfg := &r.cfg
 	n := hi - lo
 	if n <= 0 {
-		return nil
+		return nil, nil
 	}
 	all := make([]*session, n)
 	var next, done, failed atomic.Int64
+	var firstErr error
+	var errOnce sync.Once
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range min(cfg.Concurrency, n) {
@@ -294,6 +298,7 @@ func (r *runner) loginRange(ctx context.Context, lo, hi int, res *Result) []*ses
 				s, err := r.login(ctx, i)
 				if err != nil {
 					failed.Add(1)
+					errOnce.Do(func() { firstErr = fmt.Errorf("login %s: %w", cfg.user(i), err) })
 					if ctx.Err() == nil {
 						r.logErr("login %s: %v", cfg.user(i), err)
 					}
@@ -323,7 +328,7 @@ func (r *runner) loginRange(ctx context.Context, lo, hi int, res *Result) []*ses
 	res.Logins += len(ok)
 	res.LoginErrors += int(failed.Load())
 	r.logf("%d sessions logged in in %v (%.1f/s), %d failed", len(ok), elapsed.Round(time.Millisecond), rate, failed.Load())
-	return ok
+	return ok, firstErr
 }
 
 func (r *runner) closeAll(sessions []*session) {
@@ -415,7 +420,7 @@ func (r *runner) runPhase(ctx context.Context, spec phaseSpec, senders []*sessio
 	if err != nil {
 		return Phase{}, err
 	}
-	own0 := selfCPU()
+	own0 := SelfCPU()
 	start := r.now()
 	ph.active.Store(true)
 	r.phase.Store(ph)
@@ -433,7 +438,7 @@ func (r *runner) runPhase(ctx context.Context, spec phaseSpec, senders []*sessio
 	window := time.Duration(r.now() - start)
 	inWindow := ph.delivered.Load()
 	srv1, err2 := r.serverCPU()
-	own1 := selfCPU()
+	own1 := SelfCPU()
 	if err != nil {
 		return Phase{}, fmt.Errorf("loadgen: phase %s: %w", name, err)
 	}
@@ -546,7 +551,7 @@ func (r *runner) serverCPU() (time.Duration, error) {
 	if r.cfg.ServerPID <= 0 {
 		return 0, nil
 	}
-	return procCPU(r.cfg.ServerPID)
+	return ProcCPU(r.cfg.ServerPID)
 }
 
 func allFlushed(sessions []*session) bool {

@@ -278,7 +278,7 @@ func RunMUC(ctx context.Context, cfg Config) (Result, error) {
 	if first == 0 {
 		first = cfg.BigRoom
 	}
-	all := r.loginRange(ctx, 0, first, &res)
+	all, _ := r.loginRange(ctx, 0, first, &res) // failures are counted in res
 	defer func() { r.closeAll(all) }()
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("loadgen: logins: %w", err)
@@ -335,7 +335,7 @@ func RunMUC(ctx context.Context, cfg Config) (Result, error) {
 
 	if cfg.BigRoom > 0 {
 		if cfg.BigRoom > first {
-			more := r.loginRange(ctx, first, cfg.BigRoom, &res)
+			more, _ := r.loginRange(ctx, first, cfg.BigRoom, &res)
 			all = append(all, more...)
 			if err := ctx.Err(); err != nil {
 				return res, fmt.Errorf("loadgen: logins: %w", err)
@@ -531,7 +531,7 @@ func (r *runner) waitJoins(ctx context.Context, sessions []*session, stall, limi
 	var lastCPU time.Duration
 	lastSample := begin
 	if r.cfg.ServerPID > 0 {
-		lastCPU, _ = procCPU(r.cfg.ServerPID)
+		lastCPU, _ = ProcCPU(r.cfg.ServerPID)
 	}
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
@@ -552,7 +552,7 @@ func (r *runner) waitJoins(ctx context.Context, sessions []*session, stall, limi
 			lastDone, lastIn, lastChange = done, in, now
 		}
 		if r.cfg.ServerPID > 0 && now.Sub(lastSample) >= time.Second {
-			if cpu, err := procCPU(r.cfg.ServerPID); err == nil {
+			if cpu, err := ProcCPU(r.cfg.ServerPID); err == nil {
 				if (cpu-lastCPU)*5 >= now.Sub(lastSample) {
 					lastChange = now
 				}

@@ -12,11 +12,12 @@ import (
 // every mainstream Linux build, and reading it needs sysconf (cgo).
 const clockTick = 10 * time.Millisecond
 
-// procCPU returns the user+system CPU time consumed so far by process pid.
-func procCPU(pid int) (time.Duration, error) {
+// ProcCPU returns the user+system CPU time consumed so far by process pid,
+// from /proc in USER_HZ ticks (10 ms).
+func ProcCPU(pid int) (time.Duration, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, fmt.Errorf("read server CPU: %w", err)
+		return 0, fmt.Errorf("read CPU time of process %d: %w", pid, err)
 	}
 	// The command name may contain spaces and parentheses: fields are
 	// counted from the last ')'.

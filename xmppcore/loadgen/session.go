@@ -99,6 +99,9 @@ func (s *session) readLoop(r *runner) {
 		}
 		switch string(localName(it.raw[:it.head])) {
 		case "message":
+			if r.recv != nil {
+				r.received(s, it)
+			}
 			r.onMessage(s, it)
 		case "presence":
 			r.onPresence(s, it)
