@@ -1,5 +1,5 @@
-// Package irctest starts real IRC servers (InspIRCd, ngIRCd) on loopback for tests, and speaks
-// to them as a plain IRC user.
+// Package irctest starts real IRC servers (InspIRCd, ngIRCd, and InspIRCd linked to Atheme
+// services) on loopback for tests, and speaks to them as a plain IRC user.
 //
 // Each server gets its own configuration in the test's temporary directory and a free port; it is
 // stopped (by PID) when the test ends. Without the server's binary the test is skipped with an
@@ -24,7 +24,8 @@ import (
 const (
 	InspIRCdBin = "/usr/sbin/inspircd"
 	NgIRCdBin   = "/usr/sbin/ngircd"
-	installHint = "apt-get install -y --no-install-recommends inspircd ngircd"
+	AthemeBin   = "/usr/bin/atheme-services"
+	installHint = "apt-get install -y --no-install-recommends inspircd ngircd atheme-services"
 )
 
 // Server is a running IRC server. Stop and Start let a test kill it and bring it back on the same
@@ -36,6 +37,8 @@ type Server struct {
 	dir  string
 	args []string
 	bin  string
+	// ready reports whether a started process is ready; nil: Addr accepts connections.
+	ready func() bool
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -63,6 +66,14 @@ func InspIRCd(t testing.TB) *Server {
 	t.Helper()
 	Require(t, InspIRCdBin)
 	s := newServer(t, "inspircd", InspIRCdBin)
+	s.configureInspIRCd("")
+	s.Start()
+	return s
+}
+
+// configureInspIRCd writes the server's configuration, with extra tags appended.
+func (s *Server) configureInspIRCd(extra string) {
+	t := s.t
 	motd := filepath.Join(s.dir, "motd")
 	write(t, motd, "Aldis test server\n")
 	conf := fmt.Sprintf(`<config format="xml">
@@ -89,13 +100,11 @@ func InspIRCd(t testing.TB) *Server {
 <module name="services_account">
 `, s.port(), motd, filepath.Join(s.dir, "ircd.log"))
 	path := filepath.Join(s.dir, "inspircd.conf")
-	write(t, path, conf)
+	write(t, path, conf+extra)
 	s.args = []string{"--config", path, "--nofork", "--nopid"}
 	if os.Geteuid() == 0 {
 		s.args = append(s.args, "--runasroot")
 	}
-	s.Start()
-	return s
 }
 
 // NgIRCd starts ngIRCd, a plain RFC 2812 server (it offers only the multi-prefix capability),
@@ -176,11 +185,19 @@ func (s *Server) Start() {
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
 	s.cmd, s.log, s.exited = cmd, logf, exited
+	ready := s.ready
+	if ready == nil {
+		ready = func() bool {
+			c, err := net.DialTimeout("tcp", s.Addr, time.Second)
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		}
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", s.Addr, time.Second)
-		if err == nil {
-			c.Close()
+		if ready() {
 			return
 		}
 		select {
@@ -191,7 +208,7 @@ func (s *Server) Start() {
 		}
 		if time.Now().After(deadline) {
 			out, _ := os.ReadFile(logf.Name())
-			s.t.Fatalf("%s did not open %s within 20s:\n%s", s.Name, s.Addr, out)
+			s.t.Fatalf("%s was not ready within 20s:\n%s", s.Name, out)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
