@@ -54,6 +54,7 @@ type network struct {
 	chans    map[string]*link // by folded channel
 	owned    map[string]*userConn
 	seq      int
+	relaying relayState // the listener's RELAYMSG lines (fromxmpp.go)
 }
 
 // link is one room ⇄ channel and who is in it.
@@ -231,9 +232,13 @@ func (n *network) handle(ev netEvent) {
 	case evXMPP:
 		n.fromXMPP(ev.st, ev.from, ev.to)
 	case evIRC:
-		n.fromListener(ev.irc)
+		if !n.relayEvent(ev.irc, true) {
+			n.fromListener(ev.irc)
+		}
 	case evUser:
-		n.fromUser(ev.uc, ev.irc)
+		if !n.relayEvent(ev.irc, false) {
+			n.fromUser(ev.uc, ev.irc)
+		}
 	case evLease:
 		n.leased(ev)
 	case evLinks:
