@@ -66,13 +66,28 @@ func InspIRCd(t testing.TB) *Server {
 	t.Helper()
 	Require(t, InspIRCdBin)
 	s := newServer(t, "inspircd", InspIRCdBin)
-	s.configureInspIRCd("")
+	s.configureInspIRCd("not", "")
 	s.Start()
 	return s
 }
 
-// configureInspIRCd writes the server's configuration, with extra tags appended.
-func (s *Server) configureInspIRCd(extra string) {
+// InspIRCdWithHistory is InspIRCd whose channels keep their last 500 lines of the last hour
+// (chanhistory, +H on every new channel) and replay them to whoever joins: a test can see what a
+// channel was told before the test's user could join it, as after a restart.
+func InspIRCdWithHistory(t testing.TB) *Server {
+	t.Helper()
+	Require(t, InspIRCdBin)
+	s := newServer(t, "inspircd", InspIRCdBin)
+	s.configureInspIRCd("notH 500:1h", `<module name="chanhistory">
+<chanhistory maxlines="500" notice="no" prefixmsg="no" bots="yes">
+`)
+	s.Start()
+	return s
+}
+
+// configureInspIRCd writes the server's configuration: new channels get defaultModes ("o": their
+// creator is an operator), and extra tags are appended.
+func (s *Server) configureInspIRCd(defaultModes, extra string) {
 	t := s.t
 	motd := filepath.Join(s.dir, "motd")
 	write(t, motd, "Aldis test server\n")
@@ -85,7 +100,7 @@ func (s *Server) configureInspIRCd(extra string) {
 <files motd="%[2]s">
 <log method="file" type="* -USERINPUT -USEROUTPUT" level="default" target="%[3]s">
 <dns server="127.0.0.1" timeout="1">
-<options defaultmodes="not">
+<options defaultmodes="%[4]s">
 <module name="cap">
 <module name="ircv3">
 <module name="ircv3_servertime">
@@ -98,7 +113,7 @@ func (s *Server) configureInspIRCd(extra string) {
 <module name="ircv3_ctctags">
 <module name="namesx">
 <module name="services_account">
-`, s.port(), motd, filepath.Join(s.dir, "ircd.log"))
+`, s.port(), motd, filepath.Join(s.dir, "ircd.log"), defaultModes)
 	path := filepath.Join(s.dir, "inspircd.conf")
 	write(t, path, conf+extra)
 	s.args = []string{"--config", path, "--nofork", "--nopid"}
@@ -253,6 +268,13 @@ type User struct {
 // Connect registers nick on the server (without CAP) and waits for the end of the MOTD.
 func (s *Server) Connect(t testing.TB, nick string) *User {
 	t.Helper()
+	return s.ConnectCaps(t, nick)
+}
+
+// ConnectCaps is Connect asking for IRCv3 capabilities first (e.g. "account-tag"); the server
+// must have them.
+func (s *Server) ConnectCaps(t testing.TB, nick string, caps ...string) *User {
+	t.Helper()
 	c, err := net.DialTimeout("tcp", s.Addr, 5*time.Second)
 	if err != nil {
 		t.Fatalf("connecting to %s: %v", s.Name, err)
@@ -272,8 +294,20 @@ func (s *Server) Connect(t testing.TB, nick string) *User {
 			u.lines <- l
 		}
 	}()
+	if len(caps) > 0 {
+		u.Send("CAP LS 302")
+	}
 	u.Send("NICK " + nick)
 	u.Send("USER " + nick + " 0 * :" + nick)
+	if len(caps) > 0 {
+		u.Send("CAP REQ :" + strings.Join(caps, " "))
+		if l := u.Expect(func(l string) bool {
+			return strings.Contains(l, " CAP ") && (strings.Contains(l, " ACK ") || strings.Contains(l, " NAK "))
+		}); strings.Contains(l, " NAK ") {
+			t.Fatalf("%s refused capabilities %v: %q", s.Name, caps, l)
+		}
+		u.Send("CAP END")
+	}
 	u.Expect(func(l string) bool { return hasCode(l, "376") || hasCode(l, "422") })
 	return u
 }

@@ -50,7 +50,7 @@ func InspIRCdWithServices(t testing.TB) *Services {
 		t.Fatal(err)
 	}
 	const linkPass = "link-secret"
-	s.configureInspIRCd(fmt.Sprintf(`<module name="spanningtree">
+	s.configureInspIRCd("not", fmt.Sprintf(`<module name="spanningtree">
 <module name="sasl">
 <module name="ssl_gnutls">
 <module name="sslinfo">
