@@ -33,7 +33,8 @@ const (
 	// Received: a message from the server. PING is answered by the client and not reported.
 	Received
 	// Unsent: a line given to SendKept that was not sent (Msg, Ref): it waited longer than
-	// OutboxAge for the connection (Err is ErrExpired), or the client closed (ErrClosed).
+	// OutboxAge for the connection (Err is ErrExpired), the client closed (ErrClosed), or the
+	// server it reconnected to has shorter lines (a Serialize error).
 	Unsent
 )
 
@@ -352,7 +353,7 @@ func (c *Client) reportUnsent(ctx context.Context) {
 		}
 		for _, k := range c.out.takeExpired(false) {
 			c.m.unsent.Inc()
-			if !c.emit(ctx, Event{Kind: Unsent, Msg: k.msg, Ref: k.ref, Time: k.at, Err: ErrExpired}) {
+			if !c.emit(ctx, Event{Kind: Unsent, Msg: k.msg, Ref: k.ref, Time: k.at, Err: cmp.Or(k.err, ErrExpired)}) {
 				return
 			}
 		}
@@ -862,8 +863,8 @@ func (c *Client) handle(s *session, r *reg, m *Message, log *slog.Logger) error 
 		}
 		c.publish(r)
 	case "PONG":
-		if c.out != nil && strings.HasPrefix(Param(m, len(m.Params)-1), ackPrefix) {
-			if n, ok := c.out.acked(m.Params[len(m.Params)-1]); ok {
+		if tok := LastParam(m); c.out != nil && strings.HasPrefix(tok, ackPrefix) {
+			if n, ok := c.out.acked(tok); ok {
 				s.priority(fmt.Appendf(nil, "PING :%s%d\r\n", ackPrefix, n))
 			}
 		}
@@ -880,10 +881,10 @@ func (c *Client) handle(s *session, r *reg, m *Message, log *slog.Logger) error 
 		}
 		r.saslActive = false
 		if c.cfg.SASL.Required {
-			return fmt.Errorf("%w: %s %s", ErrSASLFailed, m.Command, m.Params[len(m.Params)-1])
+			return fmt.Errorf("%w: %s %s", ErrSASLFailed, m.Command, LastParam(m))
 		}
 		c.loginFailed(log, "irc SASL login failed; carrying on without an account", "mechanism", c.cfg.SASL.Mechanism,
-			"login", c.cfg.SASL.Login, "code", m.Command, "reason", truncate(Param(m, len(m.Params)-1), 200))
+			"login", c.cfg.SASL.Login, "code", m.Command, "reason", truncate(LastParam(m), 200))
 		c.capEnd(s, r)
 	case "001":
 		r.registered = true

@@ -21,6 +21,7 @@ type kept struct {
 	ref string
 	at  time.Time
 	seq uint64 // the order it was written in, on the current connection
+	err error  // why it was given up (nil: its age)
 }
 
 // outLine is one line for a session's paced queue.
@@ -78,10 +79,13 @@ func (o *outbox) refill(s *session, lineLen int) {
 	for len(o.waiting) > 0 {
 		k := o.waiting[0]
 		b, err := Serialize(&k.msg, lineLen)
-		if err == nil {
-			if s.enqueue(outLine{b: b, k: k}) != nil {
-				break // full: the writer refills as it drains
-			}
+		if err != nil {
+			// Longer than this server's lines (split for another's): reported, not sent.
+			k.err = err
+			o.expired = append(o.expired, k)
+			o.signal()
+		} else if s.enqueue(outLine{b: b, k: k}) != nil {
+			break // full: the writer refills as it drains
 		}
 		o.waiting[0] = nil
 		o.waiting = o.waiting[1:]
