@@ -1,6 +1,7 @@
 package ircmuc
 
 import (
+	"errors"
 	"maps"
 	"slices"
 	"strconv"
@@ -339,11 +340,12 @@ func (n *network) relay(l *link, o *occupant, nick, target, text string, action 
 		}
 		as := irc.NickFromMUC(nick, max(n.is.NickLen, 16), key) + sep + "xmpp"
 		for _, line := range irc.SplitText(text, irc.TextBudget(n.is.LineLen, as, target, action)) {
-			relayed = append(relayed, relayLine{ref: ref, nick: nick, target: target, text: line, action: action})
+			raw := line
 			if action {
-				line = "\x01ACTION " + line + "\x01"
+				raw = "\x01ACTION " + line + "\x01"
 			}
-			msgs = append(msgs, irc.Message{Command: "RELAYMSG", Params: []string{target, as, line}})
+			relayed = append(relayed, relayLine{ref: ref, nick: nick, target: n.fold(target), raw: raw, text: line, action: action})
+			msgs = append(msgs, irc.Message{Command: "RELAYMSG", Params: []string{target, as, raw}})
 		}
 	} else {
 		var lines []string
@@ -401,9 +403,11 @@ func (n *network) relaymsgSeparator() string {
 // either as a PRIVMSG tagged draft/relaymsg=<listener> (Ergo sends it to the
 // relayer too), which must not reach the room, or as FAIL RELAYMSG (the
 // listener is not a channel operator, say), when the line is sent again as
-// "<nick> text" and RELAYMSG is not used until the listener reconnects. The
-// server answers in order, so the oldest line waiting is the one answered.
-// Owned by the network's goroutine.
+// "<nick> text" and RELAYMSG is not used until the listener reconnects. A
+// FAIL names no line, but the server answers in order: the oldest line
+// still waiting is the one refused. Lines kept across a reconnect stay
+// waiting (the outbox sends them again); those the outbox gave up are
+// forgotten. Owned by the network's goroutine.
 type relayState struct {
 	waiting []relayLine
 	off     bool
@@ -411,8 +415,11 @@ type relayState struct {
 
 // relayLine is one RELAYMSG line waiting for its answer.
 type relayLine struct {
-	ref, nick, target, text string
-	action                  bool
+	ref, nick string
+	target    string // folded
+	raw       string // as sent: with CTCP ACTION's framing
+	text      string
+	action    bool
 }
 
 // maxRelayWaiting bounds the RELAYMSG lines remembered; beyond, the oldest
@@ -426,13 +433,21 @@ func (r *relayState) sent(lines []relayLine) {
 	}
 }
 
-func (r *relayState) answered() (relayLine, bool) {
+// oldest takes the line waiting longest.
+func (r *relayState) oldest() (relayLine, bool) {
 	if len(r.waiting) == 0 {
 		return relayLine{}, false
 	}
 	l := r.waiting[0]
 	r.waiting = slices.Delete(r.waiting, 0, 1)
 	return l, true
+}
+
+// forget drops the first line waiting to target (folded) with raw text.
+func (r *relayState) forget(target, raw string) {
+	if i := slices.IndexFunc(r.waiting, func(l relayLine) bool { return l.target == target && l.raw == raw }); i >= 0 {
+		r.waiting = slices.Delete(r.waiting, i, i+1)
+	}
 }
 
 // relayEvent handles what comes back from the relay path before the rest of
@@ -447,12 +462,10 @@ func (n *network) relayEvent(ev irc.Event, listener bool) bool {
 	case !listener:
 		return false
 	}
-	switch ev.Kind {
-	case irc.Connected:
-		n.relaying = relayState{} // a new connection: RELAYMSG may be allowed again
-		return false
-	case irc.Disconnected:
-		n.relaying.waiting = nil // their answers are lost; the outbox resends them
+	if ev.Kind == irc.Connected {
+		n.relaying.off = false // a new connection: RELAYMSG may be allowed again
+	}
+	if ev.Kind != irc.Received {
 		return false
 	}
 	m := &ev.Msg
@@ -462,7 +475,7 @@ func (n *network) relayEvent(ev irc.Event, listener bool) bool {
 		if !ok || n.listener == nil || n.fold(by) != n.fold(n.listener.State().Nick) {
 			return false
 		}
-		n.relaying.answered()
+		n.relaying.forget(n.fold(irc.Param(m, 0)), irc.Param(m, 1))
 		return true // our RELAYMSG, echoed: the room has it already
 	case "FAIL":
 		if irc.Param(m, 0) != "RELAYMSG" {
@@ -470,8 +483,8 @@ func (n *network) relayEvent(ev irc.Event, listener bool) bool {
 		}
 		n.relaying.off = true
 		n.b.log.Warn("IRC refused RELAYMSG; relaying as <nick> text until the listener reconnects",
-			"network", n.cfg.Name, "code", irc.Param(m, 1), "reason", irc.Param(m, len(m.Params)-1))
-		line, ok := n.relaying.answered()
+			"network", n.cfg.Name, "code", irc.Param(m, 1), "reason", irc.LastParam(m))
+		line, ok := n.relaying.oldest()
 		if !ok {
 			return true
 		}
@@ -488,6 +501,11 @@ func (n *network) relayEvent(ev irc.Event, listener bool) bool {
 // unsent tells an XMPP occupant that a line they said was not sent to IRC:
 // it waited longer than the outbox allows for the connection to come back.
 func (n *network) unsent(ev irc.Event) {
+	m := &ev.Msg
+	text := irc.LastParam(m)
+	if m.Command == "RELAYMSG" {
+		n.relaying.forget(n.fold(irc.Param(m, 0)), text)
+	}
 	occ, err := jid.Parse(ev.Ref)
 	if err != nil {
 		return
@@ -497,13 +515,18 @@ func (n *network) unsent(ev irc.Event) {
 		return // the link was removed meanwhile
 	}
 	n.b.dropped.Inc()
-	m := &ev.Msg
-	text := irc.Param(m, len(m.Params)-1)
 	if rest, ok := strings.CutPrefix(text, "\x01ACTION "); ok {
 		text = "/me " + strings.TrimSuffix(rest, "\x01")
 	}
+	why := "the connection to IRC closed"
+	switch {
+	case errors.Is(ev.Err, irc.ErrExpired):
+		why = "IRC could not be reached for " + time.Since(ev.Time).Round(time.Second).String()
+	case ev.Err != nil && !errors.Is(ev.Err, irc.ErrClosed):
+		why = ev.Err.Error()
+	}
 	n.b.log.Warn("an XMPP user's line was not sent to IRC", "room", l.room.String(), "nick", occ.Resource(), "err", ev.Err)
-	n.tellNotSent(l, occ.Resource(), irc.Param(m, 0), format.FromIRC(text), "IRC could not be reached for "+time.Since(ev.Time).Round(time.Second).String())
+	n.tellNotSent(l, occ.Resource(), irc.Param(m, 0), format.FromIRC(text), why)
 }
 
 // tellNotSent sends an XMPP occupant a private message from the bridge's
