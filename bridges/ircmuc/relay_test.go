@@ -247,3 +247,61 @@ func TestUnsentTold(t *testing.T) {
 		t.Error("the notice is not a room private message")
 	}
 }
+
+// TestOutboxFullTold: while IRC is unreachable, a relayed user's lines wait
+// for the listener up to the outbox's bound; the one beyond it is not sent,
+// and the user is told so by the bridge's occupant.
+func TestOutboxFullTold(t *testing.T) {
+	f := newFakeIRC(t)
+	m, err := mapping.Parse("map.toml", []byte(fmt.Sprintf(`
+[[network]]
+name = "lab"
+servers = [%q]
+no_tls = true
+nick = "relay"
+relay_only = true
+
+[[link]]
+room = "lab@conference.example.org"
+network = "lab"
+channel = "#lab"
+`, f.ln.Addr())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := &fakeXMPP{out: make(chan *wire.Element, 1024)}
+	b, err := New(Config{Domain: "irc.example.org", XMPP: x, Map: m, RejoinInterval: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Start()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		b.Close(ctx)
+	})
+	f.accept().expect("USER") // the listener connects and is never welcomed: IRC is down
+	room := jid.MustParse("lab@conference.example.org")
+	occ := func(n string) jid.JID { j, _ := room.WithResource(n); return j }
+	self, _ := wire.ParseElement(`<presence><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='participant'/><status code='110'/></x></presence>`)
+	b.Route(self, occ("#lab"), b.self)
+	carol, _ := wire.ParseElement(`<presence><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='participant' jid='carol@example.org/pc'/></x></presence>`)
+	b.Route(carol, occ("carol"), b.self)
+	for i := range outboxLines + 1 {
+		msg, _ := wire.ParseElement(fmt.Sprintf(`<message type='groupchat'><body>line %d</body></message>`, i))
+		b.Route(msg, occ("carol"), b.self)
+	}
+	st := x.expect(t, "the notice", func(st *wire.Element) bool { return st.Local() == "message" && st.Attr("type") == "chat" })
+	body := st.ChildText("body", "")
+	if st.Attr("to") != "lab@conference.example.org/carol" || !strings.Contains(body, "Not sent to #lab") ||
+		!strings.HasSuffix(body, fmt.Sprintf("line %d", outboxLines)) {
+		t.Errorf("notice to %s: %q", st.Attr("to"), body)
+	}
+	select {
+	case st := <-x.out:
+		if st.Local() == "message" {
+			t.Errorf("a second notice: %s", st)
+		}
+	case <-time.After(200 * time.Millisecond):
+	}
+}
