@@ -322,9 +322,6 @@ func (c *Client) SendKept(ref string, msgs ...Message) error {
 	if s == nil || s.dead || !s.open || len(o.waiting) > 0 {
 		return o.add(ks) // sent once connected, after what waits already
 	}
-	if o.count()+len(ks) > o.max {
-		return ErrOutboxFull
-	}
 	lines := make([]outLine, len(ks))
 	for i, k := range ks {
 		b, err := Serialize(&k.msg, int(s.lineLen.Load()))
@@ -521,6 +518,9 @@ type session struct {
 	// ended and out was emptied.
 	open, dead bool
 	inHand     *kept // the kept line the writer held when it stopped; read after it stopped
+	// echo: the server echoes our messages (echo-message), which confirms kept lines; without
+	// it the writer PINGs after them. Set by Run's goroutine, read by the writer.
+	echo atomic.Bool
 }
 
 // enqueue adds lines to the paced queue, all or none.
@@ -753,8 +753,8 @@ func (c *Client) reader(ctx context.Context, s *session, lines chan<- Message, l
 }
 
 // writer sends the priority queue at once and the normal queue at the flood-control rate. With an
-// outbox it refills the queue from it, records the kept lines it wrote, and PINGs after them for
-// the server's confirmation.
+// outbox it refills the queue from it, records the kept lines it wrote, and, unless the server
+// echoes them, PINGs after them (at the same rate) for the server's confirmation.
 func (c *Client) writer(ctx context.Context, s *session) error {
 	lim := rate.NewLimiter(c.cfg.Rate, c.cfg.Burst)
 	write := func(b []byte) error {
@@ -764,6 +764,27 @@ func (c *Client) writer(ctx context.Context, s *session) error {
 		}
 		c.m.linesOut.Inc()
 		return nil
+	}
+	// paced writes b once the limiter allows, letting priority lines (a PONG) through meanwhile.
+	paced := func(b []byte) (stopped bool, err error) {
+		r := lim.Reserve()
+		for d := r.Delay(); d > 0; d = r.Delay() {
+			t := time.NewTimer(d)
+			select {
+			case p := <-s.prio:
+				t.Stop()
+				if err := write(p); err != nil {
+					r.Cancel()
+					return false, err
+				}
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				r.Cancel()
+				return true, nil
+			}
+		}
+		return false, write(b)
 	}
 	for {
 		select {
@@ -783,35 +804,16 @@ func (c *Client) writer(ctx context.Context, s *session) error {
 		case l := <-s.out:
 			// Until it is written, a kept line is the writer's to give back (outbox.lost).
 			s.inHand = l.k
-			// Wait for a token, but let priority lines (a PONG) through meanwhile.
-			r := lim.Reserve()
-		wait:
-			for d := r.Delay(); d > 0; d = r.Delay() {
-				t := time.NewTimer(d)
-				select {
-				case p := <-s.prio:
-					t.Stop()
-					if err := write(p); err != nil {
-						r.Cancel()
-						return err
-					}
-				case <-t.C:
-					break wait
-				case <-ctx.Done():
-					t.Stop()
-					r.Cancel()
-					return nil
-				}
-			}
-			if err := write(l.b); err != nil {
+			if stopped, err := paced(l.b); stopped || err != nil {
 				return err
 			}
 			s.inHand = nil
-			if l.k != nil {
-				if n, ping := c.out.wrote(l.k); ping {
-					if err := write(fmt.Appendf(nil, "PING :%s%d\r\n", ackPrefix, n)); err != nil {
-						return err
-					}
+			if l.k == nil {
+				continue
+			}
+			if n, ping := c.out.wrote(l.k, !s.echo.Load()); ping {
+				if stopped, err := paced(fmt.Appendf(nil, "PING :%s%d\r\n", ackPrefix, n)); stopped || err != nil {
+					return err
 				}
 			}
 		case <-ctx.Done():
@@ -868,9 +870,15 @@ func (c *Client) handle(s *session, r *reg, m *Message, log *slog.Logger) error 
 				s.priority(fmt.Appendf(nil, "PING :%s%d\r\n", ackPrefix, n))
 			}
 		}
-	case "NOTICE":
-		if r.identify != nil && cm.Equal(m.Nick(), "NickServ") {
+	case "PRIVMSG", "NOTICE":
+		if m.Command == "NOTICE" && r.identify != nil && cm.Equal(m.Nick(), "NickServ") {
 			r.nickservSaid = truncate(Param(m, 1), 200)
+		}
+		if c.out != nil && s.echo.Load() {
+			// Our own line echoed (or one we relayed with RELAYMSG): it, and what we wrote before, arrived.
+			if ok, by := m.GetTag("draft/relaymsg"); fromMe || ok && cm.Equal(by, r.nick) {
+				c.out.echoed(Param(m, 0), LastParam(m), cm)
+			}
 		}
 	case "903": // RPL_SASLSUCCESS
 		r.saslActive = false
@@ -1005,6 +1013,8 @@ func (c *Client) handleCap(s *session, r *reg, m *Message) error {
 			}
 			r.caps[f] = capValue(r.capsLS, f)
 		}
+		_, echo := r.caps["echo-message"]
+		s.echo.Store(echo)
 		c.publish(r)
 		if !r.capsDone {
 			return c.afterCaps(s, r)
@@ -1033,6 +1043,8 @@ func (c *Client) handleCap(s *session, r *reg, m *Message) error {
 		for f := range strings.FieldsSeq(list) {
 			delete(r.caps, f)
 		}
+		_, echo := r.caps["echo-message"]
+		s.echo.Store(echo)
 		c.publish(r)
 	}
 	return nil

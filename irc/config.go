@@ -54,8 +54,9 @@ type Config struct {
 	// reconnects: reading must go on regardless, or PINGs go unanswered.
 	Backlog int
 
-	// Outbox is how many lines given to SendKept are kept across a lost connection (waiting for
-	// it, or written and not yet confirmed by the server); 0 turns it off (SendKept is Send).
+	// Outbox is how many lines given to SendKept may wait for a connection (and how many written
+	// ones are kept until the server confirms them), to be sent after a reconnect; 0 turns it off
+	// (SendKept is Send).
 	// OutboxAge is how long a line may wait before it is given up and reported in an Unsent
 	// event; default 2m.
 	Outbox    int

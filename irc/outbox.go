@@ -9,11 +9,12 @@ import (
 
 // The outbox keeps the lines given to SendKept across a lost connection (Config.Outbox): what was
 // not yet written, or written but not yet confirmed by the server, is sent again, in order, after
-// the reconnect and the rejoin of the channels. The server confirms lines by answering a PING sent
-// after them ("PING :aldis-ack-<n>"): a server processes a client's lines in order, so its PONG
-// means every line before the PING was read. That makes delivery across an outage at least once
-// rather than at most once: a line the server read in the last round trip before the connection
-// broke, whose PONG never came, is sent twice.
+// the reconnect and the rejoin of the channels. A server processes a client's lines in order, so
+// one answer confirms every line before it: the echo of one of our lines (echo-message), or else
+// the PONG to a PING sent after them ("PING :aldis-ack-<n>", paced like the lines, one per round
+// trip). That makes delivery across an outage at least once rather than at most once: a line the
+// server read in the last round trip before the connection broke, whose answer never came, is
+// sent twice.
 
 // kept is one line given to SendKept.
 type kept struct {
@@ -58,12 +59,10 @@ func (o *outbox) signal() {
 	}
 }
 
-// count is the lines held, on no connection or unconfirmed; o.mu is held.
-func (o *outbox) count() int { return len(o.waiting) + len(o.written) }
-
-// add keeps lines given while they can't go on a connection; o.mu is held.
+// add keeps lines given while they can't go on a connection; o.mu is held. At most max lines
+// wait so (and as many more written and not yet confirmed: see wrote).
 func (o *outbox) add(ks []*kept) error {
-	if o.count()+len(ks) > o.max {
+	if len(o.waiting)+len(ks) > o.max {
 		return ErrOutboxFull
 	}
 	o.waiting = append(o.waiting, ks...)
@@ -109,9 +108,9 @@ func (o *outbox) expire(now time.Time) bool {
 	return true
 }
 
-// wrote records that the writer wrote k; it returns the number to PING for when no
+// wrote records that the writer wrote k; with ping, it returns the number to PING for when no
 // confirmation is under way.
-func (o *outbox) wrote(k *kept) (ping uint64, ok bool) {
+func (o *outbox) wrote(k *kept, ping bool) (n uint64, ok bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.seq++
@@ -121,11 +120,28 @@ func (o *outbox) wrote(k *kept) (ping uint64, ok bool) {
 		o.written[0] = nil
 		o.written = o.written[1:]
 	}
-	if o.pinging {
+	if !ping || o.pinging {
 		return 0, false
 	}
 	o.pinging = true
 	return o.seq, true
+}
+
+// echoed follows the server's echo of a line we sent to target: the first written line with that
+// target and text, and every line written before it, are confirmed.
+func (o *outbox) echoed(target, text string, cm CaseMapping) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for i, k := range o.written {
+		if cm.Equal(Param(&k.msg, 0), target) && LastParam(&k.msg) == text {
+			clear(o.written[:i+1])
+			o.written = o.written[i+1:]
+			if len(o.written) == 0 {
+				o.written = nil
+			}
+			return
+		}
+	}
 }
 
 // acked follows the PONG to "PING :aldis-ack-<n>": the lines up to n are confirmed. It returns

@@ -205,3 +205,47 @@ func TestSASLFailureLogged(t *testing.T) {
 	waitEvent(t, c, Connected, nil)
 	waitLog(t, &logs, "SASL login failed", "login=gw", "code=904", `reason="SASL authentication failed"`)
 }
+
+// TestSendKeptEchoConfirms: with echo-message the server's echo confirms a kept line and those
+// before it, and no confirmation PING is sent; after a reconnect only the unconfirmed are sent.
+func TestSendKeptEchoConfirms(t *testing.T) {
+	s := newFakeServer(t)
+	c := testClient(t, s, func(cfg *Config) { cfg.Outbox = 10; cfg.Caps = []string{"echo-message"} })
+	c.Join("#c", "")
+	fc := s.accept()
+	fc.expect("CAP LS")
+	fc.send(":srv CAP * LS :echo-message")
+	fc.expect("CAP REQ")
+	fc.send(":srv CAP * ACK :echo-message")
+	fc.expect("CAP END")
+	fc.welcome("alice")
+	fc.expect("JOIN #c")
+	waitEvent(t, c, Connected, nil)
+	if err := c.SendKept("r", say("one"), say("two"), say("three")); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"PRIVMSG #c one", "PRIVMSG #c two", "PRIVMSG #c three"} {
+		select {
+		case l := <-fc.lines:
+			if l != want {
+				t.Fatalf("got %q, want %q (no confirmation PING with echo-message)", l, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %q", want)
+		}
+	}
+	fc.send(":alice!a@h PRIVMSG #c :two") // the echo of "two" confirms "one" too
+	waitEvent(t, c, Received, func(ev Event) bool { return ev.Msg.Command == "PRIVMSG" })
+	fc.c.Close()
+	fc2 := s.accept()
+	fc2.register()
+	for _, want := range []string{"JOIN #c", "PRIVMSG #c three"} {
+		if l := fc2.next(); l != want {
+			t.Fatalf("after the reconnect got %q, want %q", l, want)
+		}
+	}
+	fc2.send("PING :end")
+	if l := fc2.next(); l != "PONG end" {
+		t.Fatalf("after the unconfirmed line: %q", l)
+	}
+}
