@@ -1,6 +1,7 @@
 package irc
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -31,14 +32,19 @@ const (
 	Disconnected
 	// Received: a message from the server. PING is answered by the client and not reported.
 	Received
+	// Unsent: a line given to SendKept that was not sent (Msg, Ref): it waited longer than
+	// OutboxAge for the connection (Err is ErrExpired), the client closed (ErrClosed), or the
+	// server it reconnected to has shorter lines (a Serialize error).
+	Unsent
 )
 
 // Event is something that happened on a client's connection.
 type Event struct {
 	Kind EventKind
-	Msg  Message   // Received
-	Time time.Time // the server-time tag when present, else when it was read
-	Err  error     // Disconnected
+	Msg  Message   // Received, Unsent
+	Time time.Time // the server-time tag when present, else when it was read; Unsent: when it was given
+	Err  error     // Disconnected, Unsent
+	Ref  string    // Unsent: the reference given to SendKept
 }
 
 // State is a snapshot of a connection's negotiated state.
@@ -72,13 +78,15 @@ type Client struct {
 	cancel  context.CancelFunc    // ends Run; guarded by mu
 	quitMsg string
 
+	out *outbox // nil without Config.Outbox
+
 	m clientMetrics
 }
 
 type wantedChan struct{ name, key string }
 
 type clientMetrics struct {
-	connects, disconnects, linesIn, linesOut, badLines, queueFull counter
+	connects, disconnects, linesIn, linesOut, badLines, queueFull, loginFailures, unsent counter
 }
 
 type counter interface{ Inc() }
@@ -98,7 +106,11 @@ func New(cfg Config) *Client {
 		nick:   cfg.Nick,
 	}
 	c.state.ISupport = DefaultISupport()
-	c.m = clientMetrics{nopCounter{}, nopCounter{}, nopCounter{}, nopCounter{}, nopCounter{}, nopCounter{}}
+	if cfg.Outbox > 0 {
+		c.out = newOutbox(cfg.Outbox, cfg.OutboxAge)
+	}
+	var nop nopCounter
+	c.m = clientMetrics{nop, nop, nop, nop, nop, nop, nop, nop}
 	if m := cfg.Metrics; m != nil {
 		n := func(f string) counter { return m.Counter(obs.Name(f, "network", cfg.Network)) }
 		c.m = clientMetrics{
@@ -108,6 +120,9 @@ func New(cfg Config) *Client {
 			linesOut:    n("aldis_irc_lines_out_total"),
 			badLines:    n("aldis_irc_bad_lines_total"),
 			queueFull:   n("aldis_irc_send_queue_full_total"),
+			// SASL refused, or NickServ not confirming IDENTIFY: the connection carries on without an account.
+			loginFailures: n("aldis_irc_login_failures_total"),
+			unsent:        n("aldis_irc_unsent_total"), // kept lines not sent in time (Unsent events)
 		}
 	}
 	return c
@@ -147,6 +162,15 @@ func (c *Client) Run(ctx context.Context) error {
 	c.mu.Lock()
 	c.cancel = cancel
 	c.mu.Unlock()
+	if c.out != nil {
+		var wg sync.WaitGroup
+		wg.Go(func() { c.reportUnsent(ctx) })
+		defer func() {
+			cancel()
+			wg.Wait()
+			c.reportClosed()
+		}()
+	}
 	if c.closing.Load() {
 		return nil
 	}
@@ -258,19 +282,96 @@ func (c *Client) Send(msgs ...Message) error {
 	if s == nil {
 		return ErrNotConnected
 	}
-	lines := make([][]byte, 0, len(msgs))
+	lines := make([]outLine, 0, len(msgs))
 	for i := range msgs {
 		b, err := Serialize(&msgs[i], int(s.lineLen.Load()))
 		if err != nil {
 			return err
 		}
-		lines = append(lines, b)
+		lines = append(lines, outLine{b: b})
 	}
 	if err := s.enqueue(lines...); err != nil {
 		c.m.queueFull.Inc()
 		return err
 	}
 	return nil
+}
+
+// SendKept is Send for lines that must survive a lost connection (see Config.Outbox): while the
+// client is not connected they wait, and what a connection that breaks has not had confirmed is
+// sent again after the reconnect and the rejoin, in order. ref comes back in an Unsent event for
+// each line that waited longer than OutboxAge. It fails with ErrOutboxFull (keeping none of msgs)
+// when that many lines are already waiting, and with ErrSendQueueFull as Send does. Without an
+// outbox it is Send.
+func (c *Client) SendKept(ref string, msgs ...Message) error {
+	if c.out == nil {
+		return c.Send(msgs...)
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	now := time.Now()
+	ks := make([]*kept, len(msgs))
+	for i := range msgs {
+		ks[i] = &kept{msg: msgs[i], ref: ref, at: now}
+	}
+	o := c.out
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	s := c.sess.Load()
+	if s == nil || s.dead || !s.open || len(o.waiting) > 0 {
+		return o.add(ks) // sent once connected, after what waits already
+	}
+	lines := make([]outLine, len(ks))
+	for i, k := range ks {
+		b, err := Serialize(&k.msg, int(s.lineLen.Load()))
+		if err != nil {
+			return err
+		}
+		lines[i] = outLine{b: b, k: k}
+	}
+	if err := s.enqueue(lines...); err != nil {
+		c.m.queueFull.Inc()
+		return err
+	}
+	return nil
+}
+
+// reportUnsent tells the consumer about kept lines that waited too long, as they expire.
+func (c *Client) reportUnsent(ctx context.Context) {
+	tick := time.NewTicker(min(c.cfg.OutboxAge/8, time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-c.out.kick:
+		}
+		for _, k := range c.out.takeExpired(false) {
+			c.m.unsent.Inc()
+			if !c.emit(ctx, Event{Kind: Unsent, Msg: k.msg, Ref: k.ref, Time: k.at, Err: cmp.Or(k.err, ErrExpired)}) {
+				return
+			}
+		}
+	}
+}
+
+// reportClosed reports, as Run returns, the kept lines that will never be sent, as far as the
+// events queue has room.
+func (c *Client) reportClosed() {
+	for _, k := range c.out.takeExpired(true) {
+		c.m.unsent.Inc()
+		err := ErrClosed
+		if time.Since(k.at) > c.cfg.OutboxAge {
+			err = ErrExpired
+		}
+		select {
+		case c.events <- Event{Kind: Unsent, Msg: k.msg, Ref: k.ref, Time: k.at, Err: err}:
+		default:
+			c.cfg.Log.Warn("irc: kept line not sent and not reported: events queue full", "network", c.cfg.Network, "ref", k.ref)
+		}
+	}
 }
 
 // Privmsg sends text to target, one PRIVMSG per line of text, splitting long lines at UTF-8
@@ -290,6 +391,20 @@ func (c *Client) Action(target, text string) error {
 }
 
 func (c *Client) sendText(cmd, target, text string, action bool) error {
+	msgs := c.textMessages(cmd, target, text, action)
+	if len(msgs) == 0 {
+		return nil
+	}
+	return c.Send(msgs...)
+}
+
+// TextMessages are the PRIVMSGs Privmsg (or Action) would send: one per line of text, long lines
+// split to fit the server's line length. For SendKept.
+func (c *Client) TextMessages(target, text string, action bool) []Message {
+	return c.textMessages("PRIVMSG", target, text, action)
+}
+
+func (c *Client) textMessages(cmd, target, text string, action bool) []Message {
 	st := c.snapshotForSend()
 	parts := SplitText(text, TextBudget(st.lineLen, st.nick, target, action))
 	msgs := make([]Message, len(parts))
@@ -299,10 +414,7 @@ func (c *Client) sendText(cmd, target, text string, action bool) error {
 		}
 		msgs[i] = ircmsg.MakeMessage(nil, "", cmd, target, p)
 	}
-	if len(msgs) == 0 {
-		return nil
-	}
-	return c.Send(msgs...)
+	return msgs
 }
 
 type sendInfo struct {
@@ -320,8 +432,9 @@ func (c *Client) snapshotForSend() sendInfo {
 func (c *Client) Join(channel, key string) error {
 	c.mu.Lock()
 	c.wanted[c.state.ISupport.CaseMapping.Fold(channel)] = wantedChan{channel, key}
+	s := c.sess.Load() // under mu: becomeReady takes the channels to rejoin and publishes the session under it
 	c.mu.Unlock()
-	if c.sess.Load() == nil {
+	if s == nil {
 		return nil // joined when the connection is ready
 	}
 	return c.Send(joinMessage(channel, key))
@@ -395,14 +508,23 @@ func (c *Client) emit(ctx context.Context, ev Event) bool {
 // session is one TCP connection: its queues and the goroutines that serve them.
 type session struct {
 	conn    net.Conn
-	out     chan []byte  // paced by the limiter
+	out     chan outLine // paced by the limiter
 	prio    chan []byte  // PONG, PING, QUIT and registration: sent at once
 	enqMu   sync.Mutex   // keeps one Send's lines together in out
 	lineLen atomic.Int32 // the server's LINELEN: set by Run's goroutine, read by senders
+
+	// With an outbox, guarded by its lock: open once the channels are rejoined and the lines
+	// that waited are queued (kept lines go straight to out only then); dead once the connection
+	// ended and out was emptied.
+	open, dead bool
+	inHand     *kept // the kept line the writer held when it stopped; read after it stopped
+	// echo: the server echoes our messages (echo-message), which confirms kept lines; without
+	// it the writer PINGs after them. Set by Run's goroutine, read by the writer.
+	echo atomic.Bool
 }
 
 // enqueue adds lines to the paced queue, all or none.
-func (s *session) enqueue(lines ...[]byte) error {
+func (s *session) enqueue(lines ...outLine) error {
 	s.enqMu.Lock()
 	defer s.enqMu.Unlock()
 	if cap(s.out)-len(s.out) < len(lines) {
@@ -438,6 +560,10 @@ type reg struct {
 	caps       map[string]string
 	account    string
 	joined     map[string]string // folded → as the server spelled it
+	// identify fires when NickServ has not confirmed our IDENTIFY (no 900 RPL_LOGGEDIN) in
+	// time; nil when none is pending. nickservSaid is NickServ's last notice meanwhile.
+	identify     *time.Timer
+	nickservSaid string
 }
 
 // session dials, registers and serves one connection until it fails. It returns when the
@@ -451,7 +577,7 @@ func (c *Client) session(ctx context.Context, addr string, log *slog.Logger) (re
 	defer cancel(nil)
 	s := &session{
 		conn: conn,
-		out:  make(chan []byte, c.cfg.SendQueue),
+		out:  make(chan outLine, c.cfg.SendQueue),
 		prio: make(chan []byte, 64),
 	}
 	s.lineLen.Store(DefaultLineLen)
@@ -465,6 +591,9 @@ func (c *Client) session(ctx context.Context, addr string, log *slog.Logger) (re
 		cancel(nil)
 		conn.Close()
 		wg.Wait()
+		if c.out != nil {
+			c.out.lost(s) // what was not confirmed goes again on the next connection
+		}
 	}()
 
 	c.mu.Lock()
@@ -484,19 +613,32 @@ func (c *Client) session(ctx context.Context, addr string, log *slog.Logger) (re
 	defer regDeadline.Stop()
 	tick := time.NewTicker(min(c.cfg.PingInterval, c.cfg.PingTimeout) / 2)
 	defer tick.Stop()
+	defer func() {
+		if r.identify != nil {
+			r.identify.Stop()
+		}
+	}()
 	// Events wait in backlog while the consumer's queue is full, so that this loop (and the reader
 	// behind it) never stops: the reader must keep answering PINGs.
 	var backlog []Event
 	defer func() { c.drain(ctx, backlog) }()
 	for {
 		var (
-			evc  chan<- Event
-			next Event
+			evc      chan<- Event
+			next     Event
+			identify <-chan time.Time
 		)
 		if len(backlog) > 0 {
 			evc, next = c.events, backlog[0]
 		}
+		if r.identify != nil {
+			identify = r.identify.C
+		}
 		select {
+		case <-identify:
+			r.identify = nil
+			c.loginFailed(log, "irc NickServ did not confirm the login (no 900 RPL_LOGGEDIN); carrying on without an account",
+				"account", cmp.Or(c.cfg.NickServAccount, r.nick), "nickserv", r.nickservSaid)
 		case evc <- next:
 			backlog[0] = Event{}
 			backlog = backlog[1:]
@@ -610,7 +752,9 @@ func (c *Client) reader(ctx context.Context, s *session, lines chan<- Message, l
 	}
 }
 
-// writer sends the priority queue at once and the normal queue at the flood-control rate.
+// writer sends the priority queue at once and the normal queue at the flood-control rate. With an
+// outbox it refills the queue from it, records the kept lines it wrote, and, unless the server
+// echoes them, PINGs after them (at the same rate) for the server's confirmation.
 func (c *Client) writer(ctx context.Context, s *session) error {
 	lim := rate.NewLimiter(c.cfg.Rate, c.cfg.Burst)
 	write := func(b []byte) error {
@@ -621,6 +765,27 @@ func (c *Client) writer(ctx context.Context, s *session) error {
 		c.m.linesOut.Inc()
 		return nil
 	}
+	// paced writes b once the limiter allows, letting priority lines (a PONG) through meanwhile.
+	paced := func(b []byte) (stopped bool, err error) {
+		r := lim.Reserve()
+		for d := r.Delay(); d > 0; d = r.Delay() {
+			t := time.NewTimer(d)
+			select {
+			case p := <-s.prio:
+				t.Stop()
+				if err := write(p); err != nil {
+					r.Cancel()
+					return false, err
+				}
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				r.Cancel()
+				return true, nil
+			}
+		}
+		return false, write(b)
+	}
 	for {
 		select {
 		case b := <-s.prio:
@@ -630,38 +795,43 @@ func (c *Client) writer(ctx context.Context, s *session) error {
 			continue
 		default:
 		}
+		c.refill(s)
 		select {
 		case b := <-s.prio:
 			if err := write(b); err != nil {
 				return err
 			}
-		case b := <-s.out:
-			// Wait for a token, but let priority lines (a PONG) through meanwhile.
-			r := lim.Reserve()
-		wait:
-			for d := r.Delay(); d > 0; d = r.Delay() {
-				t := time.NewTimer(d)
-				select {
-				case p := <-s.prio:
-					t.Stop()
-					if err := write(p); err != nil {
-						r.Cancel()
-						return err
-					}
-				case <-t.C:
-					break wait
-				case <-ctx.Done():
-					t.Stop()
-					r.Cancel()
-					return nil
-				}
-			}
-			if err := write(b); err != nil {
+		case l := <-s.out:
+			// Until it is written, a kept line is the writer's to give back (outbox.lost).
+			s.inHand = l.k
+			if stopped, err := paced(l.b); stopped || err != nil {
 				return err
+			}
+			s.inHand = nil
+			if l.k == nil {
+				continue
+			}
+			if n, ping := c.out.wrote(l.k, !s.echo.Load()); ping {
+				if stopped, err := paced(fmt.Appendf(nil, "PING :%s%d\r\n", ackPrefix, n)); stopped || err != nil {
+					return err
+				}
 			}
 		case <-ctx.Done():
 			return nil
 		}
+	}
+}
+
+// refill moves the outbox's waiting lines onto s's queue once s is open.
+func (c *Client) refill(s *session) {
+	if c.out == nil {
+		return
+	}
+	o := c.out
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if s.open && !s.dead && len(o.waiting) > 0 {
+		o.refill(s, int(s.lineLen.Load()))
 	}
 }
 
@@ -688,6 +858,28 @@ func (c *Client) handle(s *session, r *reg, m *Message, log *slog.Logger) error 
 		}
 	case "900": // RPL_LOGGEDIN: <nick> <nuh> <account> :text
 		r.account = Param(m, 2)
+		if r.identify != nil {
+			r.identify.Stop()
+			r.identify = nil
+			log.Info("irc logged in with NickServ", "account", r.account)
+		}
+		c.publish(r)
+	case "PONG":
+		if tok := LastParam(m); c.out != nil && strings.HasPrefix(tok, ackPrefix) {
+			if n, ok := c.out.acked(tok); ok {
+				s.priority(fmt.Appendf(nil, "PING :%s%d\r\n", ackPrefix, n))
+			}
+		}
+	case "PRIVMSG", "NOTICE":
+		if m.Command == "NOTICE" && r.identify != nil && cm.Equal(m.Nick(), "NickServ") {
+			r.nickservSaid = truncate(Param(m, 1), 200)
+		}
+		if c.out != nil && s.echo.Load() {
+			// Our own line echoed (or one we relayed with RELAYMSG): it, and what we wrote before, arrived.
+			if ok, by := m.GetTag("draft/relaymsg"); fromMe || ok && cm.Equal(by, r.nick) {
+				c.out.echoed(Param(m, 0), LastParam(m), cm)
+			}
+		}
 	case "903": // RPL_SASLSUCCESS
 		r.saslActive = false
 		c.capEnd(s, r)
@@ -697,9 +889,10 @@ func (c *Client) handle(s *session, r *reg, m *Message, log *slog.Logger) error 
 		}
 		r.saslActive = false
 		if c.cfg.SASL.Required {
-			return fmt.Errorf("%w: %s %s", ErrSASLFailed, m.Command, m.Params[len(m.Params)-1])
+			return fmt.Errorf("%w: %s %s", ErrSASLFailed, m.Command, LastParam(m))
 		}
-		log.Warn("irc SASL login failed; continuing without", "code", m.Command)
+		c.loginFailed(log, "irc SASL login failed; carrying on without an account", "mechanism", c.cfg.SASL.Mechanism,
+			"login", c.cfg.SASL.Login, "code", m.Command, "reason", truncate(LastParam(m), 200))
 		c.capEnd(s, r)
 	case "001":
 		r.registered = true
@@ -820,6 +1013,8 @@ func (c *Client) handleCap(s *session, r *reg, m *Message) error {
 			}
 			r.caps[f] = capValue(r.capsLS, f)
 		}
+		_, echo := r.caps["echo-message"]
+		s.echo.Store(echo)
 		c.publish(r)
 		if !r.capsDone {
 			return c.afterCaps(s, r)
@@ -848,6 +1043,8 @@ func (c *Client) handleCap(s *session, r *reg, m *Message) error {
 		for f := range strings.FieldsSeq(list) {
 			delete(r.caps, f)
 		}
+		_, echo := r.caps["echo-message"]
+		s.echo.Store(echo)
 		c.publish(r)
 	}
 	return nil
@@ -864,6 +1061,8 @@ func (c *Client) afterCaps(s *session, r *reg) error {
 		if c.cfg.SASL.Required {
 			return fmt.Errorf("%w: the server does not offer SASL", ErrSASLFailed)
 		}
+		c.loginFailed(c.cfg.Log.With("network", c.cfg.Network), "irc server does not offer SASL; carrying on without an account",
+			"mechanism", c.cfg.SASL.Mechanism, "login", c.cfg.SASL.Login)
 	}
 	c.capEnd(s, r)
 	return nil
@@ -924,7 +1123,10 @@ func (c *Client) becomeReady(s *session, r *reg, log *slog.Logger) {
 			text = "IDENTIFY " + c.cfg.NickServAccount + " " + c.cfg.NickServ
 		}
 		c.prioMsg(s, "PRIVMSG", "NickServ", text)
+		r.identify = time.NewTimer(c.cfg.IdentifyTimeout)
 	}
+	// The session is published with the channels to rejoin taken under one lock, so that a Join
+	// meanwhile is either rejoined here or sent by itself.
 	c.mu.Lock()
 	rejoin := make([]wantedChan, 0, len(c.wanted))
 	wanted := make(map[string]wantedChan, len(c.wanted))
@@ -933,19 +1135,34 @@ func (c *Client) becomeReady(s *session, r *reg, log *slog.Logger) {
 		wanted[r.iso.CaseMapping.Fold(w.name)] = w // the casemapping may differ from the last server's
 	}
 	c.wanted = wanted
-	c.mu.Unlock()
 	c.sess.Store(s)
+	c.mu.Unlock()
 	c.publish(r)
 	for _, w := range rejoin {
 		m := joinMessage(w.name, w.key)
 		if b, err := Serialize(&m, int(s.lineLen.Load())); err == nil {
-			if err := s.enqueue(b); err != nil {
+			if err := s.enqueue(outLine{b: b}); err != nil {
 				log.Warn("irc rejoin not queued", "channel", w.name, "err", err)
 			}
 		}
 	}
+	// Then the kept lines that waited, after the JOINs: the server handles lines in order.
+	waited := 0
+	if o := c.out; o != nil {
+		o.mu.Lock()
+		waited = len(o.waiting)
+		s.open = true
+		o.refill(s, int(s.lineLen.Load()))
+		o.mu.Unlock()
+	}
 	c.m.connects.Inc()
-	log.Info("irc connected", "nick", r.nick, "caps", len(r.caps), "account", r.account, "rejoining", len(rejoin))
+	log.Info("irc connected", "nick", r.nick, "caps", len(r.caps), "account", r.account, "rejoining", len(rejoin), "resending", waited)
+}
+
+// loginFailed logs that a login failed and counts it: the connection goes on without an account.
+func (c *Client) loginFailed(log *slog.Logger, msg string, args ...any) {
+	c.m.loginFailures.Inc()
+	log.Warn(msg, args...)
 }
 
 // publish copies the session's state for State().

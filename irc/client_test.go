@@ -393,3 +393,27 @@ func TestISupportAfterRegistration(t *testing.T) {
 		t.Fatal("LINELEN not applied")
 	}
 }
+
+// TestLinesWithoutParams: numerics and PONG without parameters are not worth a crash.
+func TestLinesWithoutParams(t *testing.T) {
+	s := newFakeServer(t)
+	c := testClient(t, s, func(cfg *Config) {
+		cfg.SASL = SASL{Mechanism: "PLAIN", Login: "a", Password: "b"}
+		cfg.Outbox = 4
+	})
+	fc := s.accept()
+	fc.expect("CAP LS")
+	fc.send(":srv CAP * LS :sasl")
+	fc.expect("CAP REQ")
+	fc.send(":srv CAP * ACK :sasl")
+	fc.expect("AUTHENTICATE PLAIN")
+	fc.send("904", "PONG")
+	fc.expect("CAP END")
+	fc.welcome("alice")
+	waitEvent(t, c, Connected, nil)
+	fc.send("PONG", "900", "FAIL")
+	fc.send("PING :alive")
+	if l := fc.expect("PONG"); l != "PONG alive" {
+		t.Fatalf("got %q", l)
+	}
+}

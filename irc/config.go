@@ -33,6 +33,9 @@ type Config struct {
 	// (Atheme's "IDENTIFY account password").
 	NickServ        string
 	NickServAccount string
+	// IdentifyTimeout is how long NickServ has to confirm IDENTIFY with 900 RPL_LOGGEDIN before
+	// the failure is logged (the connection carries on without an account); default 10s.
+	IdentifyTimeout time.Duration
 
 	// Caps are the IRCv3 capabilities requested when the server offers them; nil means DefaultCaps.
 	// "sasl" is added when SASL is configured.
@@ -50,6 +53,14 @@ type Config struct {
 	// that falls further behind than that loses the connection (ErrSlowConsumer), and it
 	// reconnects: reading must go on regardless, or PINGs go unanswered.
 	Backlog int
+
+	// Outbox is how many lines given to SendKept may wait for a connection (and how many written
+	// ones are kept until the server confirms them), to be sent after a reconnect; 0 turns it off
+	// (SendKept is Send).
+	// OutboxAge is how long a line may wait before it is given up and reported in an Unsent
+	// event; default 2m.
+	Outbox    int
+	OutboxAge time.Duration
 
 	ConnectTimeout  time.Duration // TCP+TLS; default 15s
 	RegisterTimeout time.Duration // from connect to end of MOTD; default 30s
@@ -83,10 +94,12 @@ type SASL struct {
 }
 
 // DefaultCaps are the IRCv3 capabilities requested by default: enough to read server time,
-// account names and statuses, confirm our own messages, and see every prefix of a nick.
+// account names and statuses, confirm our own messages, see every prefix of a nick, and relay
+// for others under their own names where the server allows it (Ergo's draft/relaymsg, whose value
+// is the separators a relayed nick must contain).
 var DefaultCaps = []string{
 	"server-time", "message-tags", "echo-message", "multi-prefix", "away-notify",
-	"account-tag", "labeled-response", "batch", "cap-notify",
+	"account-tag", "labeled-response", "batch", "cap-notify", "draft/relaymsg",
 }
 
 // Errors a connection reports in its Disconnected event or from Send.
@@ -98,6 +111,8 @@ var (
 	ErrPingTimeout   = errors.New("irc: ping timeout")
 	ErrClosed        = errors.New("irc: client closed")
 	ErrSlowConsumer  = errors.New("irc: events not consumed fast enough")
+	ErrOutboxFull    = errors.New("irc: too many lines waiting for the connection")
+	ErrExpired       = errors.New("irc: line not sent in time: the connection was down")
 )
 
 func (c *Config) defaults() {
@@ -141,6 +156,8 @@ func (c *Config) defaults() {
 	setDur(&c.PingInterval, 60*time.Second)
 	setDur(&c.PingTimeout, 30*time.Second)
 	setDur(&c.WriteTimeout, 30*time.Second)
+	setDur(&c.IdentifyTimeout, 10*time.Second)
+	setDur(&c.OutboxAge, 2*time.Minute)
 	setDur(&c.MinBackoff, time.Second)
 	setDur(&c.MaxBackoff, 2*time.Minute)
 	if c.MaxBackoff < c.MinBackoff {

@@ -84,6 +84,15 @@ func Param(m *Message, i int) string {
 	return ""
 }
 
+// LastParam returns m's last parameter (the trailing text of most commands), or "" when there is
+// none.
+func LastParam(m *Message) string {
+	if len(m.Params) == 0 {
+		return ""
+	}
+	return m.Params[len(m.Params)-1]
+}
+
 // Serialize renders m as a line with CRLF for a client to send: it refuses a message whose
 // parameters cannot be written (an empty or spaced middle parameter, or a CR, LF or NUL anywhere),
 // and a body longer than lineLen, rather than letting the server see a different command.

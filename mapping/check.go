@@ -52,6 +52,12 @@ func (f *File) Check() []config.Problem {
 		default:
 			add(k+".sasl_mechanism", "must be PLAIN or EXTERNAL, not %q", n.SASLMechanism)
 		}
+		if n.NickServAccount != "" && n.NickServ == "" {
+			add(k+".nickserv_account", "give nickserv_password too")
+		}
+		if strings.ContainsAny(n.NickServAccount+n.NickServ, " \r\n\x00") {
+			add(k+".nickserv_password", "the NickServ account and password have no spaces")
+		}
 		if (n.TLSCertFile == "") != (n.TLSKeyFile == "") {
 			add(k+".tls_cert_file", "tls_cert_file and tls_key_file go together")
 		}

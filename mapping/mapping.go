@@ -57,7 +57,10 @@ type Network struct {
 	SASLMechanism string `toml:"sasl_mechanism"` // "", "PLAIN" or "EXTERNAL"
 	SASLLogin     string `toml:"sasl_login"`
 	SASLPassword  string `toml:"sasl_password"`
-	NickServ      string `toml:"nickserv_password"` // for networks without SASL
+	// NickServ is the password to IDENTIFY with to NickServ once connected, for networks without
+	// SASL; NickServAccount the account ("IDENTIFY account password"), default the connection's nick.
+	NickServ        string `toml:"nickserv_password"`
+	NickServAccount string `toml:"nickserv_account"`
 
 	// MaxConnections is the budget of per-user connections (default 100); users beyond it speak
 	// through the relay connection as "<nick> text". RelayOnly sends everyone through the relay.

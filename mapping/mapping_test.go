@@ -54,6 +54,7 @@ name = "Libera Chat"
 servers = ["irc.libera.chat"]
 sasl_mechanism = "PLAIN"
 max_connections = -1
+nickserv_account = "gw"
 
 [[network]]
 name = "ok"
@@ -88,7 +89,8 @@ channel = "#X"
 		`map.toml:3: network[0].servers[0]: "irc.libera.chat" is not host:port`,
 		`map.toml:4: network[0].sasl_mechanism: PLAIN needs sasl_login and sasl_password`,
 		`map.toml:5: network[0].max_connections: must be between 0 and 100000`,
-		`map.toml:11: network[1].bogus: unknown key`,
+		`map.toml:6: network[0].nickserv_account: give nickserv_password too`,
+		`map.toml:12: network[1].bogus: unknown key`,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("errors lack %q:\n%s", want, got)
@@ -98,7 +100,7 @@ channel = "#X"
 	src = strings.Replace(src, "bogus = true\n", "", 1)
 	src = strings.Replace(src, `name = "Libera Chat"`, `name = "libera"`, 1)
 	src = strings.Replace(src, `"irc.libera.chat"`, `"irc.libera.chat:6697"`, 1)
-	src = strings.Replace(src, "sasl_mechanism = \"PLAIN\"\nmax_connections = -1\n", "", 1)
+	src = strings.Replace(src, "sasl_mechanism = \"PLAIN\"\nmax_connections = -1\nnickserv_account = \"gw\"\n", "", 1)
 	_, err = Parse("map.toml", []byte(src))
 	got = err.Error()
 	for _, want := range []string{

@@ -13,7 +13,8 @@
 // IRC message reaches a room exactly once. XMPP occupants speak through a
 // connection of their own, one per (XMPP user, network) from a shared pool
 // (core/pool), or, beyond the network's budget, through the listener as
-// "<nick> text".
+// "<nick> text" (or with RELAYMSG under their own name where the server
+// offers it). Channel lines survive a lost connection (fromxmpp.go).
 //
 // Each network's state (its links, the IRC users, the XMPP occupants) is
 // owned by one goroutine that receives events on a bounded channel: IRC's

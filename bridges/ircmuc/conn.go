@@ -92,6 +92,12 @@ func (b *Bridge) dialUser(ctx context.Context, k userKey) (*userConn, error) {
 					close(ready)
 				}
 			}
+			if ev.Kind == irc.Unsent {
+				if n := b.network(k.Network); n != nil {
+					n.post(netEvent{kind: evUser, uc: u, irc: ev})
+				}
+				continue
+			}
 			if ev.Kind != irc.Received {
 				continue
 			}
@@ -113,12 +119,22 @@ func (b *Bridge) dialUser(ctx context.Context, k userKey) (*userConn, error) {
 	return nil, fmt.Errorf("ircmuc: connect %s to %s: %w", k.User, k.Network, errors.Join(ctx.Err(), errors.New("not registered")))
 }
 
+// A connection keeps up to outboxLines of the channel lines it was given
+// across an outage, each for up to outboxAge.
+const (
+	outboxLines = 256
+	outboxAge   = 2 * time.Minute
+)
+
 // clientConfig is the irc.Config of a connection to network n as nick.
 func clientConfig(n mapping.Network, nick string, log *slog.Logger) (irc.Config, error) {
 	cfg := irc.Config{
 		Addr: n.Servers[0], Addrs: n.Servers[1:], Password: n.Password, Nick: nick,
 		SASL:     irc.SASL{Mechanism: n.SASLMechanism, Login: n.SASLLogin, Password: n.SASLPassword},
-		NickServ: n.NickServ, Network: n.Name, Log: log,
+		NickServ: n.NickServ, NickServAccount: n.NickServAccount, Network: n.Name, Log: log,
+		// What XMPP users say on a channel survives a lost connection: sent after the reconnect,
+		// or told to them when it waited too long (relayEvent).
+		Outbox: outboxLines, OutboxAge: outboxAge,
 	}
 	if n.FloodInterval > 0 {
 		cfg.Rate = rate.Every(n.FloodInterval)

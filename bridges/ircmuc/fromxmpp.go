@@ -1,10 +1,12 @@
 package ircmuc
 
 import (
+	"errors"
 	"maps"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aldis-im/aldis/core/label"
 	"github.com/aldis-im/aldis/irc"
@@ -253,7 +255,7 @@ func (n *network) groupchatToIRC(l *link, st *wire.Element, from jid.JID) {
 		return
 	}
 	n.b.toIRC.Inc()
-	n.say(o, nick, l.cfg.Channel, flot, body)
+	n.say(l, o, nick, l.cfg.Channel, flot, body)
 }
 
 // privateToIRC sends an XMPP occupant's private message to an IRC user.
@@ -275,7 +277,7 @@ func (n *network) privateToIRC(l *link, p *puppet, st *wire.Element, from, to ji
 		return
 	}
 	n.b.toIRC.Inc()
-	n.say(l.occupant[from.Resource()], from.Resource(), p.nick, flot, body)
+	n.say(l, l.occupant[from.Resource()], from.Resource(), p.nick, flot, body)
 }
 
 // egress decides whether st may go to IRC under clearance clr, auditing and
@@ -303,41 +305,250 @@ func (n *network) egress(clr *label.Clearance, st *wire.Element, principal strin
 	return "", true
 }
 
-// say sends body from an XMPP occupant to target (a channel or a nick).
-func (n *network) say(o *occupant, nick, target, flot, body string) {
+// say sends body from an XMPP occupant of l's room to target (a channel or a
+// nick), on their own connection or else through the listener. Channel lines
+// are kept across a lost connection (irc.Client.SendKept): sent after the
+// reconnect and rejoin, or, past the outbox's bound or age, told to the sender.
+func (n *network) say(l *link, o *occupant, nick, target, flot, body string) {
 	action := false
 	if rest, ok := strings.CutPrefix(body, "/me "); ok {
 		body, action = rest, true
 	}
 	text := flot + format.ToIRC(body)
+	channel := n.is.IsChannel(target)
+	ref := n.occupantJID(l, nick).String()
 	if o != nil && o.conn != nil {
+		c := o.conn.c
 		var err error
-		if action {
-			err = o.conn.c.Action(target, text)
-		} else {
-			err = o.conn.c.Privmsg(target, text)
+		switch {
+		case channel:
+			err = c.SendKept(ref, c.TextMessages(target, text, action)...)
+		case action:
+			err = c.Action(target, text)
+		default:
+			err = c.Privmsg(target, text)
 		}
 		if err == nil {
 			return
 		}
 		n.b.log.Warn("send on an XMPP user's connection failed; relaying", "user", o.key.User, "err", err)
 	}
+	n.relay(l, o, nick, target, text, action, ref)
+}
+
+// relay sends an XMPP occupant's text through the listener: with RELAYMSG
+// under their own name ("nick/xmpp") when the server offers draft/relaymsg
+// and the target is a channel, else as "<nick> text".
+func (n *network) relay(l *link, o *occupant, nick, target, text string, action bool, ref string) {
 	n.b.relayed.Inc()
-	var lines []string
-	for line := range strings.Lines(text) {
-		line = strings.TrimRight(line, "\r\n")
-		if line == "" {
-			continue
+	channel := n.is.IsChannel(target)
+	var msgs []irc.Message
+	var relayed []relayLine
+	if sep := n.relaymsgSeparator(); channel && sep != "" {
+		key := ""
+		if o != nil {
+			key = o.key.User
 		}
-		if action {
-			lines = append(lines, "* "+nick+" "+line)
-		} else {
-			lines = append(lines, "<"+nick+"> "+line)
+		as := irc.NickFromMUC(nick, max(n.is.NickLen, 16), key) + sep + "xmpp"
+		for _, line := range irc.SplitText(text, irc.TextBudget(n.is.LineLen, as, target, action)) {
+			raw := line
+			if action {
+				raw = "\x01ACTION " + line + "\x01"
+			}
+			relayed = append(relayed, relayLine{ref: ref, nick: nick, target: n.fold(target), raw: raw, text: line, action: action})
+			msgs = append(msgs, irc.Message{Command: "RELAYMSG", Params: []string{target, as, raw}})
 		}
+	} else {
+		var lines []string
+		for line := range strings.Lines(text) {
+			line = strings.TrimRight(line, "\r\n")
+			if line == "" {
+				continue
+			}
+			if action {
+				lines = append(lines, "* "+nick+" "+line)
+			} else {
+				lines = append(lines, "<"+nick+"> "+line)
+			}
+		}
+		msgs = n.listener.TextMessages(target, strings.Join(lines, "\n"), false)
 	}
-	if err := n.listener.Privmsg(target, strings.Join(lines, "\n")); err != nil {
+	if len(msgs) == 0 {
+		return
+	}
+	var err error
+	if channel {
+		err = n.listener.SendKept(ref, msgs...)
+	} else {
+		err = n.listener.Send(msgs...)
+	}
+	if err != nil {
 		n.b.log.Warn("relay to IRC failed", "network", n.cfg.Name, "target", target, "err", err)
+		if channel {
+			n.b.dropped.Inc()
+			n.tellNotSent(l, nick, target, text, "too many lines are waiting for IRC")
+		}
+		return
 	}
+	n.relaying.sent(relayed)
+}
+
+// relaymsgSeparator is the separator a RELAYMSG nick must contain, from the
+// listener's draft/relaymsg capability ("/" if it gives none); "" when the
+// server does not offer it or refused it on this connection.
+func (n *network) relaymsgSeparator() string {
+	if n.relaying.off {
+		return ""
+	}
+	v, ok := n.listener.State().Caps["draft/relaymsg"]
+	if !ok {
+		return ""
+	}
+	if v == "" {
+		return "/"
+	}
+	return v[:1]
+}
+
+// relayState follows the RELAYMSG lines the listener sent. Each comes back
+// either as a PRIVMSG tagged draft/relaymsg=<listener> (Ergo sends it to the
+// relayer too), which must not reach the room, or as FAIL RELAYMSG (the
+// listener is not a channel operator, say), when the line is sent again as
+// "<nick> text" and RELAYMSG is not used until the listener reconnects. A
+// FAIL names no line, but the server answers in order: the oldest line
+// still waiting is the one refused. Lines kept across a reconnect stay
+// waiting (the outbox sends them again); those the outbox gave up are
+// forgotten. Owned by the network's goroutine.
+type relayState struct {
+	waiting []relayLine
+	off     bool
+}
+
+// relayLine is one RELAYMSG line waiting for its answer.
+type relayLine struct {
+	ref, nick string
+	target    string // folded
+	raw       string // as sent: with CTCP ACTION's framing
+	text      string
+	action    bool
+}
+
+// maxRelayWaiting bounds the RELAYMSG lines remembered; beyond, the oldest
+// are assumed answered.
+const maxRelayWaiting = 256
+
+func (r *relayState) sent(lines []relayLine) {
+	r.waiting = append(r.waiting, lines...)
+	if over := len(r.waiting) - maxRelayWaiting; over > 0 {
+		r.waiting = slices.Delete(r.waiting, 0, over)
+	}
+}
+
+// oldest takes the line waiting longest.
+func (r *relayState) oldest() (relayLine, bool) {
+	if len(r.waiting) == 0 {
+		return relayLine{}, false
+	}
+	l := r.waiting[0]
+	r.waiting = slices.Delete(r.waiting, 0, 1)
+	return l, true
+}
+
+// forget drops the first line waiting to target (folded) with raw text.
+func (r *relayState) forget(target, raw string) {
+	if i := slices.IndexFunc(r.waiting, func(l relayLine) bool { return l.target == target && l.raw == raw }); i >= 0 {
+		r.waiting = slices.Delete(r.waiting, i, i+1)
+	}
+}
+
+// relayEvent handles what comes back from the relay path before the rest of
+// the bridge sees it: kept lines that were not sent in time (from the
+// listener or a user's connection), and the listener's RELAYMSG echoes and
+// refusals. It reports whether it consumed ev.
+func (n *network) relayEvent(ev irc.Event, listener bool) bool {
+	switch {
+	case ev.Kind == irc.Unsent:
+		n.unsent(ev)
+		return true
+	case !listener:
+		return false
+	}
+	if ev.Kind == irc.Connected {
+		n.relaying.off = false // a new connection: RELAYMSG may be allowed again
+	}
+	if ev.Kind != irc.Received {
+		return false
+	}
+	m := &ev.Msg
+	switch m.Command {
+	case "PRIVMSG", "NOTICE":
+		ok, by := m.GetTag("draft/relaymsg")
+		if !ok || n.listener == nil || n.fold(by) != n.fold(n.listener.State().Nick) {
+			return false
+		}
+		n.relaying.forget(n.fold(irc.Param(m, 0)), irc.Param(m, 1))
+		return true // our RELAYMSG, echoed: the room has it already
+	case "FAIL":
+		if irc.Param(m, 0) != "RELAYMSG" {
+			return false
+		}
+		n.relaying.off = true
+		n.b.log.Warn("IRC refused RELAYMSG; relaying as <nick> text until the listener reconnects",
+			"network", n.cfg.Name, "code", irc.Param(m, 1), "reason", irc.LastParam(m))
+		line, ok := n.relaying.oldest()
+		if !ok {
+			return true
+		}
+		if occ, err := jid.Parse(line.ref); err == nil {
+			if l := n.links[occ.Bare()]; l != nil {
+				n.relay(l, l.occupant[line.nick], line.nick, line.target, line.text, line.action, line.ref)
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// unsent tells an XMPP occupant that a line they said was not sent to IRC:
+// it waited longer than the outbox allows for the connection to come back.
+func (n *network) unsent(ev irc.Event) {
+	m := &ev.Msg
+	text := irc.LastParam(m)
+	if m.Command == "RELAYMSG" {
+		n.relaying.forget(n.fold(irc.Param(m, 0)), text)
+	}
+	occ, err := jid.Parse(ev.Ref)
+	if err != nil {
+		return
+	}
+	l := n.links[occ.Bare()]
+	if l == nil {
+		return // the link was removed meanwhile
+	}
+	n.b.dropped.Inc()
+	if rest, ok := strings.CutPrefix(text, "\x01ACTION "); ok {
+		text = "/me " + strings.TrimSuffix(rest, "\x01")
+	}
+	why := "the connection to IRC closed"
+	switch {
+	case errors.Is(ev.Err, irc.ErrExpired):
+		why = "IRC could not be reached for " + time.Since(ev.Time).Round(time.Second).String()
+	case ev.Err != nil && !errors.Is(ev.Err, irc.ErrClosed):
+		why = ev.Err.Error()
+	}
+	n.b.log.Warn("an XMPP user's line was not sent to IRC", "room", l.room.String(), "nick", occ.Resource(), "err", ev.Err)
+	n.tellNotSent(l, occ.Resource(), irc.Param(m, 0), format.FromIRC(text), why)
+}
+
+// tellNotSent sends an XMPP occupant a private message from the bridge's
+// occupant: what they said was not sent to target, and why.
+func (n *network) tellNotSent(l *link, nick, target, text, why string) {
+	s := wire.New("message", "")
+	s.SetAttr("type", "chat")
+	s.SetAttr("id", n.newID())
+	s.AddChild(wire.New("body", "")).AddText("Not sent to " + target + " on IRC (" + why + "): " + text)
+	s.AddChild(wire.New("x", nsMUCUser))
+	n.b.send(s, n.b.self, n.occupantJID(l, nick))
 }
 
 // --- stanza helpers ---

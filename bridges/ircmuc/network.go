@@ -59,8 +59,9 @@ type network struct {
 	seq      int
 	// down: the listener is disconnected; outage counts disconnections, so that the grace
 	// timer of an outage that ended does not remove anyone.
-	down   bool
-	outage int
+	down     bool
+	outage   int
+	relaying relayState // the listener's RELAYMSG lines (fromxmpp.go)
 }
 
 // link is one room ⇄ channel and who is in it.
@@ -252,9 +253,13 @@ func (n *network) handle(ev netEvent) {
 	case evXMPP:
 		n.fromXMPP(ev.st, ev.from, ev.to)
 	case evIRC:
-		n.fromListener(ev.irc)
+		if !n.relayEvent(ev.irc, true) {
+			n.fromListener(ev.irc)
+		}
 	case evUser:
-		n.fromUser(ev.uc, ev.irc)
+		if !n.relayEvent(ev.irc, false) {
+			n.fromUser(ev.uc, ev.irc)
+		}
 	case evLease:
 		n.leased(ev)
 	case evLinks:

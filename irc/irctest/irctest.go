@@ -1,5 +1,5 @@
-// Package irctest starts real IRC servers (InspIRCd, ngIRCd) on loopback for tests, and speaks
-// to them as a plain IRC user.
+// Package irctest starts real IRC servers (InspIRCd, ngIRCd, and InspIRCd linked to Atheme
+// services) on loopback for tests, and speaks to them as a plain IRC user.
 //
 // Each server gets its own configuration in the test's temporary directory and a free port; it is
 // stopped (by PID) when the test ends. Without the server's binary the test is skipped with an
@@ -24,7 +24,8 @@ import (
 const (
 	InspIRCdBin = "/usr/sbin/inspircd"
 	NgIRCdBin   = "/usr/sbin/ngircd"
-	installHint = "apt-get install -y --no-install-recommends inspircd ngircd"
+	AthemeBin   = "/usr/bin/atheme-services"
+	installHint = "apt-get install -y --no-install-recommends inspircd ngircd atheme-services"
 )
 
 // Server is a running IRC server. Stop and Start let a test kill it and bring it back on the same
@@ -36,6 +37,8 @@ type Server struct {
 	dir  string
 	args []string
 	bin  string
+	// ready reports whether a started process is ready; nil: Addr accepts connections.
+	ready func() bool
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -63,6 +66,29 @@ func InspIRCd(t testing.TB) *Server {
 	t.Helper()
 	Require(t, InspIRCdBin)
 	s := newServer(t, "inspircd", InspIRCdBin)
+	s.configureInspIRCd("not", "")
+	s.Start()
+	return s
+}
+
+// InspIRCdWithHistory is InspIRCd whose channels keep their last 500 lines of the last hour
+// (chanhistory, +H on every new channel) and replay them to whoever joins: a test can see what a
+// channel was told before the test's user could join it, as after a restart.
+func InspIRCdWithHistory(t testing.TB) *Server {
+	t.Helper()
+	Require(t, InspIRCdBin)
+	s := newServer(t, "inspircd", InspIRCdBin)
+	s.configureInspIRCd("notH 500:1h", `<module name="chanhistory">
+<chanhistory maxlines="500" notice="no" prefixmsg="no" bots="yes">
+`)
+	s.Start()
+	return s
+}
+
+// configureInspIRCd writes the server's configuration: new channels get defaultModes ("o": their
+// creator is an operator), and extra tags are appended.
+func (s *Server) configureInspIRCd(defaultModes, extra string) {
+	t := s.t
 	motd := filepath.Join(s.dir, "motd")
 	write(t, motd, "Aldis test server\n")
 	conf := fmt.Sprintf(`<config format="xml">
@@ -74,7 +100,7 @@ func InspIRCd(t testing.TB) *Server {
 <files motd="%[2]s">
 <log method="file" type="* -USERINPUT -USEROUTPUT" level="default" target="%[3]s">
 <dns server="127.0.0.1" timeout="1">
-<options defaultmodes="not">
+<options defaultmodes="%[4]s">
 <module name="cap">
 <module name="ircv3">
 <module name="ircv3_servertime">
@@ -87,15 +113,13 @@ func InspIRCd(t testing.TB) *Server {
 <module name="ircv3_ctctags">
 <module name="namesx">
 <module name="services_account">
-`, s.port(), motd, filepath.Join(s.dir, "ircd.log"))
+`, s.port(), motd, filepath.Join(s.dir, "ircd.log"), defaultModes)
 	path := filepath.Join(s.dir, "inspircd.conf")
-	write(t, path, conf)
+	write(t, path, conf+extra)
 	s.args = []string{"--config", path, "--nofork", "--nopid"}
 	if os.Geteuid() == 0 {
 		s.args = append(s.args, "--runasroot")
 	}
-	s.Start()
-	return s
 }
 
 // NgIRCd starts ngIRCd, a plain RFC 2812 server (it offers only the multi-prefix capability),
@@ -176,11 +200,19 @@ func (s *Server) Start() {
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
 	s.cmd, s.log, s.exited = cmd, logf, exited
+	ready := s.ready
+	if ready == nil {
+		ready = func() bool {
+			c, err := net.DialTimeout("tcp", s.Addr, time.Second)
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		}
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", s.Addr, time.Second)
-		if err == nil {
-			c.Close()
+		if ready() {
 			return
 		}
 		select {
@@ -191,7 +223,7 @@ func (s *Server) Start() {
 		}
 		if time.Now().After(deadline) {
 			out, _ := os.ReadFile(logf.Name())
-			s.t.Fatalf("%s did not open %s within 20s:\n%s", s.Name, s.Addr, out)
+			s.t.Fatalf("%s was not ready within 20s:\n%s", s.Name, out)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -236,6 +268,13 @@ type User struct {
 // Connect registers nick on the server (without CAP) and waits for the end of the MOTD.
 func (s *Server) Connect(t testing.TB, nick string) *User {
 	t.Helper()
+	return s.ConnectCaps(t, nick)
+}
+
+// ConnectCaps is Connect asking for IRCv3 capabilities first (e.g. "account-tag"); the server
+// must have them.
+func (s *Server) ConnectCaps(t testing.TB, nick string, caps ...string) *User {
+	t.Helper()
 	c, err := net.DialTimeout("tcp", s.Addr, 5*time.Second)
 	if err != nil {
 		t.Fatalf("connecting to %s: %v", s.Name, err)
@@ -255,8 +294,20 @@ func (s *Server) Connect(t testing.TB, nick string) *User {
 			u.lines <- l
 		}
 	}()
+	if len(caps) > 0 {
+		u.Send("CAP LS 302")
+	}
 	u.Send("NICK " + nick)
 	u.Send("USER " + nick + " 0 * :" + nick)
+	if len(caps) > 0 {
+		u.Send("CAP REQ :" + strings.Join(caps, " "))
+		if l := u.Expect(func(l string) bool {
+			return strings.Contains(l, " CAP ") && (strings.Contains(l, " ACK ") || strings.Contains(l, " NAK "))
+		}); strings.Contains(l, " NAK ") {
+			t.Fatalf("%s refused capabilities %v: %q", s.Name, caps, l)
+		}
+		u.Send("CAP END")
+	}
 	u.Expect(func(l string) bool { return hasCode(l, "376") || hasCode(l, "422") })
 	return u
 }

@@ -1,0 +1,251 @@
+package irc
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ergochat/irc-go/ircmsg"
+)
+
+// next returns the client's next line that is not a keepalive or confirmation PING.
+func (c *fakeConn) next() string {
+	c.t.Helper()
+	for {
+		select {
+		case l, ok := <-c.lines:
+			if !ok {
+				c.t.Fatal("connection closed while waiting for a line")
+			}
+			if strings.HasPrefix(l, "PING ") {
+				continue
+			}
+			return l
+		case <-time.After(10 * time.Second):
+			c.t.Fatal("no line from the client")
+			return ""
+		}
+	}
+}
+
+func say(text string) Message { return ircmsg.MakeMessage(nil, "", "PRIVMSG", "#c", text) }
+
+// TestSendKeptSurvivesReconnect: kept lines the server did not confirm (its PONG to the PING after
+// them never came) and lines given while disconnected are sent after the reconnect, after the
+// rejoin, in order and once; a confirmed line is not sent again.
+func TestSendKeptSurvivesReconnect(t *testing.T) {
+	s := newFakeServer(t)
+	c := testClient(t, s, func(cfg *Config) { cfg.Outbox = 10 })
+	c.Join("#c", "")
+	fc := s.accept()
+	fc.register()
+	fc.expect("JOIN #c")
+	waitEvent(t, c, Connected, nil)
+
+	if err := c.SendKept("r", say("one")); err != nil {
+		t.Fatal(err)
+	}
+	if l := fc.next(); l != "PRIVMSG #c one" {
+		t.Fatalf("got %q", l)
+	}
+	ping := fc.expect("PING :" + ackPrefix)
+	fc.send(":srv PONG srv :" + strings.TrimPrefix(ping, "PING :"))
+	waitEvent(t, c, Received, isCmd("PONG")) // "one" is confirmed
+	if err := c.SendKept("r", say("two"), say("three")); err != nil {
+		t.Fatal(err)
+	}
+	fc.expect("PRIVMSG #c three") // written, never confirmed
+	fc.c.Close()
+	waitEvent(t, c, Disconnected, nil)
+	if err := c.SendKept("r", say("four")); err != nil {
+		t.Fatalf("SendKept while disconnected: %v", err)
+	}
+
+	fc2 := s.accept()
+	fc2.register()
+	waitEvent(t, c, Connected, nil)
+	for _, want := range []string{"JOIN #c", "PRIVMSG #c two", "PRIVMSG #c three", "PRIVMSG #c four"} {
+		if l := fc2.next(); l != want {
+			t.Fatalf("after the reconnect got %q, want %q", l, want)
+		}
+	}
+	// Now connected: kept lines go straight out, behind the others.
+	if err := c.SendKept("r", say("five")); err != nil {
+		t.Fatal(err)
+	}
+	if l := fc2.next(); l != "PRIVMSG #c five" {
+		t.Fatalf("got %q", l)
+	}
+}
+
+// TestSendKeptExpires: a line that waits longer than OutboxAge is reported in an Unsent event with
+// its reference, and not sent later; beyond Outbox lines SendKept refuses.
+func TestSendKeptExpires(t *testing.T) {
+	s := newFakeServer(t)
+	c := testClient(t, s, func(cfg *Config) { cfg.Outbox = 2; cfg.OutboxAge = 300 * time.Millisecond })
+	c.Join("#c", "")
+	fc := s.accept() // never welcomed: the client is not connected
+	fc.expect("USER")
+	if err := c.SendKept("carol", say("a"), say("b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SendKept("dave", say("c")); !errors.Is(err, ErrOutboxFull) {
+		t.Fatalf("a third line: %v, want ErrOutboxFull", err)
+	}
+	began := time.Now()
+	for _, want := range []string{"a", "b"} {
+		ev := waitEvent(t, c, Unsent, nil)
+		if ev.Ref != "carol" || Param(&ev.Msg, 1) != want || !errors.Is(ev.Err, ErrExpired) {
+			t.Fatalf("unsent event %+v, want carol's %q expired", ev, want)
+		}
+	}
+	if d := time.Since(began); d > 3*time.Second {
+		t.Errorf("reported after %v", d)
+	}
+	fc.welcome("alice")
+	fc.expect("JOIN #c")
+	fc.send("PING :after")
+	if l := fc.next(); l != "PONG after" {
+		t.Fatalf("an expired line was sent: %q", l)
+	}
+}
+
+// syncBuffer is a log sink for tests.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func waitLog(t *testing.T, logs *syncBuffer, want ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s := logs.String()
+		ok := true
+		for _, w := range want {
+			ok = ok && strings.Contains(s, w)
+		}
+		if ok {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the log does not say %q:\n%s", want, s)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestNickServNotConfirmed: an IDENTIFY that NickServ refuses (no 900 in time) is logged with what
+// NickServ said, and the connection carries on; a confirmed one sets the account.
+func TestNickServNotConfirmed(t *testing.T) {
+	var logs syncBuffer
+	s := newFakeServer(t)
+	c := testClient(t, s, func(cfg *Config) {
+		cfg.NickServ, cfg.NickServAccount = "wrong", "gw"
+		cfg.IdentifyTimeout = 200 * time.Millisecond
+		cfg.Log = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	fc := s.accept()
+	fc.register()
+	if l := fc.expect("PRIVMSG NickServ"); l != "PRIVMSG NickServ :IDENTIFY gw wrong" {
+		t.Fatalf("got %q", l)
+	}
+	fc.send(":NickServ!NickServ@services.test NOTICE alice :Invalid password for gw.")
+	waitLog(t, &logs, "NickServ did not confirm the login", "Invalid password for gw.", "account=gw")
+	if st := c.State(); !st.Ready || st.Account != "" {
+		t.Errorf("state %+v", st)
+	}
+
+	fc.c.Close()
+	fc2 := s.accept()
+	fc2.register()
+	fc2.expect("PRIVMSG NickServ")
+	fc2.send(":NickServ!NickServ@services.test NOTICE alice :You are now identified for gw.",
+		":srv 900 alice alice!a@h gw :You are now logged in as gw")
+	waitLog(t, &logs, "logged in with NickServ")
+	if st := c.State(); st.Account != "gw" {
+		t.Errorf("account %q after 900", st.Account)
+	}
+}
+
+// TestSASLFailureLogged: a refused SASL login that is not required is logged with the server's
+// reason and registration goes on.
+func TestSASLFailureLogged(t *testing.T) {
+	var logs syncBuffer
+	s := newFakeServer(t)
+	c := testClient(t, s, func(cfg *Config) {
+		cfg.SASL = SASL{Mechanism: "PLAIN", Login: "gw", Password: "wrong"}
+		cfg.Log = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	fc := s.accept()
+	fc.expect("CAP LS")
+	fc.send(":srv CAP * LS :sasl")
+	fc.expect("CAP REQ")
+	fc.send(":srv CAP * ACK :sasl")
+	fc.expect("AUTHENTICATE PLAIN")
+	fc.send(":srv 904 * :SASL authentication failed")
+	fc.expect("CAP END")
+	fc.welcome("alice")
+	waitEvent(t, c, Connected, nil)
+	waitLog(t, &logs, "SASL login failed", "login=gw", "code=904", `reason="SASL authentication failed"`)
+}
+
+// TestSendKeptEchoConfirms: with echo-message the server's echo confirms a kept line and those
+// before it, and no confirmation PING is sent; after a reconnect only the unconfirmed are sent.
+func TestSendKeptEchoConfirms(t *testing.T) {
+	s := newFakeServer(t)
+	c := testClient(t, s, func(cfg *Config) { cfg.Outbox = 10; cfg.Caps = []string{"echo-message"} })
+	c.Join("#c", "")
+	fc := s.accept()
+	fc.expect("CAP LS")
+	fc.send(":srv CAP * LS :echo-message")
+	fc.expect("CAP REQ")
+	fc.send(":srv CAP * ACK :echo-message")
+	fc.expect("CAP END")
+	fc.welcome("alice")
+	fc.expect("JOIN #c")
+	waitEvent(t, c, Connected, nil)
+	if err := c.SendKept("r", say("one"), say("two"), say("three")); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"PRIVMSG #c one", "PRIVMSG #c two", "PRIVMSG #c three"} {
+		select {
+		case l := <-fc.lines:
+			if l != want {
+				t.Fatalf("got %q, want %q (no confirmation PING with echo-message)", l, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %q", want)
+		}
+	}
+	fc.send(":alice!a@h PRIVMSG #c :two") // the echo of "two" confirms "one" too
+	waitEvent(t, c, Received, func(ev Event) bool { return ev.Msg.Command == "PRIVMSG" })
+	fc.c.Close()
+	fc2 := s.accept()
+	fc2.register()
+	for _, want := range []string{"JOIN #c", "PRIVMSG #c three"} {
+		if l := fc2.next(); l != want {
+			t.Fatalf("after the reconnect got %q, want %q", l, want)
+		}
+	}
+	fc2.send("PING :end")
+	if l := fc2.next(); l != "PONG end" {
+		t.Fatalf("after the unconfirmed line: %q", l)
+	}
+}
