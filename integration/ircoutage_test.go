@@ -22,9 +22,9 @@ func TestIRCBridgeOutageKeepsLines(t *testing.T) {
 	domain := "x" + randHex(4) + ".example"
 	room := "lab@conference." + domain
 	occ := func(nick string) string { return room + "/" + nick }
-	// One line per 500 ms: lines queue on the connections. One connection of a user's own: carol
+	// One line per 2 s: lines queue on the connections. One connection of a user's own: carol
 	// is relayed through the listener.
-	srv := ircServer(t, domain, ircMap(t, ircd.Addr, "max_connections = 1\nflood_interval = \"500ms\"\nflood_burst = 1",
+	srv := ircServer(t, domain, ircMap(t, ircd.Addr, "max_connections = 1\nflood_interval = \"2s\"\nflood_burst = 1",
 		ircLink{room: room, channel: "#lab"}), "alice", "carol")
 	alice := online(t, srv, "alice", "alice-secret", loginOpts{})
 	createRoom(alice, room, "alice")
@@ -44,9 +44,10 @@ func TestIRCBridgeOutageKeepsLines(t *testing.T) {
 	}
 	bob.Expect(ircSaid("alice", "#lab", "alice 0"))
 	bob.Expect(ircSaid("alice", "#lab", "alice 1"))
-	// Between two paced lines (the server has confirmed "alice 1"; "alice 2" is due in ~350 ms),
-	// the server dies: alice's connection holds "alice 2" to "alice 5".
-	time.Sleep(150 * time.Millisecond)
+	// Between two paced lines (the server has confirmed "alice 1", and the bridge had a second to
+	// take the confirmation even on a loaded machine; "alice 2" is due in another second), the
+	// server dies: alice's connection holds "alice 2" to "alice 5".
+	time.Sleep(time.Second)
 	ircd.Stop()
 	for i := before; i < before+during; i++ {
 		say(alice, "alice", i)
