@@ -671,17 +671,19 @@ func TestDegradedAndMetrics(t *testing.T) {
 	waitFor(t, "the message on shore", func() bool { return shore.rec.count(&shore.rec.injected) == 1 })
 	waitFor(t, "the ship's queue to empty", func() bool { return queued(t, ship.link.out) == 0 })
 
-	var b strings.Builder
-	ship.link.cfg.Metrics.WritePrometheus(&b)
+	// The bearer's report of the send (counted as sent) may reach the link's goroutine after the
+	// far side's acknowledgement emptied the queue: wait for the counters to settle.
 	for _, want := range []string{
 		`aldis_relay_items_sent_total{link="shore"} 1`,
 		`aldis_relay_items_acked_total{link="shore"} 1`,
 		`aldis_relay_queue_depth{link="shore",dir="out"} 0`,
 		`aldis_relay_state{link="shore"} 3`,
 	} {
-		if !strings.Contains(b.String(), want) {
-			t.Errorf("metrics lack %s", want)
-		}
+		waitFor(t, "metrics with "+want, func() bool {
+			var b strings.Builder
+			ship.link.cfg.Metrics.WritePrometheus(&b)
+			return strings.Contains(b.String(), want)
+		})
 	}
 	var c strings.Builder
 	shore.link.cfg.Metrics.WritePrometheus(&c)
