@@ -135,6 +135,15 @@ func (c *Client) Events() <-chan Event { return c.events }
 // Done is closed when Run has returned.
 func (c *Client) Done() <-chan struct{} { return c.done }
 
+// Fold is s in the server's case mapping, for comparing nicks and channels without the copy
+// State makes.
+func (c *Client) Fold(s string) string {
+	c.mu.Lock()
+	cm := c.state.ISupport.CaseMapping
+	c.mu.Unlock()
+	return cm.Fold(s)
+}
+
 // State returns a snapshot of the connection's state.
 func (c *Client) State() State {
 	c.mu.Lock()

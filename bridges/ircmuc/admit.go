@@ -71,13 +71,18 @@ func (n *network) answerAdmission(a *admission, typ, cond, text string) {
 		return
 	}
 	a.answered = time.Now()
+	n.answerRoom(a.room, a.id, typ, cond, text)
+}
+
+// answerRoom answers the room's question id: a result (cond ""), or an error.
+func (n *network) answerRoom(room jid.JID, id, typ, cond, text string) {
 	q := wire.New("iq", "")
-	q.SetAttr("type", "set").SetAttr("id", a.id)
+	q.SetAttr("type", "set").SetAttr("id", id)
 	if cond == "" {
-		n.b.send(stanza.Result(q), n.b.self, a.room)
+		n.b.send(stanza.Result(q), n.b.self, room)
 		return
 	}
-	n.b.send(stanza.Error(q, typ, cond, text), n.b.self, a.room)
+	n.b.send(stanza.Error(q, typ, cond, text), n.b.self, room)
 }
 
 // admissionOf finds the admission of occupant o in l.
@@ -152,6 +157,9 @@ func (n *network) expireAdmissions(l *link) {
 	}
 }
 
+// topicChange is a subject change by an occupant (nick) to text.
+type topicChange struct{ nick, text string }
+
 // topicAsk is the room's question about a subject change: the channel's topic is being set on
 // conn (nil: the listener).
 type topicAsk struct {
@@ -193,16 +201,12 @@ func (n *network) topicAnswered(l *link, conn *userConn, cond string) {
 		if a.conn != conn {
 			continue
 		}
-		l.topicAsks = append(l.topicAsks[:i], l.topicAsks[i+1:]...)
-		q := wire.New("iq", "")
-		q.SetAttr("type", "set").SetAttr("id", a.id)
-		if cond != "" {
-			n.b.send(stanza.Error(q, stanza.Auth, cond, "IRC refused the topic of "+l.cfg.Channel+": not a channel operator (482)."), n.b.self, a.room)
-			return
+		l.topicAsks = slices.Delete(l.topicAsks, i, i+1)
+		if cond == "" {
+			// The room broadcasts the change next; it is on IRC already.
+			l.topicSet = append(l.topicSet, topicChange{a.nick, a.text})
 		}
-		// The room broadcasts the change next; it is on IRC already.
-		l.topicSet = append(l.topicSet, a.nick+"\x00"+a.text)
-		n.b.send(stanza.Result(q), n.b.self, a.room)
+		n.answerRoom(a.room, a.id, stanza.Auth, cond, "IRC refused the topic of "+l.cfg.Channel+": not a channel operator (482).")
 		return
 	}
 }
@@ -218,7 +222,7 @@ func (n *network) expireTopicAsks(l *link) {
 // topicAlreadySet reports (once) whether the room's subject change by nick to text was set on
 // IRC as the answer to the room's question.
 func (l *link) topicAlreadySet(nick, text string) bool {
-	i := slices.Index(l.topicSet, nick+"\x00"+text)
+	i := slices.Index(l.topicSet, topicChange{nick, text})
 	if i < 0 {
 		return false
 	}

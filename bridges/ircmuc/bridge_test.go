@@ -72,6 +72,39 @@ func (f *fakeXMPP) expect(t *testing.T, what string, match func(*wire.Element) b
 	}
 }
 
+// startRelayBridge starts a bridge to a room lab@conference.example.org linked to #lab on a
+// relay_only network "lab" at addr (listener nick "relay", extra network keys), delivering
+// to a fakeXMPP; cfg gives the bridge's settings beyond the domain, the map and the XMPP side.
+// Closing it is the caller's.
+func startRelayBridge(t *testing.T, addr, extra string, cfg Config) (*Bridge, *fakeXMPP) {
+	t.Helper()
+	m, err := mapping.Parse("map.toml", []byte(fmt.Sprintf(`
+[[network]]
+name = "lab"
+servers = [%q]
+no_tls = true
+nick = "relay"
+relay_only = true
+%s
+
+[[link]]
+room = "lab@conference.example.org"
+network = "lab"
+channel = "#lab"
+`, addr, extra)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := &fakeXMPP{out: make(chan *wire.Element, 1024)}
+	cfg.Domain, cfg.XMPP, cfg.Map = "irc.example.org", x, m
+	b, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Start()
+	return b, x
+}
+
 // TestRelayOnly: on a relay_only network XMPP occupants speak through the
 // listener as "<nick> text", and the IRC side reaches the room from the IRC
 // user's JID, with a scripted room on the XMPP side and InspIRCd on the other.
@@ -80,29 +113,7 @@ func TestRelayOnly(t *testing.T) {
 		t.Skip("starts InspIRCd")
 	}
 	ircd := irctest.InspIRCd(t)
-	m, err := mapping.Parse("map.toml", []byte(fmt.Sprintf(`
-[[network]]
-name = "lab"
-servers = [%q]
-no_tls = true
-nick = "relay"
-relay_only = true
-flood_interval = "10ms"
-
-[[link]]
-room = "lab@conference.example.org"
-network = "lab"
-channel = "#lab"
-`, ircd.Addr)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	x := &fakeXMPP{out: make(chan *wire.Element, 1024)}
-	b, err := New(Config{Domain: "irc.example.org", XMPP: x, Map: m, RejoinInterval: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.Start()
+	b, x := startRelayBridge(t, ircd.Addr, `flood_interval = "10ms"`, Config{RejoinInterval: time.Second})
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

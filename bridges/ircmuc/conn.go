@@ -221,8 +221,7 @@ func userEvent(c *irc.Client, u *userConn, m irc.Message) bool {
 		if m.Command == "KICK" {
 			who = irc.Param(&m, 1)
 		}
-		cm := c.State().ISupport.CaseMapping
-		return cm.Fold(who) == cm.Fold(u.Nick())
+		return c.Fold(who) == c.Fold(u.Nick())
 	case "NICK", "471", "473", "474", "475", "482":
 		return true
 	}

@@ -81,10 +81,10 @@ type link struct {
 	admitting map[string]*admission
 	// topic is the channel's topic as IRC last said; topicAsks the room's questions about
 	// subject changes waiting for IRC, in order; topicSet the changes IRC took, whose room
-	// broadcast is not sent to IRC again ("nick\x00text").
+	// broadcast is not sent to IRC again.
 	topic     string
 	topicAsks []*topicAsk
-	topicSet  []string
+	topicSet  []topicChange
 	// names collects the IRC users of the channel's NAMES after the listener (re)joined it;
 	// at its end the puppets not in it leave the room (they left during an outage). nil: no
 	// NAMES in progress.

@@ -129,30 +129,8 @@ func sameLine(a, b string) bool {
 // "<carol> text" and turns RELAYMSG off for the connection.
 func TestRelaymsg(t *testing.T) {
 	f := newFakeIRC(t)
-	m, err := mapping.Parse("map.toml", []byte(fmt.Sprintf(`
-[[network]]
-name = "lab"
-servers = [%q]
-no_tls = true
-nick = "relay"
-relay_only = true
-flood_interval = "1ms"
-flood_burst = 100
-
-[[link]]
-room = "lab@conference.example.org"
-network = "lab"
-channel = "#lab"
-`, f.ln.Addr())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	x := &fakeXMPP{out: make(chan *wire.Element, 1024)}
-	b, err := New(Config{Domain: "irc.example.org", XMPP: x, Map: m, RejoinInterval: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.Start()
+	b, x := startRelayBridge(t, f.ln.Addr().String(), `flood_interval = "1ms"
+flood_burst = 100`, Config{RejoinInterval: time.Second})
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -253,28 +231,7 @@ func TestUnsentTold(t *testing.T) {
 // and the user is told so by the bridge's occupant.
 func TestOutboxFullTold(t *testing.T) {
 	f := newFakeIRC(t)
-	m, err := mapping.Parse("map.toml", []byte(fmt.Sprintf(`
-[[network]]
-name = "lab"
-servers = [%q]
-no_tls = true
-nick = "relay"
-relay_only = true
-
-[[link]]
-room = "lab@conference.example.org"
-network = "lab"
-channel = "#lab"
-`, f.ln.Addr())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	x := &fakeXMPP{out: make(chan *wire.Element, 1024)}
-	b, err := New(Config{Domain: "irc.example.org", XMPP: x, Map: m, RejoinInterval: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.Start()
+	b, x := startRelayBridge(t, f.ln.Addr().String(), "", Config{RejoinInterval: time.Second})
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -2,7 +2,6 @@ package ircmuc
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -62,30 +61,8 @@ func TestRolesAndExits(t *testing.T) {
 	dan.Join("#lab") // first in the channel: its operator
 	erin := ircd.Connect(t, "erin")
 	erin.Join("#lab")
-	m, err := mapping.Parse("map.toml", []byte(fmt.Sprintf(`
-[[network]]
-name = "lab"
-servers = [%q]
-no_tls = true
-nick = "relay"
-relay_only = true
-flood_interval = "10ms"
-
-[[link]]
-room = "lab@conference.example.org"
-network = "lab"
-channel = "#lab"
-`, proxy.Addr)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	x := &fakeXMPP{out: make(chan *wire.Element, 1024)}
 	const grace = 2 * time.Second
-	b, err := New(Config{Domain: "irc.example.org", XMPP: x, Map: m, RejoinInterval: time.Second, OutageGrace: grace})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.Start()
+	b, x := startRelayBridge(t, proxy.Addr, `flood_interval = "10ms"`, Config{RejoinInterval: time.Second, OutageGrace: grace})
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

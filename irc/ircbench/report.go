@@ -5,6 +5,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/aldis-im/aldis/xmppcore/loadgen"
 )
 
 // Table renders the result as a human-readable summary: one row per phase, with each measured
@@ -12,7 +14,7 @@ import (
 func (r Result) Table() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "IRC gateway: %d XMPP users in %s, %d IRC users in %s on %s; messages crossed both ways after %s\n",
-		r.XMPPUsers, r.Room, r.IRCUsers, r.Channel, r.IRCAddr, short(r.Ready))
+		r.XMPPUsers, r.Room, r.IRCUsers, r.Channel, r.IRCAddr, loadgen.Short(r.Ready))
 	if len(r.Phases) == 0 {
 		return b.String()
 	}
@@ -27,7 +29,7 @@ func (r Result) Table() string {
 	fmt.Fprintln(tw, head+"bench CPU/1k\t")
 	for _, p := range r.Phases {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%.0f\t%s\t%s\t", p.Direction, p.Name, p.Sent, p.Delivered, p.Lost(),
-			p.Duplicates, p.Errors, p.MessagesPerSec, short(p.P50), short(p.P99))
+			p.Duplicates, p.Errors, p.MessagesPerSec, loadgen.Short(p.P50), loadgen.Short(p.P99))
 		for i := range r.Processes {
 			if i < len(p.CPUPer1000) {
 				fmt.Fprintf(tw, "%s\t", ms(p.CPUPer1000[i]))
@@ -49,16 +51,6 @@ func (r Result) Table() string {
 		"latency sends one message at a time, throughput keeps at most %d in flight; CPU is per 1,000 messages sent, "+
 		"read from /proc in 10 ms ticks)\n", r.XMPPUsers, r.IRCUsers, r.Window)
 	return b.String()
-}
-
-// short rounds d to three significant digits.
-func short(d time.Duration) string {
-	for unit := time.Duration(1); unit < time.Hour; unit *= 10 {
-		if d < 1000*unit {
-			return d.Round(unit).String()
-		}
-	}
-	return d.Round(time.Second).String()
 }
 
 // ms renders a CPU time in milliseconds with one decimal.

@@ -16,7 +16,7 @@ func (r Result) Table() string {
 	}
 	for _, s := range r.RoomSets {
 		fmt.Fprintf(&b, "%s: %d of %d sessions joined in %s (%d rooms created, %d not joined)\n",
-			s.Name, s.Joined, s.Sessions, short(s.JoinTime), s.Created, s.NotJoined)
+			s.Name, s.Joined, s.Sessions, Short(s.JoinTime), s.Created, s.NotJoined)
 	}
 	if len(r.Phases) == 0 {
 		return b.String()
@@ -26,7 +26,7 @@ func (r Result) Table() string {
 	for _, p := range r.Phases {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.1f\t%s\t%s\t%s\t%s\t\n",
 			p.Name, p.Sent, p.Delivered, p.Lost(), p.Errors, p.DeliveredPerSec,
-			short(p.P50), short(p.P99), orDash(p.CPUPer1000), orDash(p.LoadgenPer1000))
+			Short(p.P50), Short(p.P99), orDash(p.CPUPer1000), orDash(p.LoadgenPer1000))
 	}
 	tw.Flush()
 	if len(r.RoomSets) > 0 {
@@ -35,8 +35,8 @@ func (r Result) Table() string {
 	return b.String()
 }
 
-// short rounds d to three significant digits.
-func short(d time.Duration) string {
+// Short rounds d to three significant digits, for result tables.
+func Short(d time.Duration) string {
 	for unit := time.Duration(1); unit < time.Hour; unit *= 10 {
 		if d < 1000*unit {
 			return d.Round(unit).String()
@@ -49,5 +49,5 @@ func orDash(d time.Duration) string {
 	if d == 0 {
 		return "-"
 	}
-	return short(d)
+	return Short(d)
 }

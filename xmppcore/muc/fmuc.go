@@ -144,7 +144,7 @@ const (
 	fedJoinTimeout
 	fedGhosts
 	fedRetry
-	gwJoinTimeout
+	gwAskTimeout
 )
 
 // ---- service side ----
@@ -337,7 +337,7 @@ func (r *room) handleFed(fe fedEvent) {
 		if p := r.up; p != nil && p.gen == fe.gen && p.state == peerDown && !p.carrier {
 			r.rejoin(p)
 		}
-	case gwJoinTimeout:
+	case gwAskTimeout:
 		r.gatewayTimeout(fe.id)
 	}
 }

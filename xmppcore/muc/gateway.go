@@ -78,11 +78,11 @@ func (r *room) gatewayExit(ev event, opts *presOpts) {
 // changes only once the channel's topic did.
 const NSGateway = "urn:aldis:muc:gateway:0"
 
-// maxGatewayJoins bounds the joins a room holds for its gateway.
-const maxGatewayJoins = 256
+// maxGatewayAsks bounds the joins and subject changes a room holds for its gateway.
+const maxGatewayAsks = 256
 
-// gwJoin is a join (or a subject change) held for the gateway's answer.
-type gwJoin struct {
+// gwAsk is a join or a subject change held for the gateway's answer.
+type gwAsk struct {
 	ev      event
 	nick    string
 	to      jid.JID // whom the question went to: only it may answer
@@ -106,44 +106,64 @@ func (r *room) gatewayJoin(ev event) bool {
 	if ev.gwOK || r.isGateway(ev) {
 		return false
 	}
-	gw, ok := r.gatewayOf()
-	if !ok {
-		return false
-	}
 	nick := ev.to.Resource()
-	for _, p := range r.gwJoins {
+	for _, p := range r.gwAsks {
 		if !p.subject && fold(p.nick) == fold(nick) {
 			r.refuse(ev, stanza.Cancel, "conflict", "the nickname is being joined")
 			return true
 		}
 	}
-	if len(r.gwJoins) >= maxGatewayJoins {
-		r.refuse(ev, stanza.Wait, "resource-constraint", "too many joins in progress")
+	return r.askGateway(ev, gwAsk{ev: ev, nick: nick}, wire.New("join", NSGateway))
+}
+
+// gatewaySubject holds an occupant's subject change while the room's gateway, if it has one,
+// sets the topic on its network; true: held.
+func (r *room) gatewaySubject(ev event, o *occupant, text string) bool {
+	q := wire.New("subject", NSGateway)
+	q.AddText(text)
+	return r.askGateway(ev, gwAsk{ev: ev, nick: o.nick, subject: true}, q)
+}
+
+// askGateway sends the room's gateway, if it has one, the question q about a (held until it
+// answers, or for GatewayTimeout); false: there is nothing to ask (no gateway, the gateway's
+// own occupants, or an answer already given).
+func (r *room) askGateway(ev event, a gwAsk, q *wire.Element) bool {
+	if ev.gwOK || r.isGateway(ev) {
+		return false
+	}
+	gw, ok := r.gatewayOf()
+	if !ok {
+		return false
+	}
+	if len(r.gwAsks) >= maxGatewayAsks {
+		r.refuse(ev, stanza.Wait, "resource-constraint", "too many joins and subject changes in progress")
 		return true
 	}
-	if r.gwJoins == nil {
-		r.gwJoins = map[string]gwJoin{}
+	if r.gwAsks == nil {
+		r.gwAsks = map[string]gwAsk{}
 	}
 	id := randomID()
-	r.gwJoins[id] = gwJoin{ev: ev, nick: nick, to: gw}
+	a.to = gw
+	r.gwAsks[id] = a
+	q.SetAttr("nick", a.nick).SetAttr("jid", ev.from.String())
 	iq := wire.New("iq", "")
 	iq.SetAttr("type", "set").SetAttr("id", id).SetAttr("from", r.jid.String()).SetAttr("to", gw.String())
-	iq.AddChild(wire.New("join", NSGateway)).SetAttr("nick", nick).SetAttr("jid", ev.from.String())
+	iq.AddChild(q)
 	r.deliver(iq, r.jid, gw)
-	r.after(r.s.cfg.GatewayJoinTimeout, fedEvent{what: gwJoinTimeout, id: id})
+	r.after(r.s.cfg.GatewayTimeout, fedEvent{what: gwAskTimeout, id: id})
 	return true
 }
 
-// gatewayAnswer follows the gateway's answer to a held join: a result
-// admits the user (the room's own conditions are checked again), an error
-// refuses the join with it.
+// gatewayAnswer follows the gateway's answer to a held join or subject
+// change: a result lets it go ahead (the room's own conditions are checked
+// again), an error refuses it with that error.
 func (r *room) gatewayAnswer(ev event) {
 	id := ev.st.Attr("id")
-	p, ok := r.gwJoins[id]
+	p, ok := r.gwAsks[id]
 	if !ok || ev.from != p.to {
 		return
 	}
-	delete(r.gwJoins, id)
+	delete(r.gwAsks, id)
 	if ev.st.Attr("type") == "result" {
 		r.gatewayResume(p)
 		return
@@ -165,53 +185,26 @@ func (r *room) gatewayAnswer(ev event) {
 	r.refuse(p.ev, typ, cond, text)
 }
 
-// gatewayTimeout admits a user whose join the gateway did not answer in
-// time: a stalled gateway must not keep people out of the room (what they
-// say reaches the other network only if it let them in).
+// gatewayTimeout goes ahead with what the gateway did not answer in time: a
+// stalled gateway must not keep people out of the room (what they say
+// reaches the other network only if it let them in).
 func (r *room) gatewayTimeout(id string) {
-	p, ok := r.gwJoins[id]
+	p, ok := r.gwAsks[id]
 	if !ok {
 		return
 	}
-	delete(r.gwJoins, id)
+	delete(r.gwAsks, id)
 	r.s.log.Warn("the room's gateway did not answer; going ahead", "room", r.jid.String(), "gateway", p.to.String(), "subject", p.subject)
 	r.gatewayResume(p)
 }
 
 // gatewayResume carries on with what the gateway allowed (or did not answer about); the room's
 // own conditions are checked again.
-func (r *room) gatewayResume(p gwJoin) {
+func (r *room) gatewayResume(p gwAsk) {
 	p.ev.gwOK = true
 	if p.subject {
 		r.groupchat(p.ev)
 		return
 	}
 	r.join(p.ev)
-}
-
-// gatewaySubject holds an occupant's subject change while the room's gateway, if it has one,
-// sets the topic on its network; true: held.
-func (r *room) gatewaySubject(ev event, o *occupant, text string) bool {
-	if ev.gwOK || r.isGateway(ev) {
-		return false
-	}
-	gw, ok := r.gatewayOf()
-	if !ok {
-		return false
-	}
-	if len(r.gwJoins) >= maxGatewayJoins {
-		r.refuse(ev, stanza.Wait, "resource-constraint", "too many changes in progress")
-		return true
-	}
-	if r.gwJoins == nil {
-		r.gwJoins = map[string]gwJoin{}
-	}
-	id := randomID()
-	r.gwJoins[id] = gwJoin{ev: ev, nick: o.nick, to: gw, subject: true}
-	iq := wire.New("iq", "")
-	iq.SetAttr("type", "set").SetAttr("id", id).SetAttr("from", r.jid.String()).SetAttr("to", gw.String())
-	iq.AddChild(wire.New("subject", NSGateway)).SetAttr("nick", o.nick).SetAttr("jid", ev.from.String()).AddText(text)
-	r.deliver(iq, r.jid, gw)
-	r.after(r.s.cfg.GatewayJoinTimeout, fedEvent{what: gwJoinTimeout, id: id})
-	return true
 }

@@ -362,15 +362,7 @@ func (u *user) create(room, nick string) {
 func (u *user) enter(room, nick string) {
 	u.e.t.Helper()
 	u.join(room+"/"+nick, "<history maxstanzas='0'/>")
-	for {
-		st := u.next()
-		if st.Local() == "message" && st.Child("subject", "") != nil {
-			return
-		}
-		if st.Attr("type") == "error" {
-			u.e.t.Fatalf("%s could not enter %s: %s", u.jid, room, st)
-		}
-	}
+	u.enterDrain(room)
 }
 
 // configure submits fields to the room's configuration form.

@@ -137,9 +137,10 @@ type Config struct {
 	// FedRetry is how often a room retries a peer it found unreachable by
 	// itself (not told by PeerDown); 0: a minute.
 	FedJoinTimeout, FedRetry time.Duration
-	// GatewayJoinTimeout bounds the wait for a gateway's answer to a join (gateway.go); 0: 20s.
+	// GatewayTimeout bounds the wait for a gateway's answer to a join or a subject change
+	// (gateway.go); 0: 20s.
 	// A gateway that does not answer in time does not keep anyone out.
-	GatewayJoinTimeout time.Duration
+	GatewayTimeout time.Duration
 	// Observers are domains of trusted local services (the IRC gateway) whose occupants see
 	// occupants' real JIDs in semi-anonymous rooms, as moderators do: a gateway keys its
 	// per-user connections by real JID.
@@ -197,8 +198,8 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.GatewayJoinTimeout <= 0 {
-		cfg.GatewayJoinTimeout = 20 * time.Second
+	if cfg.GatewayTimeout <= 0 {
+		cfg.GatewayTimeout = 20 * time.Second
 	}
 	sctx, cancel := context.WithCancel(context.Background())
 	s := &Service{cfg: cfg, domain: d, log: cfg.Log.With("service", d.String()), admins: map[jid.JID]bool{},

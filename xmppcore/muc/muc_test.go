@@ -1107,7 +1107,7 @@ func (u *user) answerJoin(nick, cond string) {
 func TestGatewayJoin(t *testing.T) {
 	e := newEnv(t, func(c *Config) {
 		c.Observers = []string{"irc.example.org"}
-		c.GatewayJoinTimeout = 300 * time.Millisecond
+		c.GatewayTimeout = 300 * time.Millisecond
 	})
 	alice := e.user("alice@example.org/a")
 	alice.create(room1, "alice")

@@ -68,7 +68,7 @@ type room struct {
 	hist      history
 	histLoad  bool                 // loaded from the store: fill hist from the archive at the first join
 	iqs       map[string]pendingIQ // iqs forwarded between occupants, by the id we gave them
-	gwJoins   map[string]gwJoin    // joins waiting for the room's gateway, by the id of the question
+	gwAsks    map[string]gwAsk     // joins and subject changes waiting for the room's gateway, by question id
 	// With security labels on: the room label (the default of unlabelled
 	// messages) and the room clearance (the labels it admits); see labels.go.
 	lab    *label.Label
