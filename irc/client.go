@@ -774,8 +774,9 @@ func (c *Client) writer(ctx context.Context, s *session) error {
 		c.m.linesOut.Inc()
 		return nil
 	}
-	// paced writes b once the limiter allows, letting priority lines (a PONG) through meanwhile.
-	paced := func(b []byte) (stopped bool, err error) {
+	// paced writes b once the limiter allows, letting priority lines (a PONG) through meanwhile;
+	// before, if not nil, runs just before b is written.
+	paced := func(b []byte, before func()) (stopped bool, err error) {
 		r := lim.Reserve()
 		for d := r.Delay(); d > 0; d = r.Delay() {
 			t := time.NewTimer(d)
@@ -792,6 +793,9 @@ func (c *Client) writer(ctx context.Context, s *session) error {
 				r.Cancel()
 				return true, nil
 			}
+		}
+		if before != nil {
+			before()
 		}
 		return false, write(b)
 	}
@@ -813,15 +817,23 @@ func (c *Client) writer(ctx context.Context, s *session) error {
 		case l := <-s.out:
 			// Until it is written, a kept line is the writer's to give back (outbox.lost).
 			s.inHand = l.k
-			if stopped, err := paced(l.b); stopped || err != nil {
+			var n uint64
+			var ping bool
+			record := func() {
+				// Recorded as written before the write: on loopback the server's echo can be
+				// read before Write returns, and must find the line to confirm it.
+				n, ping = c.out.wrote(l.k, !s.echo.Load())
+				s.inHand = nil
+			}
+			if l.k == nil {
+				record = nil
+			}
+			if stopped, err := paced(l.b, record); stopped || err != nil {
 				return err
 			}
 			s.inHand = nil
-			if l.k == nil {
-				continue
-			}
-			if n, ping := c.out.wrote(l.k, !s.echo.Load()); ping {
-				if stopped, err := paced(fmt.Appendf(nil, "PING :%s%d\r\n", ackPrefix, n)); stopped || err != nil {
+			if ping {
+				if stopped, err := paced(fmt.Appendf(nil, "PING :%s%d\r\n", ackPrefix, n), nil); stopped || err != nil {
 					return err
 				}
 			}
