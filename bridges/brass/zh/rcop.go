@@ -40,7 +40,9 @@ func AppendRCOP(b []byte, h RCOPHeader, data []byte) []byte {
 	return append(b, data...)
 }
 
-// ParseRCOP splits a U_PDU into its header and application data.
+// ParseRCOP splits a U_PDU into its header and application data. The
+// reserved low nibble of byte 0 is ignored, not refused: it carries
+// nothing, and a peer that sets it should still be heard.
 func ParseRCOP(b []byte) (RCOPHeader, []byte, error) {
 	if len(b) < RCOPHeaderLen {
 		return RCOPHeader{}, nil, fmt.Errorf("zh: RCOP U_PDU of %d bytes, shorter than its header", len(b))

@@ -238,6 +238,12 @@ func TestRCOPHeader(t *testing.T) {
 	if _, _, err := ParseRCOP(b[:5]); err == nil {
 		t.Fatal("5-byte U_PDU accepted")
 	}
+	// The low nibble of byte 0 is reserved: a peer that sets it is not
+	// refused, and the bits do not leak into the connection ID.
+	b[0] |= 0x0F
+	if got, _, err := ParseRCOP(b); err != nil || got != h {
+		t.Fatalf("reserved bits set: decoded %+v %v, want %+v", got, err, h)
+	}
 }
 
 // TestRCOPRebind: the node refuses the bind while another client holds
