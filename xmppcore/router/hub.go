@@ -34,7 +34,7 @@ type event struct {
 	kind    evKind
 	binding *Binding
 	st      *wire.Element // read-only once posted: receivers copy before changing it
-	raw     []byte        // evDeliver: st serialised already (DeliverRaw), or nil
+	raw     []byte        // evDeliver: st addressed to to and serialised (DeliverRaw; st has no to), or nil
 	from    jid.JID
 	to      jid.JID
 	done    chan struct{}
@@ -329,7 +329,11 @@ func (h *hub) handle(ev event) {
 		}
 		switch ev.st.Local() {
 		case "message":
-			h.deliverMessage(ev.st, ev.raw, ev.from, ev.to)
+			if ev.raw == nil {
+				h.deliverMessage(ev.st, nil, ev.from, ev.to)
+			} else if !h.deliverRaw(ev.st, ev.raw, ev.from, ev.to) {
+				h.deliverMessage(addressed(ev.st, ev.to), ev.raw, ev.from, ev.to)
+			}
 		case "presence":
 			h.inboundPresence(ev.st, ev.from, ev.to)
 		case "iq":

@@ -653,3 +653,46 @@ func TestPresenceThenMessageInOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestDeliverRaw covers a room's broadcast: the session gets the bytes the
+// room serialised, the shared element is not changed, and a recipient that
+// is gone, or that blocks the room, bounces an addressed error to it.
+func TestDeliverRaw(t *testing.T) {
+	e := newEnv(t, "alice")
+	svc := &echoService{r: e.r, ch: make(chan string, 16)}
+	if err := e.r.AddService("rooms.example.org", svc); err != nil {
+		t.Fatal(err)
+	}
+	a := e.login("alice", "a")
+	a.online(t)
+	occ := jid.MustParse("room@rooms.example.org/nick")
+	m := wire.New("message", "")
+	m.SetAttr("from", occ.String()).SetAttr("type", "groupchat").SetAttr("id", "g1")
+	m.AddChild(wire.New("body", "")).AddText("hi all")
+	raw := func(to string) []byte { return wire.NewTemplate(m, "to").Append(nil, to) }
+
+	e.r.DeliverRaw(m, raw("alice@example.org/a"), occ, jid.MustParse("alice@example.org/a"))
+	if got, want := a.expect(t, `id='g1'`), string(raw("alice@example.org/a")); got != want {
+		t.Fatalf("session got %s, want the room's bytes %s", got, want)
+	}
+
+	e.r.DeliverRaw(m, raw("alice@example.org/gone"), occ, jid.MustParse("alice@example.org/gone"))
+	if got := <-svc.ch; !strings.Contains(got, `type='error'`) || !strings.Contains(got, `service-unavailable`) ||
+		!strings.Contains(got, `from='alice@example.org/gone'`) || !strings.Contains(got, `to='room@rooms.example.org/nick'`) {
+		t.Fatalf("room got %s, want service-unavailable from the gone resource", got)
+	}
+
+	a.send(t, `<iq type='set' id='bk'><block xmlns='urn:xmpp:blocking'><item jid='room@rooms.example.org'/></block></iq>`)
+	a.expect(t, `id='bk'`, `type='result'`)
+	if got := <-svc.ch; !strings.Contains(got, `type='unavailable'`) {
+		t.Fatalf("room got %s, want the unavailable presence blocking sends", got)
+	}
+	e.r.DeliverRaw(m, raw("alice@example.org/a"), occ, jid.MustParse("alice@example.org/a"))
+	if got := <-svc.ch; !strings.Contains(got, `service-unavailable`) || !strings.Contains(got, `from='alice@example.org/a'`) {
+		t.Fatalf("room got %s, want service-unavailable for a blocked room", got)
+	}
+	a.quiet(t, `id='g1'`)
+	if m.Attr("to") != "" {
+		t.Fatalf("the shared element was addressed: %s", m)
+	}
+}
