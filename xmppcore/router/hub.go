@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -121,6 +122,47 @@ func (h *hub) post(ev event, wait bool) {
 	}
 }
 
+// postRaw takes a room's broadcast (DeliverRaw). A hub with no goroutine
+// and nothing queued is claimed by the caller as if its goroutine had
+// started (running), so its state still has one owner at a time and
+// nothing posted meanwhile overtakes the delivery; the common case, bytes
+// handed to one of the user's sessions, then costs no goroutine per
+// occupant. Whatever needs more (a bounce, a label to audit or rewrite, an
+// account to look up in the store) goes to the hub's goroutine, ahead of
+// what was posted meanwhile, so the room's goroutine never waits for the
+// store. A busy hub gets the event posted as usual.
+func (h *hub) postRaw(st *wire.Element, raw []byte, from, to jid.JID) {
+	h.mu.Lock()
+	if h.running || h.stopped || len(h.q) > 0 || !h.loaded {
+		h.mu.Unlock()
+		h.post(event{kind: evDeliver, st: st, raw: raw, from: from, to: to}, false)
+		return
+	}
+	// Drain and Close see a running hub as busy; no wait group count is
+	// needed for work that ends before this call returns.
+	h.running = true
+	h.mu.Unlock()
+	done := h.deliverRaw(st, raw, from, to)
+	if done {
+		h.active = true
+		h.armIdle()
+	}
+	h.mu.Lock()
+	if !done && !h.stopped {
+		h.q = slices.Insert(h.q, 0, event{kind: evDeliver, st: st, raw: raw, from: from, to: to})
+	}
+	if len(h.q) > 0 {
+		// Not stopped (stop empties the inbox and refuses posts): the
+		// hub's goroutine takes over.
+		h.r.wg.Add(1)
+		h.mu.Unlock()
+		go h.run()
+		return
+	}
+	h.running = false
+	h.mu.Unlock()
+}
+
 func (h *hub) busyOrPending() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -192,10 +234,15 @@ func (h *hub) run() {
 			batch[i] = event{}
 		}
 		h.spare = batch[:0]
-		if len(h.sessions) == 0 && !h.idleArmed {
-			h.idleArmed = true
-			time.AfterFunc(h.r.cfg.HubIdle, func() { h.post(event{kind: evIdle}, false) })
-		}
+		h.armIdle()
+	}
+}
+
+// armIdle schedules the idle check of a hub left without sessions.
+func (h *hub) armIdle() {
+	if len(h.sessions) == 0 && !h.idleArmed {
+		h.idleArmed = true
+		time.AfterFunc(h.r.cfg.HubIdle, func() { h.post(event{kind: evIdle}, false) })
 	}
 }
 

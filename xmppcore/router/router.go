@@ -179,10 +179,13 @@ func (r *Router) Deliver(st *wire.Element, from, to jid.JID) { r.route(st, from,
 // recipient; raw is st addressed to to. A local recipient's hub hands raw
 // to the session and builds an addressed copy of st only when it needs one
 // (a bounce, a label rewritten for the recipient), so a broadcast costs no
-// element per occupant.
+// element per occupant; when that hub is idle, on the caller's goroutine
+// (see hub.postRaw).
 func (r *Router) DeliverRaw(st *wire.Element, raw []byte, from, to jid.JID) {
 	if r.isHost(to.Domain()) && to.Local() != "" {
-		r.post(to.Bare(), event{kind: evDeliver, st: st, raw: raw, from: from, to: to}, false)
+		h := r.acquire(to.Bare())
+		h.postRaw(st, raw, from, to)
+		h.release()
 		return
 	}
 	r.route(addressed(st, to), from, to)
