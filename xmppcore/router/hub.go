@@ -132,34 +132,62 @@ func (h *hub) post(ev event, wait bool) {
 // what was posted meanwhile, so the room's goroutine never waits for the
 // store. A busy hub gets the event posted as usual.
 func (h *hub) postRaw(st *wire.Element, raw []byte, from, to jid.JID) {
-	h.mu.Lock()
-	if h.running || h.stopped || len(h.q) > 0 || !h.loaded {
-		h.mu.Unlock()
-		h.post(event{kind: evDeliver, st: st, raw: raw, from: from, to: to}, false)
+	if !h.claim() {
+		h.postDeliver(st, raw, from, to, false)
 		return
 	}
-	// Drain and Close see a running hub as busy; no wait group count is
-	// needed for work that ends before this call returns.
-	h.running = true
-	h.mu.Unlock()
 	done := h.deliverRaw(st, raw, from, to)
 	if done {
 		h.active = true
 		h.armIdle()
+	} else {
+		h.postDeliver(st, raw, from, to, true)
 	}
+	h.unclaim()
+}
+
+// claim makes the caller the hub's owner, as its goroutine would be, if
+// the hub is idle: no goroutine, nothing queued, its account loaded.
+// Drain and Close see a claimed hub as busy; no wait group count is needed
+// for work that ends before the claimer returns.
+func (h *hub) claim() bool {
 	h.mu.Lock()
-	if !done && !h.stopped {
-		h.q = slices.Insert(h.q, 0, event{kind: evDeliver, st: st, raw: raw, from: from, to: to})
+	defer h.mu.Unlock()
+	if h.running || h.stopped || len(h.q) > 0 || !h.loaded {
+		return false
 	}
+	h.running = true
+	return true
+}
+
+// unclaim ends a claim: the hub's goroutine takes over what was posted
+// meanwhile, if anything was.
+func (h *hub) unclaim() {
+	h.mu.Lock()
 	if len(h.q) > 0 {
-		// Not stopped (stop empties the inbox and refuses posts): the
-		// hub's goroutine takes over.
+		// Not stopped: stop empties the inbox and refuses posts.
 		h.r.wg.Add(1)
 		h.mu.Unlock()
 		go h.run()
 		return
 	}
 	h.running = false
+	h.mu.Unlock()
+}
+
+// postDeliver posts a delivery; first, by the hub's claimer, puts it
+// ahead of whatever was posted meanwhile. (Building the event here, not in
+// postRaw, keeps it off the stack of every delivery on a room's goroutine.)
+func (h *hub) postDeliver(st *wire.Element, raw []byte, from, to jid.JID, first bool) {
+	ev := event{kind: evDeliver, st: st, raw: raw, from: from, to: to}
+	if !first {
+		h.post(ev, false)
+		return
+	}
+	h.mu.Lock()
+	if !h.stopped {
+		h.q = slices.Insert(h.q, 0, ev)
+	}
 	h.mu.Unlock()
 }
 
