@@ -46,6 +46,13 @@ type testEnv struct {
 
 func newTestEnv(tb testing.TB, cfg Config, users ...string) *testEnv {
 	tb.Helper()
+	return newTestEnvWith(tb, cfg, nil, users...)
+}
+
+// newTestEnvWith is newTestEnv with setup applied to the server before it
+// serves.
+func newTestEnvWith(tb testing.TB, cfg Config, setup func(*Server), users ...string) *testEnv {
+	tb.Helper()
 	ctx := context.Background()
 	db, err := sqlite.OpenMemory(ctx)
 	if err != nil {
@@ -64,6 +71,9 @@ func newTestEnv(tb testing.TB, cfg Config, users ...string) *testEnv {
 	cfg.Domain, cfg.Router, cfg.Accounts = "example.org", rt, acc
 	cfg.AllowPlainWithoutTLS = true
 	srv := New(cfg)
+	if setup != nil {
+		setup(srv)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
@@ -131,7 +141,11 @@ const header = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:
 
 // login authenticates with PLAIN and binds resource res.
 func login(tb testing.TB, addr, user, res string) *rawClient {
-	r := dial(tb, addr)
+	return loginOn(dial(tb, addr), user, res)
+}
+
+// loginOn authenticates and binds a resource on a connected client.
+func loginOn(r *rawClient, user, res string) *rawClient {
 	r.send(header)
 	r.until("</stream:features>")
 	cred := base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00password1"))

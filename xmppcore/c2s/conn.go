@@ -43,7 +43,9 @@ var (
 type conn struct {
 	srv       *Server
 	raw       net.Conn
-	c         net.Conn // raw, or the TLS connection over it
+	sock      *sock    // raw as written to: never blocking once bound
+	c         net.Conn // sock, or the TLS connection over it
+	w         *writer  // writes the queue when no flush goroutine runs
 	tlsState  *tls.ConnectionState
 	directTLS bool
 	rd        *connReader
@@ -65,7 +67,7 @@ type conn struct {
 	broken   bool          // the socket failed
 	final    []byte        // stream error (or close tag) written last
 	writable bool          // bound: stanzas may be queued and written
-	writing  bool          // a flush goroutine is running
+	writing  bool          // the writer has the connection, or a flush goroutine runs
 	wdl      time.Time     // the write deadline set last; only the running flush uses it
 	done     chan struct{} // closed when the final bytes are written
 	doneOnce sync.Once
@@ -73,8 +75,10 @@ type conn struct {
 
 func newConn(s *Server, c net.Conn, directTLS bool) *conn {
 	ip, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-	cn := &conn{srv: s, raw: c, c: c, directTLS: directTLS, ip: ip,
+	sk := newSock(c)
+	cn := &conn{srv: s, raw: c, sock: sk, c: sk, w: s.pickWriter(), directTLS: directTLS, ip: ip,
 		done: make(chan struct{}), stopped: make(chan struct{})}
+	sk.onPending = cn.pendingWrite
 	cn.rd = &connReader{c: c, handshake: time.Now().Add(s.cfg.HandshakeTimeout), idle: s.cfg.IdleTimeout, onIdle: cn.idlePing}
 	if s.cfg.RateBytes > 0 {
 		burst := max(s.cfg.RateBurst, s.cfg.RateBytes, s.cfg.MaxStanza)
@@ -174,6 +178,16 @@ func (c *conn) closeWith(final []byte) {
 	c.raw.Close()
 }
 
+// setWritable lets stanzas be queued and written, once the stream is
+// bound: from now on writers and flush goroutines write to the socket,
+// and never block but in flush (sock).
+func (c *conn) setWritable() {
+	c.sock.buffer()
+	c.mu.Lock()
+	c.writable = true
+	c.mu.Unlock()
+}
+
 // enqueueResult says what became of bytes given to enqueue.
 type enqueueResult uint8
 
@@ -209,7 +223,7 @@ func (c *conn) enqueue(b []byte, force bool) enqueueResult {
 	c.mu.Unlock()
 	c.srv.queued.Add(1)
 	if start {
-		go c.flush()
+		c.w.add(c)
 	}
 	return queued
 }
@@ -230,8 +244,9 @@ func (c *conn) Close(condition, text string) {
 	c.raw.SetReadDeadline(time.Now())
 }
 
-// kick reports whether the caller must start a flush goroutine: there is
-// none running and the session may be written to. Called with c.mu held.
+// kick reports whether the caller must hand the connection to its writer
+// or start a flush goroutine: neither has it, and the session may be
+// written to. Called with c.mu held.
 func (c *conn) kick() bool {
 	if !c.writable || c.writing {
 		return false
@@ -245,7 +260,9 @@ const flushChunk = 16 << 10
 
 // flush drains the send queue into the socket and exits when it is empty:
 // an idle session has no writer goroutine and holds no write buffer. After
-// closing it writes the final bytes and signals done.
+// closing it writes the final bytes and signals done. It is the one place
+// that waits for the client to read: it also writes out what the socket
+// did not take from the connection's writer or from the TLS layer (sock).
 func (c *conn) flush() {
 	bp := c.srv.bufs.Get().(*[]byte)
 	buf := (*bp)[:0]
@@ -256,7 +273,7 @@ func (c *conn) flush() {
 	for {
 		c.mu.Lock()
 		q := c.queue
-		if len(q) == 0 {
+		if len(q) == 0 && !c.sock.hasPending() {
 			closing, final := c.closing, c.final
 			if !closing {
 				c.writing = false
@@ -266,7 +283,7 @@ func (c *conn) flush() {
 				// writing stays true: no flush starts after the final bytes.
 				if final != nil {
 					c.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-					c.c.Write(final)
+					c.send(final)
 				}
 				c.doneOnce.Do(func() { close(c.done) })
 			}
@@ -275,7 +292,9 @@ func (c *conn) flush() {
 		// Swap only a non-empty queue: swapping an empty one would leave
 		// queue and spare sharing one array, and Send would overwrite
 		// stanzas still being written.
-		c.queue = c.spare[:0]
+		if len(q) > 0 {
+			c.queue = c.spare[:0]
+		}
 		c.mu.Unlock()
 
 		// Moving the deadline costs a timer update per write; keeping it
@@ -284,36 +303,119 @@ func (c *conn) flush() {
 			c.wdl = now.Add(c.srv.cfg.IdleTimeout)
 			c.c.SetWriteDeadline(c.wdl)
 		}
-		var err error
+		// First what the socket did not take before: it was written first.
+		err := c.sock.drain()
 		for i, b := range q {
+			if err != nil {
+				break
+			}
 			if len(buf)+len(b) > flushChunk && len(buf) > 0 {
-				if _, err = c.c.Write(buf); err != nil {
+				if err = c.send(buf); err != nil {
 					break
 				}
 				buf = buf[:0]
 			}
 			if len(b) >= flushChunk {
-				if _, err = c.c.Write(b); err != nil {
-					break
-				}
+				err = c.send(b)
 			} else {
 				buf = append(buf, b...)
 			}
 			q[i] = nil
 		}
 		if err == nil && len(buf) > 0 {
-			_, err = c.c.Write(buf)
+			err = c.send(buf)
 			buf = buf[:0]
 		}
 		if err != nil {
 			c.fail()
 			return
 		}
+		if len(q) == 0 {
+			continue
+		}
 		c.srv.queued.Add(-int64(len(q)))
 		c.srv.m.out.AddInt64(int64(len(q)))
 		c.mu.Lock()
 		c.spare = q[:0]
 		c.mu.Unlock()
+	}
+}
+
+// send writes b and waits until the socket has taken it, within the
+// write deadline. Only flush calls it.
+func (c *conn) send(b []byte) error {
+	if _, err := c.c.Write(b); err != nil {
+		return err
+	}
+	return c.sock.drain()
+}
+
+// writeTurn writes what c has queued, on its writer's goroutine, as far as
+// the socket takes it at once. Bytes the socket did not take, more than
+// one write carries and the final bytes of a closing stream are left to a
+// flush goroutine of c's own; stanzas queued meanwhile, to the writer's
+// next round. c.writing is set on entry.
+func (c *conn) writeTurn() {
+	c.mu.Lock()
+	q := c.queue
+	size := 0
+	for _, b := range q {
+		size += len(b)
+	}
+	if len(q) == 0 || size > flushChunk || c.closing || c.sock.rc == nil {
+		c.mu.Unlock()
+		go c.flush()
+		return
+	}
+	c.queue = c.spare[:0]
+	c.mu.Unlock()
+
+	var err error
+	if len(q) == 1 {
+		_, err = c.c.Write(q[0])
+	} else {
+		bp := c.srv.bufs.Get().(*[]byte)
+		buf := (*bp)[:0]
+		for _, b := range q {
+			buf = append(buf, b...)
+		}
+		_, err = c.c.Write(buf)
+		*bp = buf[:0]
+		c.srv.bufs.Put(bp)
+	}
+	clear(q)
+	if err != nil {
+		c.fail()
+		return
+	}
+	c.srv.queued.Add(-int64(len(q)))
+	c.srv.m.out.AddInt64(int64(len(q)))
+	c.mu.Lock()
+	c.spare = q[:0]
+	switch {
+	case c.closing || c.sock.hasPending():
+		c.mu.Unlock()
+		go c.flush()
+	case len(c.queue) > 0:
+		// More came meanwhile: the writer's next round takes it.
+		c.mu.Unlock()
+		c.w.add(c)
+	default:
+		c.writing = false
+		c.mu.Unlock()
+	}
+}
+
+// pendingWrite is called when the socket did not take all that was
+// written to it (sock.onPending): the writer or flush goroutine that has
+// the connection writes the rest, and otherwise (a TLS key update the
+// reader answered) a flush goroutine starts for it.
+func (c *conn) pendingWrite() {
+	c.mu.Lock()
+	start := c.kick()
+	c.mu.Unlock()
+	if start {
+		go c.flush()
 	}
 }
 
@@ -487,7 +589,7 @@ func (c *conn) startTLS() error {
 	if c.srv.cfg.TLS == nil {
 		return &streamErr{"policy-violation", "TLS is not configured"}
 	}
-	t := tls.Server(c.raw, c.srv.cfg.TLS)
+	t := tls.Server(c.sock, c.srv.cfg.TLS)
 	// A socket deadline bounds the handshake without a context per connection.
 	c.raw.SetDeadline(c.rd.handshake)
 	if err := t.Handshake(); err != nil {

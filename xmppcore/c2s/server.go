@@ -11,6 +11,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -70,6 +71,15 @@ type Server struct {
 	queued atomic.Int64
 	m      serverMetrics
 	bufs   sync.Pool // *[]byte of flushChunk capacity, shared by the flushes of all connections
+	// writers write for the connections (writer.go), one per processor;
+	// nextWriter picks one for each new connection in turn.
+	writers    []writer
+	nextWriter atomic.Uint32
+}
+
+// pickWriter returns the writer of a new connection.
+func (s *Server) pickWriter() *writer {
+	return &s.writers[s.nextWriter.Add(1)%uint32(len(s.writers))]
 }
 
 type serverMetrics struct {
@@ -112,6 +122,7 @@ func New(cfg Config) *Server {
 		resumable: map[string]*session{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.bufs.New = func() any { b := make([]byte, 0, flushChunk); return &b }
+	s.writers = make([]writer, runtime.GOMAXPROCS(0))
 	m := cfg.Metrics
 	s.m = serverMetrics{
 		inMessage:    m.Counter(`aldis_stanzas_in_total{type="message"}`),

@@ -37,9 +37,7 @@ func (c *conn) bindIQ(iq *wire.Element) (bool, error) {
 	ctx, cancel := context.WithTimeout(c.srv.ctx, c.srv.cfg.HandshakeTimeout)
 	defer cancel()
 	// The session must be writable before the router can send to it.
-	c.mu.Lock()
-	c.writable = true
-	c.mu.Unlock()
+	c.setWritable()
 	s := &session{srv: c.srv, user: c.user, c: c}
 	b, err := c.srv.cfg.Router.Bind(ctx, c.user, res, s)
 	if err != nil {

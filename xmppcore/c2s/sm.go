@@ -424,9 +424,7 @@ func (s *session) attach(c *conn, h uint32) error {
 		return err
 	}
 	s.c = c
-	c.mu.Lock()
-	c.writable = true
-	c.mu.Unlock()
+	c.setWritable()
 	r := wire.New("resumed", nsSM)
 	r.SetAttr("previd", s.id)
 	r.SetAttr("h", strconv.FormatUint(uint64(s.in), 10))

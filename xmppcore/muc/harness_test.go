@@ -50,8 +50,14 @@ func (f *fakeRouter) Deliver(st *wire.Element, from, to jid.JID) {
 }
 
 // DeliverRaw records what the room serialised itself, after checking that
-// it says the same as st (attributes in any order).
+// it says the same as st addressed to to (attributes in any order).
 func (f *fakeRouter) DeliverRaw(st *wire.Element, raw []byte, from, to jid.JID) {
+	if st.Attr("to") != "" {
+		f.mu.Lock()
+		f.errs = append(f.errs, fmt.Sprintf("DeliverRaw of %s, which has a to", st))
+		f.mu.Unlock()
+	}
+	st = withTo(st, to)
 	el, err := wire.ParseElement(string(raw))
 	f.mu.Lock()
 	switch {

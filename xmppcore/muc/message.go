@@ -167,7 +167,7 @@ func (r *room) broadcast(m *wire.Element, from jid.JID) {
 		}
 		for _, sj := range o.sessions {
 			if once {
-				rd.DeliverRaw(withTo(m, sj), tmpl.Append(nil, sj.String()), from, sj)
+				rd.DeliverRaw(m, tmpl.Append(nil, sj.String()), from, sj)
 			} else {
 				r.deliver(withTo(m, sj), from, sj)
 			}

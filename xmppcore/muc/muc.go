@@ -56,6 +56,8 @@ type Deliverer interface {
 
 // RawDeliverer is what a Deliverer may also do: take a stanza already
 // serialised, so a broadcast is written once per room, not per occupant.
+// st has no to and is the same element for every recipient; raw is st
+// addressed to to.
 type RawDeliverer interface {
 	DeliverRaw(st *wire.Element, raw []byte, from, to jid.JID)
 }

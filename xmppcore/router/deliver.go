@@ -51,6 +51,45 @@ func (r *Router) bounce(st *wire.Element, typ, condition string) {
 	r.route(stanza.Error(st, typ, condition, ""), to, from)
 }
 
+// deliverRaw delivers a room's broadcast (DeliverRaw: st has no to, raw is
+// it addressed to to) the common way, without an addressed copy of st: to
+// a session of this user, with nothing that needs the addressed stanza. It
+// reports false, having done nothing, when deliverMessage must handle it.
+func (h *hub) deliverRaw(st *wire.Element, raw []byte, from, to jid.JID) bool {
+	if !h.exists || st.Attr("type") != "groupchat" || h.blocks(from) {
+		return false
+	}
+	if g := h.r.cfg.Labels; g != nil {
+		// A refusal is audited with the addressed stanza, and a label
+		// shown in the recipient's own policy changes the bytes: both are
+		// deliverMessage's.
+		c := h.clearance()
+		if !g.Permits(st, c, nil) || (c != nil && g.Rewrite(st, c.Policy) != st) {
+			return false
+		}
+	}
+	s := h.byResource(to.Resource())
+	if s == nil || !h.send(s, raw) {
+		// The room learns that the occupant has gone.
+		h.r.bounce(addressed(st, to), stanza.Cancel, "service-unavailable")
+	}
+	// Groupchat is not carbon-copied (XEP-0280 §6) and not archived here.
+	return true
+}
+
+// addressed returns st with the attribute to set: a new top-level element
+// sharing st's children, which are read-only.
+func addressed(st *wire.Element, to jid.JID) *wire.Element {
+	e := &wire.Element{Name: st.Name, Space: st.Space}
+	e.Attrs = make([]wire.Attr, len(st.Attrs), len(st.Attrs)+1)
+	copy(e.Attrs, st.Attrs)
+	// Capped, so that appending a child to the copy never writes into
+	// the array st shares with the other recipients' copies.
+	e.Nodes = st.Nodes[:len(st.Nodes):len(st.Nodes)]
+	e.SetAttr("to", to.String())
+	return e
+}
+
 // deliverMessage applies RFC 6121 §8.5 to a message for this user. raw,
 // when not nil, is st already serialised; it is used while st is unchanged.
 func (h *hub) deliverMessage(st *wire.Element, raw []byte, from, to jid.JID) {

@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,7 +35,7 @@ type event struct {
 	kind    evKind
 	binding *Binding
 	st      *wire.Element // read-only once posted: receivers copy before changing it
-	raw     []byte        // evDeliver: st serialised already (DeliverRaw), or nil
+	raw     []byte        // evDeliver: st addressed to to and serialised (DeliverRaw; st has no to), or nil
 	from    jid.JID
 	to      jid.JID
 	done    chan struct{}
@@ -121,6 +122,75 @@ func (h *hub) post(ev event, wait bool) {
 	}
 }
 
+// postRaw takes a room's broadcast (DeliverRaw). A hub with no goroutine
+// and nothing queued is claimed by the caller as if its goroutine had
+// started (running), so its state still has one owner at a time and
+// nothing posted meanwhile overtakes the delivery; the common case, bytes
+// handed to one of the user's sessions, then costs no goroutine per
+// occupant. Whatever needs more (a bounce, a label to audit or rewrite, an
+// account to look up in the store) goes to the hub's goroutine, ahead of
+// what was posted meanwhile, so the room's goroutine never waits for the
+// store. A busy hub gets the event posted as usual.
+func (h *hub) postRaw(st *wire.Element, raw []byte, from, to jid.JID) {
+	if !h.claim() {
+		h.postDeliver(st, raw, from, to, false)
+		return
+	}
+	done := h.deliverRaw(st, raw, from, to)
+	if done {
+		h.active = true
+		h.armIdle()
+	} else {
+		h.postDeliver(st, raw, from, to, true)
+	}
+	h.unclaim()
+}
+
+// claim makes the caller the hub's owner, as its goroutine would be, if
+// the hub is idle: no goroutine, nothing queued, its account loaded.
+// Drain and Close see a claimed hub as busy; no wait group count is needed
+// for work that ends before the claimer returns.
+func (h *hub) claim() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.running || h.stopped || len(h.q) > 0 || !h.loaded {
+		return false
+	}
+	h.running = true
+	return true
+}
+
+// unclaim ends a claim: the hub's goroutine takes over what was posted
+// meanwhile, if anything was.
+func (h *hub) unclaim() {
+	h.mu.Lock()
+	if len(h.q) > 0 {
+		// Not stopped: stop empties the inbox and refuses posts.
+		h.r.wg.Add(1)
+		h.mu.Unlock()
+		go h.run()
+		return
+	}
+	h.running = false
+	h.mu.Unlock()
+}
+
+// postDeliver posts a delivery; first, by the hub's claimer, puts it
+// ahead of whatever was posted meanwhile. (Building the event here, not in
+// postRaw, keeps it off the stack of every delivery on a room's goroutine.)
+func (h *hub) postDeliver(st *wire.Element, raw []byte, from, to jid.JID, first bool) {
+	ev := event{kind: evDeliver, st: st, raw: raw, from: from, to: to}
+	if !first {
+		h.post(ev, false)
+		return
+	}
+	h.mu.Lock()
+	if !h.stopped {
+		h.q = slices.Insert(h.q, 0, ev)
+	}
+	h.mu.Unlock()
+}
+
 func (h *hub) busyOrPending() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -192,10 +262,15 @@ func (h *hub) run() {
 			batch[i] = event{}
 		}
 		h.spare = batch[:0]
-		if len(h.sessions) == 0 && !h.idleArmed {
-			h.idleArmed = true
-			time.AfterFunc(h.r.cfg.HubIdle, func() { h.post(event{kind: evIdle}, false) })
-		}
+		h.armIdle()
+	}
+}
+
+// armIdle schedules the idle check of a hub left without sessions.
+func (h *hub) armIdle() {
+	if len(h.sessions) == 0 && !h.idleArmed {
+		h.idleArmed = true
+		time.AfterFunc(h.r.cfg.HubIdle, func() { h.post(event{kind: evIdle}, false) })
 	}
 }
 
@@ -329,7 +404,11 @@ func (h *hub) handle(ev event) {
 		}
 		switch ev.st.Local() {
 		case "message":
-			h.deliverMessage(ev.st, ev.raw, ev.from, ev.to)
+			if ev.raw == nil {
+				h.deliverMessage(ev.st, nil, ev.from, ev.to)
+			} else if !h.deliverRaw(ev.st, ev.raw, ev.from, ev.to) {
+				h.deliverMessage(addressed(ev.st, ev.to), ev.raw, ev.from, ev.to)
+			}
 		case "presence":
 			h.inboundPresence(ev.st, ev.from, ev.to)
 		case "iq":

@@ -397,3 +397,38 @@ func TestLabelsAndCarbons(t *testing.T) {
 	b1.expect(t, `id='u1'`, `NATO UNCLASSIFIED`)
 	b2.expect(t, `<received xmlns='urn:xmpp:carbons:2'>`, `id='u1'`, `NATO UNCLASSIFIED`)
 }
+
+// TestLabelsDeliverRaw: a room's broadcast that skips building an addressed
+// copy per occupant is still checked at delivery, and a refusal is audited
+// with the occupant it was for.
+func TestLabelsDeliverRaw(t *testing.T) {
+	e, _, audit := newLabelEnv(t, seclabel.Enforce, map[string]string{"alice": "SECRET"}, "alice", "bob")
+	svc := &echoService{r: e.r, ch: make(chan string, 16)}
+	if err := e.r.AddService("rooms.example.org", svc); err != nil {
+		t.Fatal(err)
+	}
+	a := e.login("alice", "a")
+	b := e.login("bob", "b")
+	a.online(t)
+	b.online(t)
+	occ := jid.MustParse("room@rooms.example.org/nick")
+	m, err := wire.ParseElement(`<message from='room@rooms.example.org/nick' type='groupchat' id='g1'><body>attack at dawn</body>` + labeltest.Element(labeltest.SecretESS) + `</message>`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := wire.NewTemplate(m, "to")
+	e.r.DeliverRaw(m, tmpl.Append(nil, "alice@example.org/a"), occ, jid.MustParse("alice@example.org/a"))
+	e.r.DeliverRaw(m, tmpl.Append(nil, "bob@example.org/b"), occ, jid.MustParse("bob@example.org/b"))
+	if got := a.expect(t, `id='g1'`); got != string(tmpl.Append(nil, "alice@example.org/a")) {
+		t.Fatalf("alice got %s", got)
+	}
+	b.quiet(t, `id='g1'`)
+	if log := audit.String(); !strings.Contains(log, `"to":"bob@example.org/b"`) {
+		t.Fatalf("refusal not audited with its recipient: %s", log)
+	}
+	select {
+	case got := <-svc.ch:
+		t.Fatalf("the room was told of a refusal it filters itself: %s", got)
+	default:
+	}
+}

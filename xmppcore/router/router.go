@@ -173,15 +173,22 @@ func (r *Router) AddService(domain string, s Service) error {
 // or another service); it never blocks.
 func (r *Router) Deliver(st *wire.Element, from, to jid.JID) { r.route(st, from, to) }
 
-// DeliverRaw is Deliver for a stanza the service serialised already, as
-// raw (with its to): a room writes a broadcast once and only splices in
-// each occupant's JID.
+// DeliverRaw is Deliver for a message the service serialised already: a
+// room writes a broadcast once and only splices in each occupant's JID.
+// st is the message without a to, the same read-only element for every
+// recipient; raw is st addressed to to. A local recipient's hub hands raw
+// to the session and builds an addressed copy of st only when it needs one
+// (a bounce, a label rewritten for the recipient), so a broadcast costs no
+// element per occupant; when that hub is idle, on the caller's goroutine
+// (see hub.postRaw).
 func (r *Router) DeliverRaw(st *wire.Element, raw []byte, from, to jid.JID) {
 	if r.isHost(to.Domain()) && to.Local() != "" {
-		r.post(to.Bare(), event{kind: evDeliver, st: st, raw: raw, from: from, to: to}, false)
+		h := r.acquire(to.Bare())
+		h.postRaw(st, raw, from, to)
+		h.release()
 		return
 	}
-	r.route(st, from, to)
+	r.route(addressed(st, to), from, to)
 }
 
 // Resend routes again a stanza that reached a session which then went away

@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -651,5 +652,117 @@ func TestPresenceThenMessageInOrder(t *testing.T) {
 		if m := b.expect(t, `from='alice@example.org/a'`); !strings.Contains(m, fmt.Sprintf("id='m%d'", i)) {
 			t.Fatalf("round %d: got %s, want message m%d", i, m, i)
 		}
+	}
+}
+
+// TestDeliverRaw covers a room's broadcast: the session gets the bytes the
+// room serialised, the shared element is not changed, and a recipient that
+// is gone, or that blocks the room, bounces an addressed error to it.
+func TestDeliverRaw(t *testing.T) {
+	e := newEnv(t, "alice")
+	svc := &echoService{r: e.r, ch: make(chan string, 16)}
+	if err := e.r.AddService("rooms.example.org", svc); err != nil {
+		t.Fatal(err)
+	}
+	a := e.login("alice", "a")
+	a.online(t)
+	occ := jid.MustParse("room@rooms.example.org/nick")
+	m := wire.New("message", "")
+	m.SetAttr("from", occ.String()).SetAttr("type", "groupchat").SetAttr("id", "g1")
+	m.AddChild(wire.New("body", "")).AddText("hi all")
+	raw := func(to string) []byte { return wire.NewTemplate(m, "to").Append(nil, to) }
+
+	e.r.DeliverRaw(m, raw("alice@example.org/a"), occ, jid.MustParse("alice@example.org/a"))
+	if got, want := a.expect(t, `id='g1'`), string(raw("alice@example.org/a")); got != want {
+		t.Fatalf("session got %s, want the room's bytes %s", got, want)
+	}
+
+	e.r.DeliverRaw(m, raw("alice@example.org/gone"), occ, jid.MustParse("alice@example.org/gone"))
+	if got := <-svc.ch; !strings.Contains(got, `type='error'`) || !strings.Contains(got, `service-unavailable`) ||
+		!strings.Contains(got, `from='alice@example.org/gone'`) || !strings.Contains(got, `to='room@rooms.example.org/nick'`) {
+		t.Fatalf("room got %s, want service-unavailable from the gone resource", got)
+	}
+
+	a.send(t, `<iq type='set' id='bk'><block xmlns='urn:xmpp:blocking'><item jid='room@rooms.example.org'/></block></iq>`)
+	a.expect(t, `id='bk'`, `type='result'`)
+	if got := <-svc.ch; !strings.Contains(got, `type='unavailable'`) {
+		t.Fatalf("room got %s, want the unavailable presence blocking sends", got)
+	}
+	e.r.DeliverRaw(m, raw("alice@example.org/a"), occ, jid.MustParse("alice@example.org/a"))
+	if got := <-svc.ch; !strings.Contains(got, `service-unavailable`) || !strings.Contains(got, `from='alice@example.org/a'`) {
+		t.Fatalf("room got %s, want service-unavailable for a blocked room", got)
+	}
+	a.quiet(t, `id='g1'`)
+	if m.Attr("to") != "" {
+		t.Fatalf("the shared element was addressed: %s", m)
+	}
+}
+
+// orderSession records the ids of the groupchat messages it is sent.
+type orderSession struct {
+	mu  sync.Mutex
+	ids []string
+	n   int // everything sent
+}
+
+func (o *orderSession) Send(b []byte) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.n++
+	if st, err := wire.ParseElement(string(b)); err == nil && st.Attr("type") == "groupchat" {
+		o.ids = append(o.ids, st.Attr("id"))
+	}
+	return true
+}
+
+func (o *orderSession) Close(string, string) {}
+
+// TestDeliverRawOrder: a room's messages reach an occupant in the order
+// the room sent them, whether the occupant's hub is idle (delivered on the
+// room's goroutine) or busy with other traffic (queued behind it).
+func TestDeliverRawOrder(t *testing.T) {
+	e := newEnv(t, "alice", "bob")
+	sink := &orderSession{}
+	if _, err := e.r.Bind(context.Background(), jid.MustParse("alice@example.org"), "a", sink); err != nil {
+		t.Fatal(err)
+	}
+	b := e.login("bob", "b")
+	b.online(t)
+	occ := jid.MustParse("room@rooms.example.org/nick")
+	to := jid.MustParse("alice@example.org/a")
+	const n = 2000
+	done := make(chan struct{})
+	go func() { // keeps alice's hub busy now and then
+		defer close(done)
+		for i := range n / 4 {
+			b.send(t, fmt.Sprintf(`<message to='alice@example.org/a' type='chat' id='c%d'><body>x</body></message>`, i))
+		}
+	}()
+	for i := range n {
+		if i%20 == 0 {
+			time.Sleep(200 * time.Microsecond) // let the hub go idle now and then
+		}
+		m := wire.New("message", "")
+		m.SetAttr("from", occ.String()).SetAttr("type", "groupchat").SetAttr("id", fmt.Sprint(i))
+		e.r.DeliverRaw(m, wire.NewTemplate(m, "to").Append(nil, to.String()), occ, to)
+	}
+	<-done
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		sink.mu.Lock()
+		got := slices.Clone(sink.ids)
+		sink.mu.Unlock()
+		if len(got) == n {
+			for i, id := range got {
+				if id != fmt.Sprint(i) {
+					t.Fatalf("message %d arrived as number %s", i, id)
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d messages arrived", len(got), n)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -306,6 +306,20 @@ func (g *Guard) Allowed(st *wire.Element, c *label.Clearance, def *label.Label, 
 	return g.Deny(point, st, principal, l, err)
 }
 
+// Permits is Allowed without auditing a denial, for a caller that asks
+// Allowed when the answer is no: false is also what warn mode would let
+// pass.
+func (g *Guard) Permits(st *wire.Element, c *label.Clearance, def *label.Label) bool {
+	if g == nil || st.Attr("type") == "error" {
+		return true
+	}
+	if def == nil {
+		def = g.Default()
+	}
+	l, err := g.Effective(st, c, def)
+	return err == nil && label.Decide(c, l)
+}
+
 // Deny records a refusal and reports whether to let the stanza pass anyway
 // (warn mode). l may be nil.
 func (g *Guard) Deny(point string, st *wire.Element, principal string, l *label.Label, err error) bool {
