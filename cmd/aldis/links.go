@@ -238,9 +238,7 @@ func linkAllowed(g *seclabel.Guard) func(st *wire.Element) bool {
 		if err != nil {
 			return false
 		}
-		principal := "peer:" + to.Domain()
-		p := g.Directory().Lookup(principal)
-		return g.Allowed(st, p.Clearance, p.Label, seclabel.PointEgress, principal)
+		return g.EgressAllowed(st, "peer:"+to.Domain())
 	}
 }
 

@@ -57,8 +57,7 @@ func (r *Router) egressAllowed(st *wire.Element, principal string) bool {
 	if g == nil || st.Local() != "message" {
 		return true
 	}
-	p := g.Directory().Lookup(principal)
-	if g.Allowed(st, p.Clearance, p.Label, seclabel.PointEgress, principal) {
+	if g.EgressAllowed(st, principal) {
 		return true
 	}
 	r.bounce(st, stanza.Auth, "forbidden")

@@ -288,6 +288,15 @@ func (g *Guard) Default() *label.Label {
 	return g.Policies().Governing.DefaultLabel
 }
 
+// EgressAllowed decides, as Allowed does, whether st may leave for an
+// external principal ("peer:<domain>": a remote server, a component, a
+// constrained link), with the clearance and default label the directory
+// has for it now.
+func (g *Guard) EgressAllowed(st *wire.Element, principal string) bool {
+	p := g.dir.Lookup(principal)
+	return g.Allowed(st, p.Clearance, p.Label, PointEgress, principal)
+}
+
 // Allowed decides whether a principal with clearance c may receive st,
 // whose unlabelled form has the label def (nil: the governing default).
 // A denial is audited and counted under point; in warn mode it is then
