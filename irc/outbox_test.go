@@ -9,28 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aldis-im/aldis/irc/irctest"
 	"github.com/ergochat/irc-go/ircmsg"
 )
-
-// next returns the client's next line that is not a keepalive or confirmation PING.
-func (c *fakeConn) next() string {
-	c.t.Helper()
-	for {
-		select {
-		case l, ok := <-c.lines:
-			if !ok {
-				c.t.Fatal("connection closed while waiting for a line")
-			}
-			if strings.HasPrefix(l, "PING ") {
-				continue
-			}
-			return l
-		case <-time.After(10 * time.Second):
-			c.t.Fatal("no line from the client")
-			return ""
-		}
-	}
-}
 
 func say(text string) Message { return ircmsg.MakeMessage(nil, "", "PRIVMSG", "#c", text) }
 
@@ -38,38 +19,38 @@ func say(text string) Message { return ircmsg.MakeMessage(nil, "", "PRIVMSG", "#
 // them never came) and lines given while disconnected are sent after the reconnect, after the
 // rejoin, in order and once; a confirmed line is not sent again.
 func TestSendKeptSurvivesReconnect(t *testing.T) {
-	s := newFakeServer(t)
+	s := irctest.NewScripted(t)
 	c := testClient(t, s, func(cfg *Config) { cfg.Outbox = 10 })
 	c.Join("#c", "")
-	fc := s.accept()
-	fc.register()
-	fc.expect("JOIN #c")
+	fc := s.Accept()
+	fc.Register()
+	fc.Expect("JOIN #c")
 	waitEvent(t, c, Connected, nil)
 
 	if err := c.SendKept("r", say("one")); err != nil {
 		t.Fatal(err)
 	}
-	if l := fc.next(); l != "PRIVMSG #c one" {
+	if l := fc.Next(); l != "PRIVMSG #c one" {
 		t.Fatalf("got %q", l)
 	}
-	ping := fc.expect("PING :" + ackPrefix)
-	fc.send(":srv PONG srv :" + strings.TrimPrefix(ping, "PING :"))
+	ping := fc.Expect("PING :" + ackPrefix)
+	fc.Send(":srv PONG srv :" + strings.TrimPrefix(ping, "PING :"))
 	waitEvent(t, c, Received, isCmd("PONG")) // "one" is confirmed
 	if err := c.SendKept("r", say("two"), say("three")); err != nil {
 		t.Fatal(err)
 	}
-	fc.expect("PRIVMSG #c three") // written, never confirmed
-	fc.c.Close()
+	fc.Expect("PRIVMSG #c three") // written, never confirmed
+	fc.Close()
 	waitEvent(t, c, Disconnected, nil)
 	if err := c.SendKept("r", say("four")); err != nil {
 		t.Fatalf("SendKept while disconnected: %v", err)
 	}
 
-	fc2 := s.accept()
-	fc2.register()
+	fc2 := s.Accept()
+	fc2.Register()
 	waitEvent(t, c, Connected, nil)
 	for _, want := range []string{"JOIN #c", "PRIVMSG #c two", "PRIVMSG #c three", "PRIVMSG #c four"} {
-		if l := fc2.next(); l != want {
+		if l := fc2.Next(); l != want {
 			t.Fatalf("after the reconnect got %q, want %q", l, want)
 		}
 	}
@@ -77,7 +58,7 @@ func TestSendKeptSurvivesReconnect(t *testing.T) {
 	if err := c.SendKept("r", say("five")); err != nil {
 		t.Fatal(err)
 	}
-	if l := fc2.next(); l != "PRIVMSG #c five" {
+	if l := fc2.Next(); l != "PRIVMSG #c five" {
 		t.Fatalf("got %q", l)
 	}
 }
@@ -85,11 +66,11 @@ func TestSendKeptSurvivesReconnect(t *testing.T) {
 // TestSendKeptExpires: a line that waits longer than OutboxAge is reported in an Unsent event with
 // its reference, and not sent later; beyond Outbox lines SendKept refuses.
 func TestSendKeptExpires(t *testing.T) {
-	s := newFakeServer(t)
+	s := irctest.NewScripted(t)
 	c := testClient(t, s, func(cfg *Config) { cfg.Outbox = 2; cfg.OutboxAge = 300 * time.Millisecond })
 	c.Join("#c", "")
-	fc := s.accept() // never welcomed: the client is not connected
-	fc.expect("USER")
+	fc := s.Accept() // never welcomed: the client is not connected
+	fc.Expect("USER")
 	if err := c.SendKept("carol", say("a"), say("b")); err != nil {
 		t.Fatal(err)
 	}
@@ -106,10 +87,10 @@ func TestSendKeptExpires(t *testing.T) {
 	if d := time.Since(began); d > 3*time.Second {
 		t.Errorf("reported after %v", d)
 	}
-	fc.welcome("alice")
-	fc.expect("JOIN #c")
-	fc.send("PING :after")
-	if l := fc.next(); l != "PONG after" {
+	fc.Welcome("alice")
+	fc.Expect("JOIN #c")
+	fc.Send("PING :after")
+	if l := fc.Next(); l != "PONG after" {
 		t.Fatalf("an expired line was sent: %q", l)
 	}
 }
@@ -155,28 +136,28 @@ func waitLog(t *testing.T, logs *syncBuffer, want ...string) string {
 // NickServ said, and the connection carries on; a confirmed one sets the account.
 func TestNickServNotConfirmed(t *testing.T) {
 	var logs syncBuffer
-	s := newFakeServer(t)
+	s := irctest.NewScripted(t)
 	c := testClient(t, s, func(cfg *Config) {
 		cfg.NickServ, cfg.NickServAccount = "wrong", "gw"
 		cfg.IdentifyTimeout = 200 * time.Millisecond
 		cfg.Log = slog.New(slog.NewTextHandler(&logs, nil))
 	})
-	fc := s.accept()
-	fc.register()
-	if l := fc.expect("PRIVMSG NickServ"); l != "PRIVMSG NickServ :IDENTIFY gw wrong" {
+	fc := s.Accept()
+	fc.Register()
+	if l := fc.Expect("PRIVMSG NickServ"); l != "PRIVMSG NickServ :IDENTIFY gw wrong" {
 		t.Fatalf("got %q", l)
 	}
-	fc.send(":NickServ!NickServ@services.test NOTICE alice :Invalid password for gw.")
+	fc.Send(":NickServ!NickServ@services.test NOTICE alice :Invalid password for gw.")
 	waitLog(t, &logs, "NickServ did not confirm the login", "Invalid password for gw.", "account=gw")
 	if st := c.State(); !st.Ready || st.Account != "" {
 		t.Errorf("state %+v", st)
 	}
 
-	fc.c.Close()
-	fc2 := s.accept()
-	fc2.register()
-	fc2.expect("PRIVMSG NickServ")
-	fc2.send(":NickServ!NickServ@services.test NOTICE alice :You are now identified for gw.",
+	fc.Close()
+	fc2 := s.Accept()
+	fc2.Register()
+	fc2.Expect("PRIVMSG NickServ")
+	fc2.Send(":NickServ!NickServ@services.test NOTICE alice :You are now identified for gw.",
 		":srv 900 alice alice!a@h gw :You are now logged in as gw")
 	waitLog(t, &logs, "logged in with NickServ")
 	if st := c.State(); st.Account != "gw" {
@@ -188,20 +169,20 @@ func TestNickServNotConfirmed(t *testing.T) {
 // reason and registration goes on.
 func TestSASLFailureLogged(t *testing.T) {
 	var logs syncBuffer
-	s := newFakeServer(t)
+	s := irctest.NewScripted(t)
 	c := testClient(t, s, func(cfg *Config) {
 		cfg.SASL = SASL{Mechanism: "PLAIN", Login: "gw", Password: "wrong"}
 		cfg.Log = slog.New(slog.NewTextHandler(&logs, nil))
 	})
-	fc := s.accept()
-	fc.expect("CAP LS")
-	fc.send(":srv CAP * LS :sasl")
-	fc.expect("CAP REQ")
-	fc.send(":srv CAP * ACK :sasl")
-	fc.expect("AUTHENTICATE PLAIN")
-	fc.send(":srv 904 * :SASL authentication failed")
-	fc.expect("CAP END")
-	fc.welcome("alice")
+	fc := s.Accept()
+	fc.Expect("CAP LS")
+	fc.Send(":srv CAP * LS :sasl")
+	fc.Expect("CAP REQ")
+	fc.Send(":srv CAP * ACK :sasl")
+	fc.Expect("AUTHENTICATE PLAIN")
+	fc.Send(":srv 904 * :SASL authentication failed")
+	fc.Expect("CAP END")
+	fc.Welcome("alice")
 	waitEvent(t, c, Connected, nil)
 	waitLog(t, &logs, "SASL login failed", "login=gw", "code=904", `reason="SASL authentication failed"`)
 }
@@ -209,24 +190,24 @@ func TestSASLFailureLogged(t *testing.T) {
 // TestSendKeptEchoConfirms: with echo-message the server's echo confirms a kept line and those
 // before it, and no confirmation PING is sent; after a reconnect only the unconfirmed are sent.
 func TestSendKeptEchoConfirms(t *testing.T) {
-	s := newFakeServer(t)
+	s := irctest.NewScripted(t)
 	c := testClient(t, s, func(cfg *Config) { cfg.Outbox = 10; cfg.Caps = []string{"echo-message"} })
 	c.Join("#c", "")
-	fc := s.accept()
-	fc.expect("CAP LS")
-	fc.send(":srv CAP * LS :echo-message")
-	fc.expect("CAP REQ")
-	fc.send(":srv CAP * ACK :echo-message")
-	fc.expect("CAP END")
-	fc.welcome("alice")
-	fc.expect("JOIN #c")
+	fc := s.Accept()
+	fc.Expect("CAP LS")
+	fc.Send(":srv CAP * LS :echo-message")
+	fc.Expect("CAP REQ")
+	fc.Send(":srv CAP * ACK :echo-message")
+	fc.Expect("CAP END")
+	fc.Welcome("alice")
+	fc.Expect("JOIN #c")
 	waitEvent(t, c, Connected, nil)
 	if err := c.SendKept("r", say("one"), say("two"), say("three")); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"PRIVMSG #c one", "PRIVMSG #c two", "PRIVMSG #c three"} {
 		select {
-		case l := <-fc.lines:
+		case l := <-fc.Lines():
 			if l != want {
 				t.Fatalf("got %q, want %q (no confirmation PING with echo-message)", l, want)
 			}
@@ -234,18 +215,18 @@ func TestSendKeptEchoConfirms(t *testing.T) {
 			t.Fatalf("no %q", want)
 		}
 	}
-	fc.send(":alice!a@h PRIVMSG #c :two") // the echo of "two" confirms "one" too
+	fc.Send(":alice!a@h PRIVMSG #c :two") // the echo of "two" confirms "one" too
 	waitEvent(t, c, Received, func(ev Event) bool { return ev.Msg.Command == "PRIVMSG" })
-	fc.c.Close()
-	fc2 := s.accept()
-	fc2.register()
+	fc.Close()
+	fc2 := s.Accept()
+	fc2.Register()
 	for _, want := range []string{"JOIN #c", "PRIVMSG #c three"} {
-		if l := fc2.next(); l != want {
+		if l := fc2.Next(); l != want {
 			t.Fatalf("after the reconnect got %q, want %q", l, want)
 		}
 	}
-	fc2.send("PING :end")
-	if l := fc2.next(); l != "PONG end" {
+	fc2.Send("PING :end")
+	if l := fc2.Next(); l != "PONG end" {
 		t.Fatalf("after the unconfirmed line: %q", l)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aldis-im/aldis/core/certs"
+	"github.com/aldis-im/aldis/irc/irctest"
 )
 
 // TestTLS: a server whose certificate verifies is used; one that does not verify is refused,
@@ -29,24 +30,11 @@ func TestTLS(t *testing.T) {
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(pem)
 
-	s := newFakeServer(t)
-	s.ln.Close()
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.ln = ln
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fc := &fakeConn{t: t, c: c, lines: make(chan string, 1024)}
-			go fc.read()
-			s.conns <- fc
-		}
-	}()
+	s := irctest.NewScriptedOn(t, ln)
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	addr := "localhost:" + port
 
@@ -54,7 +42,7 @@ func TestTLS(t *testing.T) {
 		cfg.Addr = addr
 		cfg.TLS = &tls.Config{RootCAs: roots}
 	})
-	s.accept().register()
+	s.Accept().Register()
 	waitEvent(t, c, Connected, nil)
 
 	bad := testClient(t, s, func(cfg *Config) {

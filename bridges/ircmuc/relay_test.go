@@ -1,117 +1,36 @@
 package ircmuc
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aldis-im/aldis/irc"
+	"github.com/aldis-im/aldis/irc/irctest"
 	"github.com/aldis-im/aldis/mapping"
 	"github.com/aldis-im/aldis/xmppcore/jid"
 	"github.com/aldis-im/aldis/xmppcore/wire"
 )
 
-// fakeIRC is a scripted IRC server: no Debian IRC server offers
-// draft/relaymsg (InspIRCd 3 does not; Ergo, which does, is not packaged), so
-// the RELAYMSG path is tested against this one, which offers it as Ergo does.
-type fakeIRC struct {
-	t     *testing.T
-	ln    net.Listener
-	conns chan *fakeIRCConn
-}
-
-type fakeIRCConn struct {
-	t     *testing.T
-	c     net.Conn
-	lines chan string
-}
-
-func newFakeIRC(t *testing.T) *fakeIRC {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fakeIRC{t: t, ln: ln, conns: make(chan *fakeIRCConn, 4)}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fc := &fakeIRCConn{t: t, c: c, lines: make(chan string, 1024)}
-			go func() {
-				defer close(fc.lines)
-				sc := bufio.NewScanner(c)
-				for sc.Scan() {
-					fc.lines <- strings.TrimRight(sc.Text(), "\r")
-				}
-			}()
-			f.conns <- fc
-		}
-	}()
-	t.Cleanup(func() { ln.Close() })
-	return f
-}
-
-func (f *fakeIRC) accept() *fakeIRCConn {
-	f.t.Helper()
-	select {
-	case c := <-f.conns:
-		f.t.Cleanup(func() { c.c.Close() })
-		return c
-	case <-time.After(10 * time.Second):
-		f.t.Fatal("no connection to the fake IRC server")
-		return nil
-	}
-}
-
-func (c *fakeIRCConn) send(lines ...string) {
-	c.t.Helper()
-	for _, l := range lines {
-		if _, err := fmt.Fprintf(c.c, "%s\r\n", l); err != nil {
-			c.t.Fatal(err)
-		}
-	}
-}
-
-// expect returns the next line starting with prefix, skipping others (PINGs included).
-func (c *fakeIRCConn) expect(prefix string) string {
-	c.t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
-		select {
-		case l, ok := <-c.lines:
-			if !ok {
-				c.t.Fatalf("closed while waiting for %q", prefix)
-			}
-			if strings.HasPrefix(l, prefix) {
-				return l
-			}
-		case <-deadline:
-			c.t.Fatalf("no line starting %q", prefix)
-		}
-	}
-}
-
-// register plays Ergo's registration: CAP with draft/relaymsg=/ and echo-message, then the welcome.
-func (c *fakeIRCConn) register() string {
-	c.t.Helper()
-	c.expect("CAP LS")
-	nick := strings.TrimPrefix(c.expect("NICK "), "NICK ") // sent at once, before any answer
-	c.send(":srv CAP * LS :draft/relaymsg=/ echo-message message-tags server-time")
-	req := c.expect("CAP REQ")
+// registerErgo plays Ergo's registration on a scripted server: CAP with draft/relaymsg=/ and
+// echo-message, then the welcome. No Debian IRC server offers draft/relaymsg (InspIRCd 3 does not;
+// Ergo, which does, is not packaged), so the RELAYMSG path is tested against a scripted server
+// that offers it as Ergo does.
+func registerErgo(t *testing.T, c *irctest.ScriptedConn) string {
+	t.Helper()
+	c.Expect("CAP LS")
+	nick := strings.TrimPrefix(c.Expect("NICK "), "NICK ") // sent at once, before any answer
+	c.Send(":srv CAP * LS :draft/relaymsg=/ echo-message message-tags server-time")
+	req := c.Expect("CAP REQ")
 	if !strings.Contains(req, "draft/relaymsg") {
-		c.t.Errorf("draft/relaymsg not requested: %q", req)
+		t.Errorf("draft/relaymsg not requested: %q", req)
 	}
-	c.send(":srv CAP * ACK :" + strings.TrimPrefix(strings.TrimPrefix(req, "CAP REQ "), ":"))
-	c.expect("CAP END")
-	c.send(":srv 001 "+nick+" :Welcome", ":srv 005 "+nick+" NICKLEN=32 CHANTYPES=# CASEMAPPING=ascii :are supported",
-		":srv 422 "+nick+" :No MOTD")
+	c.Send(":srv CAP * ACK :" + strings.TrimPrefix(strings.TrimPrefix(req, "CAP REQ "), ":"))
+	c.Expect("CAP END")
+	c.Welcome(nick, "NICKLEN=32", "CHANTYPES=#", "CASEMAPPING=ascii")
 	return nick
 }
 
@@ -128,8 +47,8 @@ func sameLine(a, b string) bool {
 // another relayer's lines do; a FAIL RELAYMSG sends the line again as
 // "<carol> text" and turns RELAYMSG off for the connection.
 func TestRelaymsg(t *testing.T) {
-	f := newFakeIRC(t)
-	b, x := startRelayBridge(t, f.ln.Addr().String(), `flood_interval = "1ms"
+	f := irctest.NewScripted(t)
+	b, x := startRelayBridge(t, f.Addr(), `flood_interval = "1ms"
 flood_burst = 100`, Config{RejoinInterval: time.Second})
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -139,12 +58,12 @@ flood_burst = 100`, Config{RejoinInterval: time.Second})
 	room := jid.MustParse("lab@conference.example.org")
 	occ := func(n string) jid.JID { j, _ := room.WithResource(n); return j }
 
-	fc := f.accept()
-	if nick := fc.register(); nick != "relay" {
+	fc := f.Accept()
+	if nick := registerErgo(t, fc); nick != "relay" {
 		t.Fatalf("listener nick %q", nick)
 	}
-	fc.expect("JOIN #lab")
-	fc.send(":relay!r@h JOIN #lab", ":srv 353 relay = #lab :@relay bob", ":srv 366 relay #lab :End of /NAMES list")
+	fc.Expect("JOIN #lab")
+	fc.Send(":relay!r@h JOIN #lab", ":srv 353 relay = #lab :@relay bob", ":srv 366 relay #lab :End of /NAMES list")
 	self, _ := wire.ParseElement(`<presence><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='participant'/><status code='110'/></x></presence>`)
 	b.Route(self, occ("#lab"), b.self)
 	x.expect(t, "bob as an occupant", func(st *wire.Element) bool {
@@ -159,16 +78,16 @@ flood_burst = 100`, Config{RejoinInterval: time.Second})
 	isRoomMessage := func(st *wire.Element) bool { return st.Local() == "message" && st.Attr("type") == "groupchat" }
 
 	groupchat("hi all")
-	if l := fc.expect("RELAYMSG"); !sameLine(l, "RELAYMSG #lab carol/xmpp :hi all") {
+	if l := fc.Expect("RELAYMSG"); !sameLine(l, "RELAYMSG #lab carol/xmpp :hi all") {
 		t.Fatalf("relayed as %q", l)
 	}
 	groupchat("/me waves")
-	if l := fc.expect("RELAYMSG"); !sameLine(l, "RELAYMSG #lab carol/xmpp :\x01ACTION waves\x01") {
+	if l := fc.Expect("RELAYMSG"); !sameLine(l, "RELAYMSG #lab carol/xmpp :\x01ACTION waves\x01") {
 		t.Fatalf("action relayed as %q", l)
 	}
 	// Ergo echoes RELAYMSG to the relayer, tagged with its nick: not for the room. A line relayed
 	// by another bridge is an IRC user's line like any other.
-	fc.send("@draft/relaymsg=relay;msgid=e1 :carol/xmpp!~u@h PRIVMSG #lab :hi all",
+	fc.Send("@draft/relaymsg=relay;msgid=e1 :carol/xmpp!~u@h PRIVMSG #lab :hi all",
 		"@draft/relaymsg=relay;msgid=e2 :carol/xmpp!~u@h PRIVMSG #lab :\x01ACTION waves\x01",
 		"@draft/relaymsg=otherbot;msgid=d1 :smt/discord!~u@h PRIVMSG #lab :from discord",
 		":bob!b@h PRIVMSG #lab :from bob")
@@ -184,15 +103,15 @@ flood_burst = 100`, Config{RejoinInterval: time.Second})
 
 	// The listener is not allowed to relay: the line goes again as "<carol> text", and so do later ones.
 	groupchat("second")
-	if l := fc.expect("RELAYMSG"); !sameLine(l, "RELAYMSG #lab carol/xmpp :second") {
+	if l := fc.Expect("RELAYMSG"); !sameLine(l, "RELAYMSG #lab carol/xmpp :second") {
 		t.Fatalf("relayed as %q", l)
 	}
-	fc.send(":srv FAIL RELAYMSG PRIVS_NEEDED :You cannot relay messages to this channel")
-	if l := fc.expect("PRIVMSG #lab"); !sameLine(l, "PRIVMSG #lab :<carol> second") {
+	fc.Send(":srv FAIL RELAYMSG PRIVS_NEEDED :You cannot relay messages to this channel")
+	if l := fc.Expect("PRIVMSG #lab"); !sameLine(l, "PRIVMSG #lab :<carol> second") {
 		t.Fatalf("after FAIL: %q", l)
 	}
 	groupchat("third")
-	if l := fc.expect("PRIVMSG #lab"); !sameLine(l, "PRIVMSG #lab :<carol> third") {
+	if l := fc.Expect("PRIVMSG #lab"); !sameLine(l, "PRIVMSG #lab :<carol> third") {
 		t.Fatalf("after FAIL, a new line: %q", l)
 	}
 }
@@ -230,14 +149,14 @@ func TestUnsentTold(t *testing.T) {
 // for the listener up to the outbox's bound; the one beyond it is not sent,
 // and the user is told so by the bridge's occupant.
 func TestOutboxFullTold(t *testing.T) {
-	f := newFakeIRC(t)
-	b, x := startRelayBridge(t, f.ln.Addr().String(), "", Config{RejoinInterval: time.Second})
+	f := irctest.NewScripted(t)
+	b, x := startRelayBridge(t, f.Addr(), "", Config{RejoinInterval: time.Second})
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		b.Close(ctx)
 	})
-	f.accept().expect("USER") // the listener connects and is never welcomed: IRC is down
+	f.Accept().Expect("USER") // the listener connects and is never welcomed: IRC is down
 	room := jid.MustParse("lab@conference.example.org")
 	occ := func(n string) jid.JID { j, _ := room.WithResource(n); return j }
 	self, _ := wire.ParseElement(`<presence><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='participant'/><status code='110'/></x></presence>`)
