@@ -815,7 +815,7 @@ func (r *room) fedWelcome(p *fedPeer, self *occupant, hist *wire.Element) {
 	if r.subject.Set {
 		m.AddChild(r.delay(r.subject.Stamp))
 	}
-	r.deliver(withTo(m, p.room), from, p.room)
+	r.deliver(m.WithAttr("to", p.room.String()), from, p.room)
 }
 
 // peerLeft ends a federation whose joining room has no one left (§3.2 5).
@@ -846,7 +846,7 @@ func (r *room) sendToPeer(p *fedPeer, st *wire.Element, to jid.JID) {
 	if err != nil {
 		return
 	}
-	r.deliver(withTo(st, to), from, to)
+	r.deliver(st.WithAttr("to", to.String()), from, to)
 }
 
 // presTo is where an occupant's presence goes: the occupant JID in the room
@@ -1219,7 +1219,7 @@ func (r *room) fedPM(p *fedPeer, ev event) {
 		return
 	}
 	for _, sj := range t.sessions {
-		r.deliver(withTo(m, sj), from, sj)
+		r.deliver(m.WithAttr("to", sj.String()), from, sj)
 	}
 }
 

@@ -57,7 +57,7 @@ func (f *fakeRouter) DeliverRaw(st *wire.Element, raw []byte, from, to jid.JID) 
 		f.errs = append(f.errs, fmt.Sprintf("DeliverRaw of %s, which has a to", st))
 		f.mu.Unlock()
 	}
-	st = withTo(st, to)
+	st = st.WithAttr("to", to.String())
 	el, err := wire.ParseElement(string(raw))
 	f.mu.Lock()
 	switch {

@@ -147,7 +147,7 @@ func (r *room) sendHistory(to jid.JID, req *wire.Element) {
 		}
 	}
 	for _, e := range r.hist.pick(req, r.now(), ok) {
-		m := withTo(e.m, to)
+		m := e.m.WithAttr("to", to.String())
 		m.AddChild(r.delay(e.stamp)) // m's children are capped: this copies them
 		r.deliver(m, e.from, to)
 	}

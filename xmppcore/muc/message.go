@@ -169,7 +169,7 @@ func (r *room) broadcast(m *wire.Element, from jid.JID) {
 			if once {
 				rd.DeliverRaw(m, tmpl.Append(nil, sj.String()), from, sj)
 			} else {
-				r.deliver(withTo(m, sj), from, sj)
+				r.deliver(m.WithAttr("to", sj.String()), from, sj)
 			}
 		}
 	}
@@ -216,7 +216,7 @@ func (r *room) private(ev event) {
 		return
 	}
 	for _, sj := range t.sessions {
-		r.deliver(withTo(m, sj), from, sj)
+		r.deliver(m.WithAttr("to", sj.String()), from, sj)
 	}
 }
 
@@ -361,7 +361,7 @@ func (r *room) voiceRequest(ev event, f *wire.Element) {
 			continue
 		}
 		for _, sj := range v.sessions {
-			r.deliver(withTo(m, sj), r.jid, sj)
+			r.deliver(m.WithAttr("to", sj.String()), r.jid, sj)
 		}
 	}
 }

@@ -577,21 +577,6 @@ func notInRoom(ev event) *wire.Element {
 	return p
 }
 
-// withTo returns base addressed to to. Only the top-level element is
-// new: the children are shared, since every stanza handed to the router is
-// read-only, so a broadcast costs one small allocation per recipient
-// rather than a deep copy.
-func withTo(base *wire.Element, to jid.JID) *wire.Element {
-	e := &wire.Element{Name: base.Name, Space: base.Space}
-	e.Attrs = make([]wire.Attr, len(base.Attrs), len(base.Attrs)+1)
-	copy(e.Attrs, base.Attrs)
-	// Capped, so that appending a child to one copy never writes into
-	// an array the others share.
-	e.Nodes = base.Nodes[:len(base.Nodes):len(base.Nodes)]
-	e.SetAttr("to", to.String())
-	return e
-}
-
 func randomID() string {
 	var b [9]byte
 	_, _ = rand.Read(b[:])

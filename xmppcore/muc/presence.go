@@ -182,7 +182,7 @@ func (r *room) welcome(ev event, o *occupant, codes []string) {
 		codes = append(codes, "170") // the room is logged (§7.2.12)
 	}
 	self := r.presenceOf(o, presOpts{self: true, withJID: true, codes: codes, id: ev.st.Attr("id")})
-	r.deliver(withTo(self, sj), r.occJID(o.nick), sj)
+	r.deliver(self.WithAttr("to", sj.String()), r.occJID(o.nick), sj)
 	var hist *wire.Element
 	if x := ev.st.Child("x", NS); x != nil {
 		hist = x.Child("history", "")
@@ -201,7 +201,7 @@ func (r *room) sendOccupants(viewer *occupant, sessions []jid.JID) {
 		}
 		p := r.presenceOf(o, presOpts{withJID: see})
 		for _, sj := range sessions {
-			r.deliver(withTo(p, sj), r.occJID(o.nick), sj)
+			r.deliver(p.WithAttr("to", sj.String()), r.occJID(o.nick), sj)
 		}
 	}
 }
@@ -263,7 +263,7 @@ func (r *room) changeNick(ev event, o *occupant) {
 func (r *room) leave(o *occupant, sj jid.JID, opts presOpts, tell bool) {
 	if tell {
 		p := r.presenceOf(o, withSelf(opts))
-		r.deliver(withTo(p, sj), r.occJID(o.nick), sj)
+		r.deliver(p.WithAttr("to", sj.String()), r.occJID(o.nick), sj)
 	}
 	if i := slices.Index(o.sessions, sj); i >= 0 {
 		o.sessions = slices.Delete(o.sessions, i, i+1)
@@ -299,7 +299,7 @@ func (r *room) dropOccupant(o *occupant) {
 func (r *room) tellSelf(o *occupant, opts presOpts) {
 	p := r.presenceOf(o, withSelf(opts))
 	for _, sj := range o.sessions {
-		r.deliver(withTo(p, sj), r.occJID(o.nick), sj)
+		r.deliver(p.WithAttr("to", sj.String()), r.occJID(o.nick), sj)
 	}
 }
 
@@ -337,7 +337,7 @@ func (r *room) broadcastPresence(o *occupant, opts presOpts, self bool) {
 			p = without
 		}
 		for _, sj := range v.sessions {
-			r.deliver(withTo(p, sj), from, sj)
+			r.deliver(p.WithAttr("to", sj.String()), from, sj)
 		}
 	}
 	if self {

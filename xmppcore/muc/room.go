@@ -365,7 +365,7 @@ func (r *room) shutdown() {
 	for _, o := range r.occupants {
 		for _, sj := range o.sessions {
 			p := r.presenceOf(o, presOpts{unavailable: true, self: true, withJID: true, codes: []string{"332"}})
-			r.deliver(withTo(p, sj), r.occJID(o.nick), sj)
+			r.deliver(p.WithAttr("to", sj.String()), r.occJID(o.nick), sj)
 		}
 		r.s.occupants.Add(-1)
 	}

@@ -71,23 +71,10 @@ func (h *hub) deliverRaw(st *wire.Element, raw []byte, from, to jid.JID) bool {
 	s := h.byResource(to.Resource())
 	if s == nil || !h.send(s, raw) {
 		// The room learns that the occupant has gone.
-		h.r.bounce(addressed(st, to), stanza.Cancel, "service-unavailable")
+		h.r.bounce(st.WithAttr("to", to.String()), stanza.Cancel, "service-unavailable")
 	}
 	// Groupchat is not carbon-copied (XEP-0280 §6) and not archived here.
 	return true
-}
-
-// addressed returns st with the attribute to set: a new top-level element
-// sharing st's children, which are read-only.
-func addressed(st *wire.Element, to jid.JID) *wire.Element {
-	e := &wire.Element{Name: st.Name, Space: st.Space}
-	e.Attrs = make([]wire.Attr, len(st.Attrs), len(st.Attrs)+1)
-	copy(e.Attrs, st.Attrs)
-	// Capped, so that appending a child to the copy never writes into
-	// the array st shares with the other recipients' copies.
-	e.Nodes = st.Nodes[:len(st.Nodes):len(st.Nodes)]
-	e.SetAttr("to", to.String())
-	return e
 }
 
 // deliverMessage applies RFC 6121 §8.5 to a message for this user. raw,

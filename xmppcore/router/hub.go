@@ -407,7 +407,7 @@ func (h *hub) handle(ev event) {
 			if ev.raw == nil {
 				h.deliverMessage(ev.st, nil, ev.from, ev.to)
 			} else if !h.deliverRaw(ev.st, ev.raw, ev.from, ev.to) {
-				h.deliverMessage(addressed(ev.st, ev.to), ev.raw, ev.from, ev.to)
+				h.deliverMessage(ev.st.WithAttr("to", ev.to.String()), ev.raw, ev.from, ev.to)
 			}
 		case "presence":
 			h.inboundPresence(ev.st, ev.from, ev.to)

@@ -188,7 +188,7 @@ func (r *Router) DeliverRaw(st *wire.Element, raw []byte, from, to jid.JID) {
 		h.release()
 		return
 	}
-	r.route(addressed(st, to), from, to)
+	r.route(st.WithAttr("to", to.String()), from, to)
 }
 
 // Resend routes again a stanza that reached a session which then went away

@@ -186,6 +186,21 @@ func (e *Element) RemoveChildren(local, space string) {
 	e.Nodes = out
 }
 
+// WithAttr returns e with the attribute name set to value, as a new
+// top-level element that shares e's children: a stanza addressed to each
+// of many recipients costs one small allocation each rather than a deep
+// copy. The children must be treated as read-only by every holder.
+func (e *Element) WithAttr(name, value string) *Element {
+	c := &Element{Name: e.Name, Space: e.Space}
+	c.Attrs = make([]Attr, len(e.Attrs), len(e.Attrs)+1)
+	copy(c.Attrs, e.Attrs)
+	// Capped, so that appending a child to one copy never writes into the
+	// array the others share.
+	c.Nodes = e.Nodes[:len(e.Nodes):len(e.Nodes)]
+	c.SetAttr(name, value)
+	return c
+}
+
 // Copy returns a deep copy of e. Strings are shared (they are immutable);
 // everything else is new, allocated in three slabs.
 func (e *Element) Copy() *Element {

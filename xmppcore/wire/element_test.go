@@ -122,3 +122,25 @@ func TestAppendAllocations(t *testing.T) {
 		t.Errorf("Append allocates %v times", n)
 	}
 }
+
+// TestWithAttr: the copy has the attribute, the original does not, and a
+// child added to the copy does not show in the original or in another copy
+// (their children are shared up to the capped length).
+func TestWithAttr(t *testing.T) {
+	m := New("message", nsClient).SetAttr("type", "groupchat")
+	m.AddChild(New("body", "")).AddText("hi")
+	m.Nodes = slices.Grow(m.Nodes, 4) // room to append in place, were the copies not capped
+	a := m.WithAttr("to", "a@example.com")
+	b := m.WithAttr("to", "b@example.com")
+	a.AddChild(New("x", "urn:example"))
+	b.AddChild(New("y", "urn:example"))
+	if got, want := a.String(), `<message xmlns='jabber:client' type='groupchat' to='a@example.com'><body>hi</body><x xmlns='urn:example'/></message>`; got != want {
+		t.Errorf("copy a = %s, want %s", got, want)
+	}
+	if got, want := b.String(), `<message xmlns='jabber:client' type='groupchat' to='b@example.com'><body>hi</body><y xmlns='urn:example'/></message>`; got != want {
+		t.Errorf("copy b = %s, want %s", got, want)
+	}
+	if m.HasAttr("to") || len(m.Nodes) != 1 {
+		t.Errorf("original changed: %s", m)
+	}
+}
