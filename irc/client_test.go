@@ -92,10 +92,7 @@ func TestSASLRequiredFailureReconnects(t *testing.T) {
 		cfg.SASL = SASL{Mechanism: "PLAIN", Login: "a", Password: "b", Required: true}
 	})
 	fc := s.Accept()
-	fc.Expect("CAP LS")
-	fc.Send(":srv CAP * LS :sasl")
-	fc.Expect("CAP REQ")
-	fc.Send(":srv CAP * ACK :sasl")
+	offerCaps(fc, "sasl")
 	fc.Expect("AUTHENTICATE PLAIN")
 	fc.Send(":srv 904 * :SASL authentication failed")
 	ev := waitEvent(t, c, Disconnected, nil)
@@ -402,10 +399,7 @@ func TestLinesWithoutParams(t *testing.T) {
 		cfg.Outbox = 4
 	})
 	fc := s.Accept()
-	fc.Expect("CAP LS")
-	fc.Send(":srv CAP * LS :sasl")
-	fc.Expect("CAP REQ")
-	fc.Send(":srv CAP * ACK :sasl")
+	offerCaps(fc, "sasl")
 	fc.Expect("AUTHENTICATE PLAIN")
 	fc.Send("904", "PONG")
 	fc.Expect("CAP END")

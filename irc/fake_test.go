@@ -55,3 +55,12 @@ func waitEvent(t *testing.T, c *Client, kind EventKind, match func(Event) bool) 
 func isCmd(cmd string) func(Event) bool {
 	return func(ev Event) bool { return ev.Msg.Command == cmd }
 }
+
+// offerCaps plays the server's side of capability negotiation: it offers
+// caps on CAP LS and acknowledges the client's CAP REQ.
+func offerCaps(fc *irctest.ScriptedConn, caps string) {
+	fc.Expect("CAP LS")
+	fc.Send(":srv CAP * LS :" + caps)
+	fc.Expect("CAP REQ")
+	fc.Send(":srv CAP * ACK :" + caps)
+}

@@ -771,17 +771,7 @@ func ircFailures(r ircRow, phases ...*ircbench.Phase) string {
 			f = append(f, fmt.Sprintf("%s: %d of %d lost, %d duplicates, %d bounced", ph.Name, ph.Lost(), ph.Expected, ph.Duplicates, ph.Errors))
 		}
 	}
-	if r.err != nil {
-		msg := r.err.Error()
-		if len(msg) > 160 {
-			msg = msg[:160] + "…"
-		}
-		f = append(f, "error: "+strings.ReplaceAll(msg, "|", "\\|"))
-	}
-	if len(f) == 0 {
-		return "none"
-	}
-	return strings.Join(f, "; ")
+	return failureCell(f, r.err)
 }
 
 func (b *bench) chatTable(s *strings.Builder, rows []row) {
@@ -918,17 +908,7 @@ func mucFailures(r mucRow) string {
 			f = append(f, fmt.Sprintf("%s: %d of %d deliveries not received", ph.Name, lost, ph.Expected))
 		}
 	}
-	if r.err != nil {
-		msg := r.err.Error()
-		if len(msg) > 160 {
-			msg = msg[:160] + "…"
-		}
-		f = append(f, "error: "+strings.ReplaceAll(msg, "|", "\\|"))
-	}
-	if len(f) == 0 {
-		return "none"
-	}
-	return strings.Join(f, "; ")
+	return failureCell(f, r.err)
 }
 
 // failures summarises what went wrong in a run: login failures, bounced
@@ -1190,4 +1170,20 @@ func loadAvg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// failureCell is a table cell listing a run's failures f and its error
+// (shortened, with the table's separators escaped), or "none".
+func failureCell(f []string, err error) string {
+	if err != nil {
+		msg := err.Error()
+		if len(msg) > 160 {
+			msg = msg[:160] + "…"
+		}
+		f = append(f, "error: "+strings.ReplaceAll(msg, "|", "\\|"))
+	}
+	if len(f) == 0 {
+		return "none"
+	}
+	return strings.Join(f, "; ")
 }
