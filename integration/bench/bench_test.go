@@ -771,7 +771,7 @@ func ircFailures(r ircRow, phases ...*ircbench.Phase) string {
 			f = append(f, fmt.Sprintf("%s: %d of %d lost, %d duplicates, %d bounced", ph.Name, ph.Lost(), ph.Expected, ph.Duplicates, ph.Errors))
 		}
 	}
-	return failureCell(f, r.err)
+	return failureCell(f, r.err, 160)
 }
 
 func (b *bench) chatTable(s *strings.Builder, rows []row) {
@@ -908,7 +908,7 @@ func mucFailures(r mucRow) string {
 			f = append(f, fmt.Sprintf("%s: %d of %d deliveries not received", ph.Name, lost, ph.Expected))
 		}
 	}
-	return failureCell(f, r.err)
+	return failureCell(f, r.err, 160)
 }
 
 // failures summarises what went wrong in a run: login failures, bounced
@@ -938,17 +938,7 @@ func failures(r row) string {
 				r.srv[mOffline], r.srv[mOverflows], r.srv[mStreamErrs]))
 		}
 	}
-	if r.err != nil {
-		msg := r.err.Error()
-		if len(msg) > 120 {
-			msg = msg[:120] + "…"
-		}
-		f = append(f, "error: "+strings.ReplaceAll(msg, "|", "\\|"))
-	}
-	if len(f) == 0 {
-		return "none"
-	}
-	return strings.Join(f, "; ")
+	return failureCell(f, r.err, 120)
 }
 
 func fmtDur(d time.Duration) string {
@@ -1173,12 +1163,12 @@ func loadAvg() string {
 }
 
 // failureCell is a table cell listing a run's failures f and its error
-// (shortened, with the table's separators escaped), or "none".
-func failureCell(f []string, err error) string {
+// (cut at limit bytes, with the table's separators escaped), or "none".
+func failureCell(f []string, err error, limit int) string {
 	if err != nil {
 		msg := err.Error()
-		if len(msg) > 160 {
-			msg = msg[:160] + "…"
+		if len(msg) > limit {
+			msg = msg[:limit] + "…"
 		}
 		f = append(f, "error: "+strings.ReplaceAll(msg, "|", "\\|"))
 	}
